@@ -1,0 +1,48 @@
+# Two commands for a fresh machine: `make run` serves configs/config.json, `make test` runs the suite.
+# Every target sets up what it needs first, and setup is idempotent.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export RAY_AUTH_MODE ?= disabled
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: setup models nodes run test unit integration bench lock clean
+
+setup: $(STAMP) models nodes
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
+	touch $@
+
+models: $(STAMP)
+	$(PY) -m app.setup_models
+
+nodes: $(STAMP)
+	@if [ -f nodes/build.py ]; then $(PY) -m nodes.build; fi
+
+run: setup
+	$(VENV)/bin/serve run serve_config.yaml
+
+test: setup
+	$(PY) -m pytest tests
+
+unit: setup
+	$(PY) -m pytest tests/unit
+
+integration: setup
+	$(PY) -m pytest tests/integration
+
+bench: setup
+	$(PY) benchmarks/face_detection.py
+
+# Regenerate the lock after changing pyproject.toml's pins.
+lock:
+	rm -rf /tmp/rayvino-lock && $(PYTHON) -m venv /tmp/rayvino-lock
+	/tmp/rayvino-lock/bin/pip install --quiet -e '.[test]'
+	(echo "# Every package rayvino installs, pinned exactly (regenerate: make lock)."; \
+	 /tmp/rayvino-lock/bin/pip freeze --exclude-editable) > requirements.lock
+
+clean:
+	rm -rf $(VENV) models build *.egg-info
