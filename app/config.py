@@ -1,0 +1,491 @@
+"""The OVMS ``config.json`` format: the one module that knows it.
+
+Pydantic models mirror OVMS's schema (schema.cpp): every object rejects unknown keys, and every
+error is reported as ``<json path>: <what was wrong>; <what is expected>``. Relative paths
+resolve against the config file's folder; a path containing ``..`` is rejected, as OVMS does.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from app.tensors import Dim
+
+
+class ConfigError(Exception):
+    """A config that cannot be served; ``errors`` lists every problem found, one line each."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+    def __str__(self) -> str:
+        return "\n".join(self.errors)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- paths -----------------------------------------------------------------------------------
+
+_REMOTE = re.compile(r"^(s3|gs|az|azure|https?)://", re.IGNORECASE)
+
+
+def resolve_path(value: str, info: ValidationInfo) -> str:
+    """Resolve ``value`` against the config's folder (passed as validation context)."""
+    if ".." in Path(value).parts:
+        raise ValueError(f"path '{value}' contains '..'; give a path without parent references")
+    if _REMOTE.match(value):
+        raise ValueError(f"path '{value}' is remote; only local paths are supported, mount the storage instead")
+    config_dir = (info.context or {}).get("config_dir")
+    path = Path(value).expanduser()
+    if not path.is_absolute() and config_dir is not None:
+        path = Path(config_dir) / path
+    return str(path)
+
+
+# --- shapes and layouts ----------------------------------------------------------------------
+
+_DIM = re.compile(r"^-1$|^\d+$|^\d+:\d+$")
+
+
+def parse_shape(text: str) -> tuple[Dim, ...] | Literal["auto"]:
+    """OVMS shape syntax: ``auto``, ``(1,3,224,224)``, ``[1,3,-1,-1]``, ranges ``1:10``."""
+    text = text.strip()
+    if text == "auto":
+        return "auto"
+    body = text[1:-1] if text[:1] in "([" and text[-1:] in ")]" else text
+    dims: list[Dim] = []
+    for part in (p.strip() for p in body.split(",")):
+        if not _DIM.match(part):
+            raise ValueError(
+                f"shape '{text}' has dimension '{part}'; expected a size, -1 for dynamic or a range low:high, "
+                "as in \"(1,3,224,224)\" or \"(1,3,-1,200:400)\""
+            )
+        if ":" in part:
+            low, high = (int(x) for x in part.split(":"))
+            if low > high:
+                raise ValueError(f"shape '{text}' has range {part} with low above high")
+            dims.append((low, high))
+        else:
+            dims.append(int(part))
+    return tuple(dims)
+
+
+_LAYOUT = re.compile(r"^[A-Za-z?.]+(:[A-Za-z?.]+)?$")
+
+
+def _check_layout(text: str) -> str:
+    if not _LAYOUT.match(text):
+        raise ValueError(f"layout '{text}' is not a layout; expected letters such as \"NCHW\" or \"NHWC:NCHW\"")
+    return text
+
+
+# --- models ----------------------------------------------------------------------------------
+
+
+class AllVersions(_Strict):
+    pass
+
+
+class LatestVersions(_Strict):
+    num_versions: int = Field(1, ge=1, description="How many of the highest versions to serve.")
+
+
+class SpecificVersions(_Strict):
+    versions: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, description="Version numbers to serve.")
+
+
+class VersionPolicy(_Strict):
+    """Exactly one of ``all``, ``latest`` or ``specific``."""
+
+    all: AllVersions | None = None
+    latest: LatestVersions | None = None
+    specific: SpecificVersions | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> VersionPolicy:
+        chosen = [k for k in ("all", "latest", "specific") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError(
+                f"got {chosen or 'none'}; expected exactly one of all, latest or specific, "
+                'e.g. {"latest": {"num_versions": 2}}'
+            )
+        return self
+
+    def select(self, on_disk: list[int]) -> list[int]:
+        """The versions to serve, out of those found on disk, in ascending order."""
+        found = sorted(set(on_disk))
+        if self.all is not None:
+            return found
+        if self.specific is not None:
+            return [v for v in found if v in set(self.specific.versions)]
+        assert self.latest is not None
+        return found[-self.latest.num_versions :]
+
+
+class ModelConfig(_Strict):
+    name: str = Field(min_length=1, description="The name clients use.")
+    base_path: str = Field(description="Folder of numeric version folders, each with an IR, ONNX or TFLite file.")
+    batch_size: int | str | None = Field(None, description='Batch size applied by reshape, or "auto".')
+    shape: str | dict[str, str] | None = Field(None, description='Shape for the input, or per input name.')
+    layout: str | dict[str, str] | None = Field(None, description='Layout, e.g. "NHWC:NCHW", or per input name.')
+    model_version_policy: VersionPolicy = Field(
+        default_factory=lambda: VersionPolicy(latest=LatestVersions()), description="Which versions to serve."
+    )
+    nireq: int = Field(0, ge=0, le=100_000, description="Infer requests in flight per replica; 0 picks OpenVINO's optimum.")
+    target_device: str = Field("CPU", min_length=1, description="OpenVINO device name.")
+    allow_cache: bool = Field(False, description="Accepted for compatibility; no model cache is kept.")
+    plugin_config: dict[str, str | int | float | bool] = Field(default_factory=dict, description="OpenVINO properties.")
+    stateful: bool = False
+    idle_sequence_cleanup: bool = True
+    low_latency_transformation: bool = False
+    max_sequence_number: int | None = Field(None, ge=1)
+    custom_loader_options: dict[str, str] | None = Field(
+        None, description="Options for a custom loader; loader_name is required, every value a string."
+    )
+    graph_path: str | None = None
+    subconfig: str | None = None
+
+    _resolve_base = field_validator("base_path")(resolve_path)
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch(cls, value: int | str | None) -> int | str | None:
+        if value is None or value == "auto":
+            return value
+        try:
+            size = int(value)
+        except ValueError:
+            raise ValueError(f"batch_size '{value}' is not a number; expected a positive integer or \"auto\"") from None
+        if size < 1:
+            raise ValueError(f"batch_size {size} must be at least 1")
+        return size
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
+        for text in value.values() if isinstance(value, dict) else [value] if value else []:
+            parse_shape(text)
+        return value
+
+    @field_validator("layout")
+    @classmethod
+    def _layout(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
+        for text in value.values() if isinstance(value, dict) else [value] if value else []:
+            _check_layout(text)
+        return value
+
+    @field_validator("custom_loader_options")
+    @classmethod
+    def _loader_options(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and "loader_name" not in value:
+            raise ValueError("loader_name is missing; expected the name of an entry of custom_loader_config_list")
+        return value
+
+    @model_validator(mode="after")
+    def _unsupported(self) -> ModelConfig:
+        if self.graph_path or self.subconfig:
+            raise ValueError("graph_path/subconfig configure MediaPipe graphs, which rayvino does not serve")
+        if self.stateful:
+            raise ValueError("stateful models are not supported; remove \"stateful\": true")
+        return self
+
+    @property
+    def uses_loader(self) -> bool:
+        return self.custom_loader_options is not None
+
+    def shape_for(self, input_name: str, input_index: int) -> tuple[Dim, ...] | Literal["auto"] | None:
+        """The configured shape of one input: a per-name entry, or the single shape for input 0."""
+        if isinstance(self.shape, dict):
+            text = self.shape.get(input_name)
+        else:
+            text = self.shape if input_index == 0 else None
+        return parse_shape(text) if text else None
+
+    def layout_for(self, input_name: str, input_index: int) -> str | None:
+        if isinstance(self.layout, dict):
+            return self.layout.get(input_name)
+        return self.layout if input_index == 0 else None
+
+
+class ModelEntry(_Strict):
+    config: ModelConfig
+
+
+class CustomLoaderConfig(_Strict):
+    loader_name: str = Field(min_length=1)
+    library_path: str = Field(description="A Python file, or package.module:Class, defining the loader.")
+    loader_config_file: str | None = None
+
+    @field_validator("library_path")
+    @classmethod
+    def _library(cls, value: str, info: ValidationInfo) -> str:
+        return value if _is_import_path(value) else resolve_path(value, info)
+
+    @field_validator("loader_config_file")
+    @classmethod
+    def _config_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else resolve_path(value, info)
+
+
+class CustomLoaderEntry(_Strict):
+    config: CustomLoaderConfig
+
+
+class CustomNodeLibraryConfig(_Strict):
+    name: str = Field(min_length=1)
+    base_path: str = Field(description="A .so file, a .py file, package.module:Class, or a built-in node name.")
+
+    @field_validator("base_path")
+    @classmethod
+    def _library(cls, value: str, info: ValidationInfo) -> str:
+        if _is_import_path(value) or "/" not in value and "." not in value:
+            return value  # an import path or a built-in node name
+        return resolve_path(value, info)
+
+
+def _is_import_path(value: str) -> bool:
+    return re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value) is not None
+
+
+class DataSource(_Strict):
+    node_name: str = Field(min_length=1)
+    data_item: str = Field(min_length=1)
+
+
+def _one_connection(value: dict[str, DataSource]) -> dict[str, DataSource]:
+    if len(value) != 1:
+        raise ValueError(
+            f"has {len(value)} keys; expected exactly one, "
+            '{"<input name>": {"node_name": "...", "data_item": "..."}}'
+        )
+    return value
+
+
+class NodeOutput(_Strict):
+    data_item: str = Field(min_length=1)
+    alias: str = Field(min_length=1)
+
+
+class PipelineNode(_Strict):
+    name: str = Field(min_length=1)
+    type: Literal["DL model", "custom"]
+    model_name: str | None = None
+    library_name: str | None = None
+    version: int | None = Field(None, ge=1)
+    params: dict[str, str] = Field(default_factory=dict)
+    inputs: list[dict[str, DataSource]]
+    outputs: list[NodeOutput]
+    demultiply_count: int | None = Field(None, ge=-1, le=10_000)
+    gather_from_node: str | None = None
+
+    @field_validator("inputs")
+    @classmethod
+    def _connections(cls, value: list[dict[str, DataSource]]) -> list[dict[str, DataSource]]:
+        for item in value:
+            _one_connection(item)
+        return value
+
+    @field_validator("demultiply_count")
+    @classmethod
+    def _zero_is_dynamic(cls, value: int | None) -> int | None:
+        return -1 if value == 0 else value  # OVMS parses 0 as -1 (deprecated spelling of dynamic)
+
+    @model_validator(mode="after")
+    def _kind(self) -> PipelineNode:
+        if self.type == "custom" and (self.library_name is None or self.model_name is not None):
+            raise ValueError(f"node '{self.name}' of type custom needs library_name and no model_name")
+        if self.type == "DL model" and (self.model_name is None or self.library_name is not None):
+            raise ValueError(f"node '{self.name}' of type \"DL model\" needs model_name and no library_name")
+        return self
+
+
+class PipelineConfig(_Strict):
+    name: str = Field(min_length=1)
+    inputs: list[str] = Field(min_length=1)
+    nodes: list[PipelineNode]
+    outputs: list[dict[str, DataSource]] = Field(min_length=1)
+    demultiply_count: int | None = Field(None, ge=-1, le=10_000)
+
+    @field_validator("outputs")
+    @classmethod
+    def _connections(cls, value: list[dict[str, DataSource]]) -> list[dict[str, DataSource]]:
+        for item in value:
+            _one_connection(item)
+        return value
+
+
+METRIC_NAMES = frozenset(
+    {
+        "ovms_requests_success",
+        "ovms_requests_fail",
+        "ovms_request_time_us",
+        "ovms_inference_time_us",
+        "ovms_wait_for_infer_req_time_us",
+        "ovms_streams",
+        "ovms_current_requests",
+        "ovms_infer_req_queue_size",
+        "ovms_infer_req_active",
+    }
+)
+
+
+class MetricsConfig(_Strict):
+    enable: bool = False
+    metrics_list: list[str] | None = None
+
+    @field_validator("metrics_list")
+    @classmethod
+    def _known(cls, value: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(value or []) - METRIC_NAMES)
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; expected names from {sorted(METRIC_NAMES)}")
+        return value
+
+
+class MonitoringConfig(_Strict):
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+
+class ServerConfig(_Strict):
+    """The whole ``config.json``."""
+
+    model_config_list: list[ModelEntry] = Field(description="Models to serve.")
+    custom_loader_config_list: list[CustomLoaderEntry] = Field(default_factory=list)
+    custom_node_library_config_list: list[CustomNodeLibraryConfig] = Field(default_factory=list)
+    pipeline_config_list: list[PipelineConfig] = Field(default_factory=list)
+    mediapipe_config_list: list[Any] = Field(default_factory=list)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+
+    @field_validator("mediapipe_config_list")
+    @classmethod
+    def _no_mediapipe(cls, value: list[Any]) -> list[Any]:
+        if value:
+            raise ValueError("MediaPipe graphs are not supported; remove mediapipe_config_list")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_model_names(self) -> ServerConfig:
+        seen: dict[str, int] = {}
+        for index, entry in enumerate(self.model_config_list):
+            name = entry.config.name
+            if name in seen:
+                raise ValueError(
+                    f"model_config_list[{index}] repeats model name '{name}' of model_config_list[{seen[name]}]; "
+                    "expected unique names"
+                )
+            seen[name] = index
+        return self
+
+    @property
+    def models(self) -> list[ModelConfig]:
+        return [entry.config for entry in self.model_config_list]
+
+
+# --- loading and error reporting -------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> ServerConfig:
+    """Read and validate ``path``; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file; expected an OVMS config.json"]) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError([f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
+    return parse_config(data, path.resolve().parent)
+
+
+def parse_config(data: Any, config_dir: Path | None = None) -> ServerConfig:
+    try:
+        return ServerConfig.model_validate(data, context={"config_dir": config_dir})
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc)) from None
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        path = json_path(loc) or "<top level>"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{path}: unknown key; {_allowed_keys_hint(loc)}")
+        elif error["type"] == "missing":
+            lines.append(f"{path}: required key is missing")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"{path}: {message} (got {_short(error.get('input'))})")
+    return lines
+
+
+def json_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not _is_union_tag(part):
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _is_union_tag(part: str) -> bool:
+    # pydantic puts the union member tried into loc ("str", "dict[str,str]", "function-after[...]")
+    return part in {"str", "int", "bool", "float"} or "[" in part
+
+
+def _allowed_keys_hint(loc: tuple[Any, ...]) -> str:
+    import difflib
+
+    model = _model_at(loc[:-1])
+    if model is None:
+        return "remove it"
+    allowed = list(model.model_fields)
+    guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    prefix = f"did you mean '{guess[0]}'? " if guess else ""
+    return f"{prefix}expected one of: {', '.join(allowed)}"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that validates the object at ``loc`` (to list its allowed keys)."""
+    import typing
+
+    model: Any = ServerConfig
+    annotation: Any = ServerConfig
+    for part in loc:
+        if isinstance(part, int) or _is_union_tag(str(part)):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+        model = _unwrap(annotation, typing)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap(annotation: Any, typing: Any) -> Any:
+    while True:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if not args:
+            return annotation
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        annotation = models[0] if models else args[-1]
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+

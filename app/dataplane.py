@@ -1,0 +1,81 @@
+"""The protocol-free core every front end calls: find a servable, check readiness, infer, report status.
+
+A servable is anything with the ``Servable`` methods: a model served in this process (unit
+tests, benchmarks) or a Ray Serve deployment handle (app/deployments.py). The front ends never
+know which.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+from app.errors import ModelNotFound, ModelVersionNotFound, ModelVersionNotLoadedAnymore, ModelVersionNotLoadedYet
+from app.inference import InferRequest, InferResponse
+from app.model import ModelServable
+from app.status import ModelVersionState, VersionStatus, model_status_body
+
+SERVER_NAME = "rayvino"
+SERVER_VERSION = "0.1.0"
+
+
+class Servable(Protocol):
+    async def statuses(self) -> list[VersionStatus]: ...
+
+    async def metadata(self, version: int | None) -> dict: ...
+
+    async def infer(self, request: InferRequest) -> InferResponse: ...
+
+
+class LocalServable:
+    """A model served in this process."""
+
+    def __init__(self, model: ModelServable) -> None:
+        self.model = model
+
+    async def statuses(self) -> list[VersionStatus]:
+        return self.model.statuses()
+
+    async def metadata(self, version: int | None) -> dict:
+        return self.model.metadata(version)
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        return await self.model.infer(request)
+
+
+class DataPlane:
+    def __init__(self, servables: dict[str, Servable]) -> None:
+        self.servables = servables
+
+    def servable(self, name: str) -> Servable:
+        try:
+            return self.servables[name]
+        except KeyError:
+            raise ModelNotFound(f"'{name}'; this server has {sorted(self.servables)}") from None
+
+    async def model_ready(self, name: str, version: int | None) -> None:
+        """Return if the version (default: any) is AVAILABLE, else raise the 404 that says why."""
+        statuses = await self.servable(name).statuses()
+        if version is None:
+            if not any(s.available for s in statuses):
+                raise ModelVersionNotLoadedYet(f"model '{name}' has no available version")
+            return
+        status = next((s for s in statuses if s.version == version), None)
+        if status is None:
+            raise ModelVersionNotFound(f"model '{name}' version {version}")
+        if status.state is ModelVersionState.END:
+            raise ModelVersionNotLoadedAnymore(f"model '{name}' version {version}")
+        if not status.available:
+            raise ModelVersionNotLoadedYet(f"model '{name}' version {version}: {status.error_message}")
+
+    async def metadata(self, name: str, version: int | None) -> dict:
+        return await self.servable(name).metadata(version)
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        return await self.servable(request.model_name).infer(request)
+
+    async def config_status(self) -> dict:
+        """``GET /v1/config``: every servable's version statuses, in OVMS form."""
+        return {name: model_status_body(await servable.statuses()) for name, servable in sorted(self.servables.items())}
+
+    @staticmethod
+    def server_metadata() -> dict:
+        return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": ["binary_tensor_data"]}

@@ -1,0 +1,134 @@
+"""Every error a request can meet, named by condition, and the one table that maps them to HTTP.
+
+Messages follow OVMS's wording (status.cpp) so that clients written against OVMS see what they
+expect; the detail after " - " names what was wrong and what was expected.
+
+Each class passes all its arguments to ``Exception.__init__`` so it survives pickling: Ray
+re-raises a replica's exception in the caller only if it unpickles (ray#20830).
+"""
+from __future__ import annotations
+
+
+class ServingError(Exception):
+    """Base of every error that is answered to a client rather than crashing the server."""
+
+    title = "Internal server error"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    @property
+    def message(self) -> str:
+        return f"{self.title} - {self.detail}" if self.detail else self.title
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotFound(ServingError):
+    title = "Not found"
+
+
+class ModelNotFound(NotFound):
+    title = "Model with requested name is not found"
+
+
+class ModelVersionNotFound(NotFound):
+    title = "Model with requested version is not found"
+
+
+class ModelVersionNotLoadedYet(NotFound):
+    title = "Model with requested version is not loaded yet"
+
+
+class ModelVersionNotLoadedAnymore(NotFound):
+    title = "Model with requested version is retired"
+
+
+class InvalidRequest(ServingError):
+    """The request is well-formed but does not fit the servable (HTTP 400)."""
+
+    title = "Invalid request"
+
+
+class MissingInput(InvalidRequest):
+    title = "Missing input with specific name"
+
+
+class UnexpectedInput(InvalidRequest):
+    title = "Unexpected input name"
+
+
+class InvalidShape(InvalidRequest):
+    title = "Invalid input shape"
+
+
+class InvalidPrecision(InvalidRequest):
+    title = "Invalid input precision"
+
+
+class InvalidContentSize(InvalidRequest):
+    title = "Invalid content size of tensor"
+
+
+class InvalidOutput(InvalidRequest):
+    title = "Requested output does not exist"
+
+
+class MalformedRequest(InvalidRequest):
+    """The body could not be parsed as a KServe v2 request."""
+
+    title = "Malformed request"
+
+
+class JsonInvalid(ServingError):
+    # OVMS answers unparseable JSON with 412 (JSON_INVALID), not 400.
+    title = "The file is not valid json"
+
+
+class RequestTooLarge(ServingError):
+    title = "Request body too large"
+
+
+class ServerFault(ServingError):
+    """A real fault of the server: the only kind that answers 500."""
+
+    title = "Internal server error"
+
+
+class InferenceFailed(ServerFault):
+    title = "Inference failed"
+
+
+HTTP_STATUS: dict[type[BaseException], int] = {
+    NotFound: 404,
+    InvalidRequest: 400,
+    JsonInvalid: 412,
+    RequestTooLarge: 413,
+    ServerFault: 500,
+    ServingError: 500,
+}
+
+
+def http_status(exc: BaseException) -> int:
+    """The HTTP status for ``exc``: the entry of its nearest class in HTTP_STATUS, else 500."""
+    for cls in type(exc).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500
+
+
+def find_serving_error(exc: BaseException) -> ServingError | None:
+    """The ServingError behind ``exc``, looking through Ray's wrappers and exception chains.
+
+    Ray re-raises a replica's exception as a subclass of both RayTaskError and the original
+    class, but older paths wrap it in ``.cause``; walk both so every layer maps alike.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ServingError):
+            return exc
+        exc = getattr(exc, "cause", None) or exc.__cause__
+    return None

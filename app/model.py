@@ -1,0 +1,112 @@
+"""A model as clients see it: versions chosen by policy, their states, metadata and inference.
+
+Plain Python over OpenVINO; the Ray deployment in app/deployments.py only forwards to it.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import openvino as ov
+
+from app.config import ModelConfig
+from app.errors import (
+    InvalidOutput,
+    MissingInput,
+    ModelVersionNotFound,
+    ModelVersionNotLoadedAnymore,
+    ModelVersionNotLoadedYet,
+    UnexpectedInput,
+)
+from app.inference import InferRequest, InferResponse
+from app.openvino_model import CompiledVersion, ModelFileError, compile_version, find_model_file, read_model, versions_on_disk
+from app.status import ModelVersionState, VersionStatus
+
+log = logging.getLogger(__name__)
+
+
+class ModelServable:
+    def __init__(self, config: ModelConfig, core: ov.Core | None = None) -> None:
+        self.config = config
+        self.core = core or ov.Core()
+        self._compiled: dict[int, CompiledVersion] = {}
+        self._statuses: dict[int, VersionStatus] = {}
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def load(self) -> None:
+        """Compile every version the policy selects from disk; a broken one is reported, not raised."""
+        on_disk = versions_on_disk(Path(self.config.base_path))
+        if not on_disk:
+            log.warning("model %s: no version folders under %s", self.name, self.config.base_path)
+        for version in self.config.model_version_policy.select(on_disk):
+            self._load_version(version)
+
+    def _load_version(self, version: int) -> None:
+        self._statuses[version] = VersionStatus(version, ModelVersionState.LOADING)
+        try:
+            path = find_model_file(Path(self.config.base_path) / str(version))
+            self._compiled[version] = compile_version(self.core, read_model(self.core, path), version, self.config)
+        except ModelFileError as exc:
+            log.error("model %s version %d not loaded: %s", self.name, version, exc)
+            self._statuses[version] = VersionStatus.loading_failed(version, str(exc))
+            return
+        self._statuses[version] = VersionStatus(version, ModelVersionState.AVAILABLE)
+        log.info("model %s version %d available", self.name, version)
+
+    def statuses(self) -> list[VersionStatus]:
+        return sorted(self._statuses.values(), key=lambda s: s.version)
+
+    def available_versions(self) -> list[int]:
+        return [s.version for s in self.statuses() if s.available]
+
+    def resolve(self, version: int | None) -> CompiledVersion:
+        """The compiled version a request asks for (None: the highest AVAILABLE), or the 404 that explains why not."""
+        if version is None:
+            available = self.available_versions()
+            if not available:
+                raise ModelVersionNotLoadedYet(f"model '{self.name}' has no available version")
+            version = available[-1]
+        status = self._statuses.get(version)
+        if status is None:
+            raise ModelVersionNotFound(f"model '{self.name}' serves versions {sorted(self._statuses) or 'none'}, not {version}")
+        if status.state is ModelVersionState.END:
+            raise ModelVersionNotLoadedAnymore(f"model '{self.name}' version {version}")
+        if not status.available:
+            raise ModelVersionNotLoadedYet(f"model '{self.name}' version {version}: {status.error_message}")
+        return self._compiled[version]
+
+    def metadata(self, version: int | None) -> dict:
+        compiled = self.resolve(version)
+        return {
+            "name": self.name,
+            "versions": [str(v) for v in self.available_versions()],
+            "platform": "OpenVINO",
+            "inputs": [info.metadata() for info in compiled.inputs],
+            "outputs": [info.metadata() for info in compiled.outputs],
+        }
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        compiled = self.resolve(request.version)
+        check_inputs(compiled, request)
+        wanted = request.output_names() or [info.name for info in compiled.outputs]
+        known = {info.name for info in compiled.outputs}
+        for name in wanted:
+            if name not in known:
+                raise InvalidOutput(f"output '{name}' of model '{self.name}'; expected one of {sorted(known)}")
+        outputs = await compiled.infer(request.inputs, wanted)
+        return InferResponse(self.name, compiled.version, outputs, request.id)
+
+
+def check_inputs(compiled: CompiledVersion, request: InferRequest) -> None:
+    """Every declared input present with the right datatype and shape, and nothing else."""
+    expected = {info.name: info for info in compiled.inputs}
+    for name in request.inputs:
+        if name not in expected:
+            raise UnexpectedInput(f"input '{name}'; model '{request.model_name}' expects {sorted(expected)}")
+    for name, info in expected.items():
+        if name not in request.inputs:
+            raise MissingInput(f"input '{name}' of model '{request.model_name}' is missing")
+        info.check(request.inputs[name])

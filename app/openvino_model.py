@@ -1,0 +1,209 @@
+"""One compiled model version: read, reshape, compile, describe and run it with OpenVINO.
+
+Requests run on OpenVINO's async API with ``nireq`` infer requests per version: a request waits
+for a free infer request, starts it, and is resumed by OpenVINO's completion callback, so the
+event loop never blocks on inference.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import openvino as ov
+from openvino.preprocess import PrePostProcessor
+
+from app.config import ModelConfig
+from app.errors import InferenceFailed
+from app.tensors import DATATYPES, Dim, TensorInfo, Tensors
+
+MODEL_SUFFIXES = (".xml", ".onnx", ".tflite")
+
+
+class ModelFileError(Exception):
+    """A version folder whose model cannot be read or compiled; the message goes into its status."""
+
+
+def find_model_file(folder: Path) -> Path:
+    """The model file of a version folder: an IR (.xml with its .bin), an .onnx or a .tflite file."""
+    for suffix in MODEL_SUFFIXES:
+        found = sorted(folder.glob(f"*{suffix}"))
+        if len(found) > 1:
+            raise ModelFileError(f"{folder} has {len(found)} {suffix} files; expected one model file")
+        if found:
+            if suffix == ".xml" and not found[0].with_suffix(".bin").is_file():
+                raise ModelFileError(f"{found[0]} has no {found[0].with_suffix('.bin').name} beside it")
+            return found[0]
+    raise ModelFileError(f"{folder} holds no model; expected an IR (.xml + .bin), an .onnx or a .tflite file")
+
+
+def versions_on_disk(base_path: Path) -> list[int]:
+    """Numeric subfolders above 0, as OVMS reads them."""
+    if not base_path.is_dir():
+        return []
+    return sorted(int(p.name) for p in base_path.iterdir() if p.is_dir() and p.name.isdigit() and int(p.name) > 0)
+
+
+def read_model(core: ov.Core, path: Path) -> ov.Model:
+    try:
+        return core.read_model(str(path))
+    except RuntimeError as exc:
+        raise ModelFileError(f"cannot read {path}: {_first_line(exc)}") from exc
+
+
+def prepare(model: ov.Model, config: ModelConfig) -> ov.Model:
+    """Apply the config's layout, shape and batch_size to ``model``, as OVMS does before compiling."""
+    model = _apply_layouts(model, config)
+    shapes = {}
+    for index, port in enumerate(model.inputs):
+        shape = _configured_shape(port, index, config)
+        if shape is not None:
+            shapes[port] = shape
+    if shapes:
+        try:
+            model.reshape(shapes)
+        except RuntimeError as exc:
+            raise ModelFileError(f"cannot reshape to the configured shape: {_first_line(exc)}") from exc
+    return model
+
+
+def _apply_layouts(model: ov.Model, config: ModelConfig) -> ov.Model:
+    ppp, changed = PrePostProcessor(model), False
+    for index, port in enumerate(model.inputs):
+        layout = config.layout_for(port.get_any_name(), index)
+        if not layout:
+            continue
+        tensor_layout, _, model_layout = layout.partition(":")
+        # "NHWC:NCHW" means clients send NHWC to a model that takes NCHW: OpenVINO inserts the transpose.
+        ppp.input(port.get_any_name()).model().set_layout(ov.Layout(model_layout or tensor_layout))
+        if model_layout:
+            ppp.input(port.get_any_name()).tensor().set_layout(ov.Layout(tensor_layout))
+        changed = True
+    return ppp.build() if changed else model
+
+
+def _configured_shape(port: ov.Output, index: int, config: ModelConfig) -> ov.PartialShape | None:
+    shape = config.shape_for(port.get_any_name(), index)
+    current = port.get_partial_shape()
+    if shape == "auto":
+        dims: list[ov.Dimension] = [ov.Dimension() for _ in range(current.rank.get_length())]
+    elif shape is not None:
+        dims = [_dimension(d) for d in shape]
+    elif config.batch_size is not None:
+        dims = list(current)
+    else:
+        return None
+    if config.batch_size is not None and dims:
+        batch_index = _batch_index(port)
+        dims[batch_index] = ov.Dimension() if config.batch_size == "auto" else ov.Dimension(int(config.batch_size))
+    return ov.PartialShape(dims)
+
+
+def _batch_index(port: ov.Output) -> int:
+    layout = port.get_node().get_layout() if hasattr(port.get_node(), "get_layout") else ov.Layout()
+    return ov.layout_helpers.batch_idx(layout) if ov.layout_helpers.has_batch(layout) else 0
+
+
+def _dimension(dim: Dim) -> ov.Dimension:
+    if isinstance(dim, tuple):
+        return ov.Dimension(dim[0], dim[1])
+    return ov.Dimension() if dim < 0 else ov.Dimension(dim)
+
+
+def tensor_info(port: ov.Output, name: str) -> TensorInfo:
+    return TensorInfo(name, datatype_of_element(port.get_element_type()), dims_of(port.get_partial_shape()))
+
+
+def datatype_of_element(element: ov.Type) -> str:
+    if element == ov.Type.string:
+        return "BYTES"
+    return DATATYPES[np.dtype(element.to_dtype())]
+
+
+def dims_of(shape: ov.PartialShape) -> tuple[Dim, ...]:
+    dims: list[Dim] = []
+    for d in shape:
+        if d.is_static:
+            dims.append(d.get_length())
+        elif d.get_min_length() <= 0 and d.get_max_length() < 0:
+            dims.append(-1)
+        else:
+            dims.append((d.get_min_length(), d.get_max_length()))
+    return tuple(dims)
+
+
+@dataclass
+class CompiledVersion:
+    """A compiled version and the pool of infer requests that serve it."""
+
+    version: int
+    compiled: ov.CompiledModel
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    nireq: int
+
+    def __post_init__(self) -> None:
+        self._output_ports = {info.name: port for info, port in zip(self.outputs, self.compiled.outputs)}
+        self._free: asyncio.Queue[ov.InferRequest] | None = None
+
+    async def infer(self, inputs: Tensors, outputs: Sequence[str]) -> Tensors:
+        free = self._request_pool()
+        request = await free.get()
+        try:
+            await self._run(request, inputs)
+            # Copy out: the infer request's buffers are reused by the next request.
+            return {name: np.array(request.get_tensor(self._output_ports[name]).data, copy=True) for name in outputs}
+        finally:
+            free.put_nowait(request)
+
+    def _request_pool(self) -> asyncio.Queue[ov.InferRequest]:
+        # Built lazily so the queue binds to the serving event loop, not the constructor's.
+        if self._free is None:
+            self._free = asyncio.Queue()
+            for _ in range(self.nireq):
+                self._free.put_nowait(self.compiled.create_infer_request())
+        return self._free
+
+    async def _run(self, request: ov.InferRequest, inputs: Tensors) -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def on_done(_: object) -> None:
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+        request.set_callback(on_done, None)
+        try:
+            request.start_async(inputs, share_inputs=True)
+            await done
+            request.wait()  # re-raises an inference failure the callback could not carry
+        except RuntimeError as exc:
+            raise InferenceFailed(f"version {self.version}: {_first_line(exc)}") from exc
+
+
+def compile_version(core: ov.Core, model: ov.Model, version: int, config: ModelConfig) -> CompiledVersion:
+    model = prepare(model, config)
+    properties = {key: str(value) if not isinstance(value, bool) else value for key, value in config.plugin_config.items()}
+    try:
+        compiled = core.compile_model(model, config.target_device, properties)
+    except RuntimeError as exc:
+        raise ModelFileError(f"cannot compile for {config.target_device}: {_first_line(exc)}") from exc
+    nireq = config.nireq or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    inputs = [tensor_info(port, _port_name(port, "input", i)) for i, port in enumerate(compiled.inputs)]
+    outputs = [tensor_info(port, _port_name(port, "output", i)) for i, port in enumerate(compiled.outputs)]
+    return CompiledVersion(version, compiled, inputs, outputs, max(1, nireq))
+
+
+def _port_name(port: ov.Output, kind: str, index: int) -> str:
+    names = port.get_names()
+    return port.get_any_name() if names else f"{kind}_{index}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Exception from", "Check '")):
+            return line[:300]
+    return text[:300]

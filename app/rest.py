@@ -1,0 +1,100 @@
+"""KServe v2 REST routes (and OVMS's /v1/config) over a DataPlane, as a FastAPI app.
+
+The app is built by a function so that the Ray ingress builds it inside its replica and unit
+tests build it over in-process models; the routes themselves know nothing of Ray.
+"""
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.dataplane import DataPlane
+from app.errors import MalformedRequest, RequestTooLarge, ServingError, find_serving_error, http_status
+from app.kserve_rest import HEADER_LENGTH, decode_request, encode_response, parse_version
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_REQUEST_BYTES = 256 << 20
+
+
+def build_rest_app(dataplane: DataPlane, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> FastAPI:
+    app = FastAPI(title="rayvino", description="KServe v2 REST for OVMS configs on Ray Serve")
+    app.add_exception_handler(ServingError, _serving_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+    @app.get("/v2")
+    async def server_metadata() -> dict:
+        return dataplane.server_metadata()
+
+    @app.get("/v2/health/live")
+    @app.get("/v2/health/ready")
+    async def health() -> Response:
+        return Response(status_code=200)
+
+    @app.get("/v2/models/{model}")
+    @app.get("/v2/models/{model}/versions/{version}")
+    async def model_metadata(model: str, version: str | None = None) -> dict:
+        return await dataplane.metadata(model, parse_version(version))
+
+    @app.get("/v2/models/{model}/ready")
+    @app.get("/v2/models/{model}/versions/{version}/ready")
+    async def model_ready(model: str, version: str | None = None) -> Response:
+        await dataplane.model_ready(model, parse_version(version))
+        return Response(status_code=200)
+
+    @app.post("/v2/models/{model}/infer")
+    @app.post("/v2/models/{model}/versions/{version}/infer")
+    async def infer(request: Request, model: str, version: str | None = None) -> Response:
+        body = await read_body(request, max_request_bytes)
+        infer_request = decode_request(model, parse_version(version), body, _header_length(request))
+        infer_response = await dataplane.infer(infer_request)
+        content, headers = encode_response(infer_response, infer_request)
+        return Response(content=content, headers=headers)
+
+    @app.get("/v1/config")
+    async def config_status() -> dict:
+        return await dataplane.config_status()
+
+    return app
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _header_length(request: Request) -> int | None:
+    value = request.headers.get(HEADER_LENGTH)
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise MalformedRequest(f"Inference-Header-Content-Length is '{value}'; expected a byte count")
+    return int(value)
+
+
+def error_response(exc: ServingError) -> JSONResponse:
+    return JSONResponse({"error": exc.message}, status_code=http_status(exc))
+
+
+async def _serving_error(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(exc)  # type: ignore[arg-type]
+
+
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    # A replica's ServingError may arrive wrapped by Ray; anything else is a real fault.
+    known = find_serving_error(exc)
+    if known is not None:
+        return error_response(known)
+    log.exception("unexpected error while serving a request")
+    return JSONResponse({"error": f"Internal server error - {type(exc).__name__}: {exc}"}, status_code=500)

@@ -1,0 +1,49 @@
+"""Tiny OpenVINO models generated for tests, in OVMS's version-folder layout."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+
+
+def save(model: ov.Model, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.xml"
+    ov.save_model(model, str(path), compress_to_fp16=False)
+    return path
+
+
+def dummy(version_offset: float = 1.0, shape: tuple[int, ...] = (1, 10)) -> ov.Model:
+    """OVMS's ``dummy``: input ``b``, output ``a`` = b + offset; the offset tells versions apart."""
+    b = ops.parameter(ov.PartialShape(list(shape)), ov.Type.f32, name="b")
+    a = ops.add(b, np.float32(version_offset))
+    a.output(0).get_tensor().set_names({"a"})
+    return ov.Model([a], [b], "dummy")
+
+
+def write_dummy(base: Path, versions: list[int], shape: tuple[int, ...] = (1, 10)) -> Path:
+    """Versions 1..n of dummy under ``base``; version v adds v."""
+    for v in versions:
+        save(dummy(float(v), shape), base / str(v))
+    return base
+
+
+def two_inputs() -> ov.Model:
+    """``x`` FP32 [-1,3] and ``k`` INT32 [1] to ``sum`` = x + k and ``double`` = 2x: several inputs and outputs."""
+    x = ops.parameter(ov.PartialShape([-1, 3]), ov.Type.f32, name="x")
+    k = ops.parameter(ov.PartialShape([1]), ov.Type.i32, name="k")
+    total = ops.add(x, ops.convert(k, ov.Type.f32))
+    total.output(0).get_tensor().set_names({"sum"})
+    double = ops.multiply(x, np.float32(2))
+    double.output(0).get_tensor().set_names({"double"})
+    return ov.Model([total, double], [x, k], "two_inputs")
+
+
+def write_broken(base: Path, version: int = 1) -> Path:
+    folder = base / str(version)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.xml").write_text("<net>this is not an IR</net>")
+    (folder / "model.bin").write_bytes(b"\0" * 8)
+    return base
