@@ -1,0 +1,179 @@
+"""The C boundary: the only module that touches cffi.
+
+ABI mode: one ``cdef`` read from custom_node_interface.h, one ``ffi.dlopen`` per library. Pointers
+leave this module only as integer addresses inside plain dataclasses, so the rest of the package
+(node lifecycle, output checks, release bookkeeping) is ordinary Python.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import cffi
+import numpy as np
+
+from nodes.errors import NodeLibraryOpenFailed, NodeLibrarySymbolMissing
+
+HEADER = Path(__file__).with_name("custom_node_interface.h")
+SYMBOLS = ("initialize", "deinitialize", "execute", "getInputsInfo", "getOutputsInfo", "release")
+
+# CustomNodeTensorPrecision value -> (name, numpy dtype); the enum order is OVMS's.
+PRECISIONS: dict[int, tuple[str, np.dtype | None]] = {
+    0: ("UNSPECIFIED", None),
+    1: ("FP32", np.dtype(np.float32)),
+    2: ("FP16", np.dtype(np.float16)),
+    3: ("U8", np.dtype(np.uint8)),
+    4: ("I8", np.dtype(np.int8)),
+    5: ("I16", np.dtype(np.int16)),
+    6: ("U16", np.dtype(np.uint16)),
+    7: ("I32", np.dtype(np.int32)),
+    8: ("FP64", np.dtype(np.float64)),
+    9: ("I64", np.dtype(np.int64)),
+}
+PRECISION_OF_DTYPE: dict[np.dtype, int] = {dt: p for p, (_, dt) in PRECISIONS.items() if dt is not None}
+
+_EXTERN_C = re.compile(r'^\s*extern\s+"C"\s*\{\s*$')
+
+
+def cdef_from_header(text: str) -> str:
+    """Declarations cffi's ``cdef`` accepts, from a C header.
+
+    cdef rejects preprocessor lines and C++'s ``extern "C" {`` guard: drop every line starting
+    with ``#``, and each ``extern "C" {`` line together with the ``}`` that closes it.
+    """
+    kept: list[str] = []
+    open_guards = 0
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            continue
+        if _EXTERN_C.match(line):
+            open_guards += 1
+            continue
+        if open_guards and stripped == "}":
+            open_guards -= 1
+            continue
+        kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+ffi = cffi.FFI()
+ffi.cdef(cdef_from_header(HEADER.read_text()))
+
+
+@dataclass(frozen=True)
+class RawTensor:
+    """One CustomNodeTensor or CustomNodeTensorInfo as the library filled it (data fields 0 for info)."""
+
+    name: str | None
+    dims: tuple[int, ...] | None  # None when dimsCount > 0 but the dims pointer is NULL
+    dims_address: int
+    precision: int
+    data_address: int = 0
+    data_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class RawResult:
+    """What a call that hands back an array (execute, get*Info) returned."""
+
+    status: int
+    array_address: int  # outputs / info array, 0 for NULL
+    count: int
+    tensors: tuple[RawTensor, ...]  # empty unless array_address != 0 and count > 0
+
+
+class Params:
+    """A CustomNodeParam array kept alive with the strings it points to."""
+
+    def __init__(self, params: Mapping[str, str]) -> None:
+        self._strings = [(ffi.new("char[]", str(k).encode()), ffi.new("char[]", str(v).encode()))
+                         for k, v in params.items()]
+        self.count = len(self._strings)
+        self.array = ffi.new("struct CustomNodeParam[]", max(self.count, 1))
+        for slot, (key, value) in zip(self.array, self._strings):
+            slot.key, slot.value = key, value
+
+
+class Library:
+    """An opened custom node library: its six functions, called with plain Python values."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        try:
+            self._lib = ffi.dlopen(self.path)
+        except OSError as exc:
+            raise NodeLibraryOpenFailed(self.path, str(exc)) from exc
+        for symbol in SYMBOLS:
+            try:
+                getattr(self._lib, symbol)
+            except AttributeError:
+                raise NodeLibrarySymbolMissing(self.path, symbol) from None
+        self._manager = ffi.new("void**")
+
+    def initialize(self, params: Params) -> int:
+        return self._lib.initialize(self._manager, params.array, params.count)
+
+    def deinitialize(self) -> int:
+        return self._lib.deinitialize(self._manager[0])
+
+    def tensor_info(self, outputs: bool, params: Params) -> RawResult:
+        call = self._lib.getOutputsInfo if outputs else self._lib.getInputsInfo
+        info, count = ffi.new("struct CustomNodeTensorInfo**"), ffi.new("int*")
+        status = call(info, count, params.array, params.count, self._manager[0])
+        return _result(status, info[0], count[0], with_data=False)
+
+    def execute(self, inputs: Mapping[str, np.ndarray], params: Params) -> RawResult:
+        tensors, keepalive = _input_tensors(inputs)
+        outputs, count = ffi.new("struct CustomNodeTensor**"), ffi.new("int*")
+        status = self._lib.execute(tensors, len(inputs), outputs, count, params.array, params.count,
+                                   self._manager[0])
+        del keepalive  # the input buffers had to outlive the call, and no longer
+        return _result(status, outputs[0], count[0], with_data=True)
+
+    def release(self, address: int) -> int:
+        return self._lib.release(ffi.cast("void*", address), self._manager[0])
+
+
+def copy_out(address: int, nbytes: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A numpy copy of ``nbytes`` at ``address``: the library's buffer is released right after."""
+    if nbytes == 0:
+        return np.zeros(shape, dtype)
+    raw = ffi.buffer(ffi.cast("uint8_t*", address), nbytes)
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+
+
+def _address(pointer: Any) -> int:
+    return int(ffi.cast("uintptr_t", pointer))
+
+
+def _result(status: int, array: Any, count: int, with_data: bool) -> RawResult:
+    if status != 0 or array == ffi.NULL or count <= 0:
+        return RawResult(status, _address(array), count, ())
+    return RawResult(status, _address(array), count, tuple(_raw(array[i], with_data) for i in range(count)))
+
+
+def _raw(struct: Any, with_data: bool) -> RawTensor:
+    name = None if struct.name == ffi.NULL else ffi.string(struct.name).decode(errors="replace")
+    count = int(struct.dimsCount)
+    dims = None if count and struct.dims == ffi.NULL else tuple(int(struct.dims[i]) for i in range(count))
+    extra = {"data_address": _address(struct.data), "data_bytes": int(struct.dataBytes)} if with_data else {}
+    return RawTensor(name, dims, _address(struct.dims), int(struct.precision), **extra)
+
+
+def _input_tensors(inputs: Mapping[str, np.ndarray]) -> tuple[Any, list]:
+    """A CustomNodeTensor array pointing into the numpy buffers themselves (no copy)."""
+    tensors = ffi.new("struct CustomNodeTensor[]", max(len(inputs), 1))
+    keepalive: list = [tensors]
+    for slot, (name, array) in zip(tensors, inputs.items()):
+        name_c = ffi.new("char[]", name.encode())
+        dims = ffi.new("uint64_t[]", list(array.shape) or [0])
+        # from_buffer accepts read-only arrays (Ray's zero-copy ones) without copying them.
+        data = ffi.from_buffer("uint8_t[]", array.reshape(-1).view(np.uint8)) if array.size else ffi.NULL
+        keepalive += [name_c, dims, data, array]
+        slot.name, slot.data, slot.dataBytes = name_c, data, array.nbytes
+        slot.dims, slot.dimsCount = dims, array.ndim
+        slot.precision = PRECISION_OF_DTYPE[array.dtype]
+    return tensors, keepalive
