@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $@
 
 models: $(STAMP)
-	$(PY) -m app.setup_models
+	$(PY) scripts/setup_models.py
 
 nodes: $(STAMP)
 	@if [ -f nodes/build.py ]; then $(PY) -m nodes.build; fi

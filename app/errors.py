@@ -119,16 +119,20 @@ def http_status(exc: BaseException) -> int:
     return 500
 
 
-def find_serving_error(exc: BaseException) -> ServingError | None:
+def find_serving_error(exc: BaseException | None) -> ServingError | None:
     """The ServingError behind ``exc``, looking through Ray's wrappers and exception chains.
 
-    Ray re-raises a replica's exception as a subclass of both RayTaskError and the original
-    class, but older paths wrap it in ``.cause``; walk both so every layer maps alike.
+    Ray re-raises a replica's exception as a class deriving from both RayTaskError and the
+    original, holding the original in ``.cause``: prefer that original, whose fields are its own.
     """
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
+        cause = exc.__dict__.get("cause")
+        if isinstance(cause, BaseException):
+            exc = cause
+            continue
         if isinstance(exc, ServingError):
             return exc
-        exc = getattr(exc, "cause", None) or exc.__cause__
+        exc = exc.__cause__
     return None

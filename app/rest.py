@@ -88,7 +88,7 @@ def error_response(exc: ServingError) -> JSONResponse:
 
 
 async def _serving_error(_: Request, exc: Exception) -> JSONResponse:
-    return error_response(exc)  # type: ignore[arg-type]
+    return error_response(find_serving_error(exc) or exc)  # type: ignore[arg-type]
 
 
 async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
