@@ -47,6 +47,7 @@ def build_rest_app(dataplane: DataPlane, max_request_bytes: int = DEFAULT_MAX_RE
     @app.post("/v2/models/{model}/infer")
     @app.post("/v2/models/{model}/versions/{version}/infer")
     async def infer(request: Request, model: str, version: str | None = None) -> Response:
+        dataplane.servable(model)  # an unknown model is 404 whatever the body holds
         body = await read_body(request, max_request_bytes)
         infer_request = decode_request(model, parse_version(version), body, _header_length(request))
         infer_response = await dataplane.infer(infer_request)

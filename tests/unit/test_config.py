@@ -1,0 +1,156 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from app.__main__ import main as cli
+from app.config import ConfigError, load_config, parse_config, parse_shape
+
+
+def model(**fields) -> dict:
+    return {"model_config_list": [{"config": {"name": "m", "base_path": "models/m", **fields}}]}
+
+
+def errors_of(data: dict, config_dir: Path | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, config_dir)
+    return caught.value.errors
+
+
+def test_misspelt_key_names_key_path_and_the_fix():
+    data = model()
+    data["model_config_list"][0]["config"]["base_pth"] = "x"
+    (error,) = errors_of(data)
+    assert error.startswith("model_config_list[0].config.base_pth: unknown key")
+    assert "did you mean 'base_path'" in error
+
+
+def test_unknown_top_level_key_lists_allowed_keys():
+    (error,) = errors_of({**model(), "pipelines": []})
+    assert error.startswith("pipelines: unknown key")
+    assert "pipeline_config_list" in error
+
+
+def test_every_error_is_reported_not_just_the_first():
+    data = model(nireq=-1, shape="(1,x)")
+    data["model_config_list"].append({"config": {"base_path": "b"}})
+    errors = errors_of(data)
+    assert any("config.nireq" in e for e in errors)
+    assert any("config.shape" in e and "'x'" in e for e in errors)
+    assert any("model_config_list[1].config.name: required key is missing" == e for e in errors)
+
+
+def test_relative_paths_resolve_against_config_folder(tmp_path):
+    config = parse_config(model(), tmp_path)
+    assert config.models[0].base_path == str(tmp_path / "models" / "m")
+
+
+def test_parent_references_are_rejected_as_ovms_does():
+    (error,) = errors_of(model(base_path="../elsewhere/m"))
+    assert "config.base_path" in error and "'..'" in error
+
+
+def test_remote_storage_is_refused_with_the_alternative():
+    (error,) = errors_of(model(base_path="s3://bucket/m"))
+    assert "only local paths" in error
+
+
+@pytest.mark.parametrize(
+    "policy, versions",
+    [({"all": {}}, [1, 2, 3]), ({"latest": {"num_versions": 2}}, [2, 3]), ({"specific": {"versions": [1, 3, 7]}}, [1, 3])],
+)
+def test_version_policies_select_from_disk(policy, versions):
+    config = parse_config(model(model_version_policy=policy))
+    assert config.models[0].model_version_policy.select([3, 1, 2]) == versions
+
+
+def test_default_policy_is_latest_one():
+    assert parse_config(model()).models[0].model_version_policy.select([1, 5, 2]) == [5]
+
+
+def test_version_policy_needs_exactly_one_kind():
+    (error,) = errors_of(model(model_version_policy={"all": {}, "latest": {}}))
+    assert "exactly one of all, latest or specific" in error
+
+
+def test_shapes_parse_ranges_and_dynamic_dims():
+    assert parse_shape("(1,3,-1,200:400)") == (1, 3, -1, (200, 400))
+    assert parse_shape("[1, 10]") == (1, 10)
+    assert parse_shape("auto") == "auto"
+    with pytest.raises(ValueError, match="low above high"):
+        parse_shape("(1,5:2)")
+
+
+def test_batch_size_accepts_numbers_as_strings_and_auto():
+    assert parse_config(model(batch_size="4")).models[0].batch_size == 4
+    assert parse_config(model(batch_size="auto")).models[0].batch_size == "auto"
+    (error,) = errors_of(model(batch_size="four"))
+    assert "batch_size 'four' is not a number" in error
+
+
+def test_loader_options_need_loader_name_and_string_values():
+    (error,) = errors_of(model(custom_loader_options={"model_file": "m.xml"}))
+    assert "loader_name is missing" in error
+    (error,) = errors_of(model(custom_loader_options={"loader_name": "l", "retries": 3}))
+    assert "custom_loader_options.retries" in error
+
+
+def test_duplicate_model_names_are_named():
+    data = model()
+    data["model_config_list"].append({"config": {"name": "m", "base_path": "x"}})
+    (error,) = errors_of(data)
+    assert "repeats model name 'm'" in error
+
+
+def test_mediapipe_and_stateful_are_refused_with_a_reason():
+    assert "MediaPipe" in errors_of({**model(), "mediapipe_config_list": [{"name": "g"}]})[0]
+    assert "stateful models are not supported" in errors_of(model(stateful=True))[0]
+
+
+def test_pipeline_schema_rules():
+    node = {"name": "n", "type": "custom", "model_name": "m", "inputs": [], "outputs": []}
+    data = {**model(), "pipeline_config_list": [{"name": "p", "inputs": ["a"], "nodes": [node],
+                                                  "outputs": [{"o": {"node_name": "n", "data_item": "x"}}]}]}
+    (error,) = errors_of(data)
+    assert "pipeline_config_list[0].nodes[0]" in error and "needs library_name and no model_name" in error
+
+
+def test_node_demultiply_count_zero_means_dynamic():
+    node = {"name": "n", "type": "custom", "library_name": "l", "inputs": [], "outputs": [], "demultiply_count": 0}
+    data = {**model(), "pipeline_config_list": [{"name": "p", "inputs": ["a"], "nodes": [node],
+                                                  "outputs": [{"o": {"node_name": "n", "data_item": "x"}}]}]}
+    assert parse_config(data).pipeline_config_list[0].nodes[0].demultiply_count == -1
+
+
+def test_unknown_metric_names_are_listed():
+    (error,) = errors_of({**model(), "monitoring": {"metrics": {"enable": True, "metrics_list": ["ovms_nope"]}}})
+    assert "ovms_nope" in error and "ovms_requests_success" in error
+
+
+def test_bad_json_names_line_and_column(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"model_config_list": [\n  {"config": }\n]}')
+    with pytest.raises(ConfigError, match="line 2 column 14"):
+        load_config(path)
+
+
+def test_cli_validate_exit_codes(tmp_path, capsys):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(model()))
+    assert cli(["validate", str(good)]) == 0
+    assert capsys.readouterr().out.strip() == "OK"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(model(nmae="x")))
+    assert cli(["validate", str(bad)]) == 1
+    assert "model_config_list[0].config.nmae: unknown key" in capsys.readouterr().out
+
+
+def test_cli_prints_json_schema(capsys):
+    assert cli(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert "model_config_list" in schema["properties"]
+    assert schema["additionalProperties"] is False
+
+
+def test_repository_config_is_valid():
+    assert load_config(Path(__file__).resolve().parents[2] / "configs" / "config.json").models

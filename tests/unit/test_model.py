@@ -1,0 +1,136 @@
+import asyncio
+
+import numpy as np
+import pytest
+
+from app.config import parse_config
+from app.errors import InvalidOutput, InvalidPrecision, InvalidShape, MissingInput, ModelVersionNotFound, ModelVersionNotLoadedYet, UnexpectedInput
+from app.inference import InferRequest, RequestedOutput
+from app.model import ModelServable
+from app.status import ErrorCode, ModelVersionState
+from tests import factory
+
+
+def servable(base, **fields) -> ModelServable:
+    config = parse_config({"model_config_list": [{"config": {"name": "dummy", "base_path": str(base), **fields}}]})
+    model = ModelServable(config.models[0])
+    model.load()
+    return model
+
+
+def infer(model: ModelServable, version=None, value=0.0, shape=(1, 10), **kwargs):
+    request = InferRequest("dummy", version, {"b": np.full(shape, value, np.float32)}, **kwargs)
+    return asyncio.run(model.infer(request))
+
+
+@pytest.fixture
+def three_versions(tmp_path):
+    return factory.write_dummy(tmp_path / "dummy", [1, 2, 3])
+
+
+def test_latest_two_of_three(three_versions):
+    model = servable(three_versions, model_version_policy={"latest": {"num_versions": 2}})
+    assert model.available_versions() == [2, 3]
+    with pytest.raises(ModelVersionNotFound):
+        model.resolve(1)
+
+
+def test_specific_versions_and_the_default_is_the_highest(three_versions):
+    model = servable(three_versions, model_version_policy={"specific": {"versions": [1, 3]}})
+    response = infer(model)
+    assert response.model_version == 3
+    np.testing.assert_array_equal(response.outputs["a"], np.full((1, 10), 3.0))
+    np.testing.assert_array_equal(infer(model, version=1).outputs["a"], np.full((1, 10), 1.0))
+    with pytest.raises(ModelVersionNotFound, match="serves versions \\[1, 3\\], not 2"):
+        infer(model, version=2)
+
+
+def test_all_versions(three_versions):
+    assert servable(three_versions, model_version_policy={"all": {}}).available_versions() == [1, 2, 3]
+
+
+def test_broken_version_is_reported_and_others_still_serve(tmp_path):
+    base = factory.write_dummy(tmp_path / "dummy", [1])
+    factory.write_broken(base, 2)
+    model = servable(base, model_version_policy={"all": {}})
+    broken = model.statuses()[1]
+    assert (broken.state, broken.error_code) == (ModelVersionState.LOADING, ErrorCode.UNKNOWN)
+    assert "cannot read" in broken.error_message
+    assert infer(model).model_version == 1  # the default skips the broken version
+    with pytest.raises(ModelVersionNotLoadedYet, match="version 2"):
+        infer(model, version=2)
+
+
+def test_folder_without_model_file(tmp_path):
+    (tmp_path / "dummy" / "1").mkdir(parents=True)
+    (status,) = servable(tmp_path / "dummy").statuses()
+    assert "holds no model" in status.error_message
+
+
+def test_no_versions_on_disk_means_not_loaded(tmp_path):
+    model = servable(tmp_path / "absent")
+    assert model.statuses() == []
+    with pytest.raises(ModelVersionNotLoadedYet):
+        infer(model)
+
+
+def test_input_checks_name_the_tensor(three_versions):
+    model = servable(three_versions)
+    with pytest.raises(InvalidShape, match="input 'b': expected \\(1,10\\), got \\(2,10\\)"):
+        infer(model, shape=(2, 10))
+    with pytest.raises(InvalidPrecision, match="expected FP32, got INT32"):
+        asyncio.run(model.infer(InferRequest("dummy", None, {"b": np.zeros((1, 10), np.int32)})))
+    with pytest.raises(MissingInput):
+        asyncio.run(model.infer(InferRequest("dummy", None, {})))
+    with pytest.raises(UnexpectedInput, match="input 'c'"):
+        asyncio.run(model.infer(InferRequest("dummy", None, {"b": np.zeros((1, 10), np.float32), "c": np.zeros(1)})))
+    with pytest.raises(InvalidOutput, match="output 'nope'"):
+        infer(model, outputs=[RequestedOutput("nope")])
+
+
+def test_shape_override_and_batch_size_reshape(three_versions):
+    model = servable(three_versions, shape="(-1,10)")
+    assert model.metadata(None)["inputs"][0]["shape"] == [-1, 10]
+    assert infer(model, shape=(4, 10)).outputs["a"].shape == (4, 10)
+    assert servable(three_versions, batch_size=5).metadata(None)["inputs"][0]["shape"] == [5, 10]
+
+
+def test_shape_ranges_accept_sizes_inside_only(three_versions):
+    model = servable(three_versions, shape={"b": "(1:3,10)"})
+    assert infer(model, shape=(3, 10)).outputs["a"].shape == (3, 10)
+    with pytest.raises(InvalidShape, match="expected \\(1:3,10\\)"):
+        infer(model, shape=(4, 10))
+
+
+def test_layout_conversion_transposes_client_tensors(tmp_path):
+    base = tmp_path / "dummy"
+    factory.save(factory.dummy(1.0, shape=(1, 3, 2, 4)), base / "1")
+    model = servable(base, layout="NHWC:NCHW")
+    assert model.metadata(None)["inputs"][0]["shape"] == [1, 2, 4, 3]
+    nhwc = np.arange(24, dtype=np.float32).reshape(1, 2, 4, 3)
+    out = infer(model, shape=(1, 2, 4, 3), value=0).outputs["a"]
+    assert out.shape == (1, 3, 2, 4)
+    out = asyncio.run(model.infer(InferRequest("dummy", None, {"b": nhwc}))).outputs["a"]
+    np.testing.assert_array_equal(out, nhwc.transpose(0, 3, 1, 2) + 1)
+
+
+def test_concurrent_requests_beyond_nireq_all_get_their_own_results(three_versions):
+    model = servable(three_versions, nireq=2)
+
+    async def many():
+        requests = [InferRequest("dummy", None, {"b": np.full((1, 10), i, np.float32)}) for i in range(16)]
+        return await asyncio.gather(*(model.infer(r) for r in requests))
+
+    for i, response in enumerate(asyncio.run(many())):
+        np.testing.assert_array_equal(response.outputs["a"], np.full((1, 10), i + 3.0))
+
+
+def test_metadata_lists_tensors_and_versions(tmp_path):
+    factory.save(factory.two_inputs(), tmp_path / "two" / "1")
+    config = parse_config({"model_config_list": [{"config": {"name": "two", "base_path": str(tmp_path / "two")}}]})
+    model = ModelServable(config.models[0])
+    model.load()
+    meta = model.metadata(1)
+    assert meta["versions"] == ["1"] and meta["platform"] == "OpenVINO"
+    assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}, {"name": "k", "datatype": "INT32", "shape": [1]}]
+    assert [o["name"] for o in meta["outputs"]] == ["sum", "double"]

@@ -1,0 +1,119 @@
+"""The KServe v2 REST app over in-process models: every route and every error status, no Ray."""
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import parse_config
+from app.dataplane import DataPlane, LocalServable
+from app.model import ModelServable
+from app.rest import build_rest_app
+from tests import factory
+
+LIMIT = 64 * 1024
+TRUNCATED_HEADER = b'{"inputs":[{"name":"b","shape":[1,10],"datatype":"FP32","parameters":{"binary_data_size":40}}]}'
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    base = tmp_path_factory.mktemp("models")
+    factory.write_dummy(base / "dummy", [1, 2, 3])
+    factory.write_broken(base / "broken")
+    config = parse_config(
+        {"model_config_list": [
+            {"config": {"name": "dummy", "base_path": "dummy", "model_version_policy": {"specific": {"versions": [1, 3]}}}},
+            {"config": {"name": "broken", "base_path": "broken"}},
+        ]},
+        base,
+    )
+    servables = {}
+    for model_config in config.models:
+        model = ModelServable(model_config)
+        model.load()
+        servables[model.name] = LocalServable(model)
+    with TestClient(build_rest_app(DataPlane(servables), max_request_bytes=LIMIT)) as test_client:
+        yield test_client
+
+
+def good_request(client, version=""):
+    path = f"/v2/models/dummy{'/versions/' + version if version else ''}/infer"
+    return client.post(path, json={"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": [0.5] * 10}]})
+
+
+def test_server_routes(client):
+    assert client.get("/v2/health/live").status_code == 200
+    assert client.get("/v2/health/ready").status_code == 200
+    assert client.get("/v2").json()["extensions"] == ["binary_tensor_data"]
+
+
+def test_infer_json_default_version(client):
+    response = good_request(client)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model_version"] == "3"
+    assert body["outputs"][0]["data"] == [3.5] * 10
+
+
+def test_infer_binary_round_trip(client):
+    data = np.arange(10, dtype=np.float32).reshape(1, 10)
+    header = json.dumps({
+        "inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "parameters": {"binary_data_size": 40}}],
+        "outputs": [{"name": "a", "parameters": {"binary_data": True}}],
+    }).encode()
+    response = client.post("/v2/models/dummy/versions/1/infer", content=header + data.tobytes(),
+                           headers={"Inference-Header-Content-Length": str(len(header))})
+    assert response.status_code == 200
+    length = int(response.headers["inference-header-content-length"])
+    assert json.loads(response.content[:length])["outputs"][0]["parameters"] == {"binary_data_size": 40}
+    np.testing.assert_array_equal(np.frombuffer(response.content[length:], np.float32), data.ravel() + 1)
+
+
+def test_config_status_in_ovms_form(client):
+    status = client.get("/v1/config").json()
+    assert status["dummy"] == {"model_version_status": [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": "OK"}},
+        {"version": "3", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": "OK"}},
+    ]}
+    (broken,) = status["broken"]["model_version_status"]
+    assert broken["state"] == "LOADING" and broken["status"]["error_code"] == "UNKNOWN"
+
+
+def test_metadata_per_version(client):
+    assert client.get("/v2/models/dummy/versions/1").json()["inputs"] == [{"name": "b", "datatype": "FP32", "shape": [1, 10]}]
+
+
+@pytest.mark.parametrize(
+    "method, path, kwargs, status, message",
+    [
+        ("get", "/v2/models/nope/ready", {}, 404, "Model with requested name is not found - 'nope'"),
+        ("get", "/v2/models/dummy/versions/2/ready", {}, 404, "Model with requested version is not found"),
+        ("get", "/v2/models/dummy/versions/abc", {}, 404, "version 'abc' is not a positive integer"),
+        ("get", "/v2/models/broken/ready", {}, 404, "Model with requested version is not loaded yet"),
+        ("post", "/v2/models/nope/infer", {"json": {"inputs": []}}, 404, "Model with requested name is not found"),
+        ("post", "/v2/models/dummy/versions/2/infer",
+         {"json": {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": [0] * 10}]}}, 404,
+         "Model with requested version is not found"),
+        ("post", "/v2/models/dummy/infer", {"content": b'{"inputs": [}'}, 412, "The file is not valid json"),
+        ("post", "/v2/models/dummy/infer",
+         {"json": {"inputs": [{"name": "b", "shape": [1, 5], "datatype": "FP32", "data": [0] * 5}]}}, 400,
+         "Invalid input shape - input 'b': expected (1,10), got (1,5)"),
+        ("post", "/v2/models/dummy/infer",
+         {"json": {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "INT64", "data": [0] * 10}]}}, 400,
+         "Invalid input precision - input 'b': expected FP32, got INT64"),
+        ("post", "/v2/models/dummy/infer",
+         {"json": {"inputs": [{"name": "c", "shape": [1, 10], "datatype": "FP32", "data": [0] * 10}]}}, 400,
+         "Unexpected input name - input 'c'"),
+        ("post", "/v2/models/dummy/infer",
+         {"content": TRUNCATED_HEADER + b"\0" * 8,
+          "headers": {"Inference-Header-Content-Length": str(len(TRUNCATED_HEADER))}}, 400, "only 8 bytes remain"),
+        ("post", "/v2/models/dummy/infer", {"content": b"x" * (LIMIT + 1)}, 413, "exceeds the limit of 65536 bytes"),
+        ("post", "/v2/models/dummy/infer", {"content": b"{}", "headers": {"Inference-Header-Content-Length": "x"}}, 400,
+         "expected a byte count"),
+    ],
+)
+def test_bad_requests_get_status_and_message_and_the_server_still_serves(client, method, path, kwargs, status, message):
+    response = getattr(client, method)(path, **kwargs)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+    assert good_request(client).status_code == 200
