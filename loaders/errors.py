@@ -39,6 +39,10 @@ class ModelDecryptionFailed(ModelLoadError):
     """An encrypted model file did not authenticate: wrong key, or the file was modified."""
 
 
+class ModelKeyUnavailable(LoaderError):
+    """The encryption key is missing or malformed; the message says where it was looked for."""
+
+
 class ModelBlacklisted(LoaderError):
     """The loader refuses this version for now; the reason goes into the version's status."""
 

@@ -57,7 +57,7 @@ class SampleLoader(Loader):
         timer = _timer_from(options)
         self._seen[key] = (base_path, options)  # so later blacklist checks know the enable file
         self.check_enabled(base_path, version, options)
-        buffers = self.read_model(base_path, version, options)
+        buffers = self.read_model(name, base_path, version, options)
         if timer is None:
             self._timers.pop(key, None)
         else:
@@ -86,7 +86,7 @@ class SampleLoader(Loader):
             for key in [k for k in table if k[0] == name]:
                 del table[key]
 
-    # ----- reused by the licence loader ------------------------------------------------------
+    # ----- reused by the encrypted and licence loaders ---------------------------------------
 
     @staticmethod
     def check_enabled(base_path: str, version: int, options: dict[str, str]) -> None:
@@ -102,15 +102,18 @@ class SampleLoader(Loader):
         if lines and lines[0] == "DISABLED":
             raise ModelBlacklisted(f"enable file {path} says DISABLED")
 
-    @staticmethod
-    def read_model(base_path: str, version: int, options: dict[str, str]) -> ModelBuffers:
+    def read_model(self, name: str, base_path: str, version: int, options: dict[str, str]) -> ModelBuffers:
         """The files named by model_file (and bin_file for IR) as buffers."""
         model_file = require_option(options, "model_file")
         kind = model_type(model_file)
         weights = None
         if kind is LoaderStatus.MODEL_TYPE_IR:
-            weights = read_version_file(base_path, version, require_option(options, "bin_file"))
-        return ModelBuffers(kind, read_version_file(base_path, version, model_file), weights)
+            weights = self.read_file(name, base_path, version, require_option(options, "bin_file"))
+        return ModelBuffers(kind, self.read_file(name, base_path, version, model_file), weights)
+
+    def read_file(self, name: str, base_path: str, version: int, file_name: str) -> bytes:
+        """One model file's bytes; the encrypted loader overrides this to decrypt."""
+        return read_version_file(base_path, version, file_name)
 
 
 def _timer_from(options: dict[str, str]) -> _Timer | None:

@@ -87,8 +87,8 @@ def test_options_reach_load_model_as_one_json_string(manager, dummy, rec):
     seen = []
     manager.apply([rec], [])
     loader = manager.loader("rec")
-    loader.load_model = lambda *args: seen.append(args) or SampleLoader.read_model(
-        str(dummy), 1, {"model_file": "model.xml", "bin_file": "model.bin"})
+    loader.load_model = lambda *args: seen.append(args) or SampleLoader().read_model(
+        "dummy", str(dummy), 1, {"model_file": "model.xml", "bin_file": "model.bin"})
     manager.apply([rec], [ModelSpec("dummy", str(dummy), (1,), {"loader_name": "rec", "x": "1"})])
     assert seen == [("dummy", str(dummy), 1, '{"loader_name":"rec","x":"1"}')]
 
