@@ -43,6 +43,10 @@ class ModelKeyUnavailable(LoaderError):
     """The encryption key is missing or malformed; the message says where it was looked for."""
 
 
+class LicenceConfigInvalid(LoaderError):
+    """The licence loader's config file or public key cannot be used."""
+
+
 class ModelBlacklisted(LoaderError):
     """The loader refuses this version for now; the reason goes into the version's status."""
 
