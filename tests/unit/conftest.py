@@ -12,3 +12,14 @@ def _no_ray_in_unit_tests():
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         raise AssertionError("unit tests must not start Ray; put this test under tests/integration")
+
+
+# Node tests (tests/unit/test_nodes_*.py): compiled C libraries and models, once per session.
+from tests.unit._nodes_support import (  # noqa: E402,F401
+    astronaut_bgr,
+    builtin_libraries,
+    c_nodes,
+    counts,
+    ocr_models,
+    page_bgr,
+)

@@ -1,0 +1,93 @@
+"""Built-in ctc_decode: PP-OCR recognizer scores to text, as OVMS strings.
+
+Input ``scores`` FP32 [N,T,C] or [N,1,T,C] (after a demultiplexer's gather). Greedy CTC: argmax
+per step, collapse repeats, drop the blank (class 0). Classes are ``["blank"] + characters + [" "]``
+(PaddleOCR with use_space_char), so C = len(characters) + 2.
+
+Outputs: ``texts_string`` U8 [N, maxlen+1], each text's UTF-8 bytes zero-padded (OVMS's 2-D U8
+string convention: a pipeline output named ``*_string`` goes back to the client as strings), and
+``confidences`` FP32 [N,1], the mean probability of the kept characters (0 for an empty text).
+
+The character list comes from param ``model_path`` (the recognizer's .onnx or .xml; read from its
+rt_info ``framework/character``, one character per line), or from ``characters`` given to the
+constructor by a Python caller.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from app.tensors import TensorInfo, Tensors
+from nodes.base import Node
+from nodes.errors import NodeExecutionFailed, NodeInitializeFailed
+
+
+def characters_from_model(path: str | Path) -> list[str]:
+    """The character list a PaddleOCR model carries in its metadata (rt_info framework/character)."""
+    import openvino as ov  # only this node needs it; keep `import nodes` light
+
+    model = ov.Core().read_model(str(path))
+    return model.get_rt_info(["framework", "character"]).astype(str).split("\n")
+
+
+def encode_strings(texts: Sequence[str]) -> np.ndarray:
+    """OVMS's string tensor: [n, maxlen+1] U8, each UTF-8 string zero-padded."""
+    encoded = [t.encode() for t in texts]
+    out = np.zeros((len(encoded), max([0, *map(len, encoded)]) + 1), np.uint8)
+    for row, data in zip(out, encoded):
+        row[: len(data)] = np.frombuffer(data, np.uint8)
+    return out
+
+
+def decode_strings(tensor: np.ndarray) -> list[str]:
+    """The inverse of encode_strings."""
+    return [bytes(row).split(b"\0", 1)[0].decode() for row in tensor]
+
+
+class CTCDecode(Node):
+    thread_safe = True  # no state changes after initialize
+
+    def __init__(self, characters: Sequence[str] | None = None) -> None:
+        self.classes = self._classes(characters) if characters is not None else None
+
+    @staticmethod
+    def _classes(characters: Sequence[str]) -> list[str]:
+        return ["", *characters, " "]
+
+    def initialize(self, params: dict[str, str]) -> None:
+        if "model_path" in params:
+            try:
+                self.classes = self._classes(characters_from_model(params["model_path"]))
+            except Exception as exc:  # openvino raises RuntimeError for a missing file or key
+                raise NodeInitializeFailed(self.node_name, f"param 'model_path' = {params['model_path']!r}: "
+                                           f"cannot read the character list from its rt_info: {exc}") from exc
+        if self.classes is None:
+            raise NodeInitializeFailed(self.node_name, "param 'model_path' is required: the recognizer model "
+                                                       "whose rt_info framework/character lists the characters")
+
+    def inputs_info(self) -> list[TensorInfo]:
+        return [TensorInfo("scores", "FP32", (-1, -1, len(self.classes)))]
+
+    def outputs_info(self) -> list[TensorInfo]:
+        return [TensorInfo("texts_string", "UINT8", (-1, -1)), TensorInfo("confidences", "FP32", (-1, 1))]
+
+    def execute(self, inputs: Tensors) -> Tensors:
+        scores = np.asarray(inputs["scores"])
+        if scores.ndim == 4 and scores.shape[1] == 1:
+            scores = scores[:, 0]
+        if scores.ndim != 3 or scores.shape[2] != len(self.classes):
+            raise NodeExecutionFailed(self.node_name, f"scores must be [N,T,{len(self.classes)}] or "
+                                                      f"[N,1,T,{len(self.classes)}], got {list(inputs['scores'].shape)}")
+        texts, confidences = zip(*(self.decode(line) for line in scores)) if len(scores) else ((), ())
+        return {"texts_string": encode_strings(texts),
+                "confidences": np.array(confidences, np.float32).reshape(-1, 1)}
+
+    def decode(self, scores: np.ndarray) -> tuple[str, float]:
+        """Greedy CTC decoding of one [T,C] score matrix."""
+        best = scores.argmax(1)
+        keep = (best != 0) & np.r_[True, best[1:] != best[:-1]]
+        probabilities = scores[np.arange(len(best)), best][keep]
+        text = "".join(self.classes[i] for i in best[keep])
+        return text, float(probabilities.mean()) if probabilities.size else 0.0
