@@ -75,6 +75,14 @@ class _Model:
     generation: int = 0
 
 
+@dataclass(frozen=True)
+class ModelSnapshot:
+    """What a replica needs to follow one model: its generation (None if never given) and statuses."""
+
+    generation: int | None
+    statuses: list[VersionStatus]
+
+
 @dataclass
 class _LoaderEntry:
     spec: LoaderSpec
@@ -112,6 +120,9 @@ class LoaderManager:
         """The generation of the model's last change; None for a model never given."""
         model = self._models.get(name)
         return None if model is None else model.generation
+
+    def snapshot(self, name: str) -> ModelSnapshot:
+        return ModelSnapshot(self.model_generation(name), self.statuses(name))
 
     def loader_names(self) -> list[str]:
         return sorted(self._loaders)

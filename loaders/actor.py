@@ -1,0 +1,183 @@
+"""The loader actor: one named, detached Ray actor around LoaderManager. Every Ray call of
+``loaders`` lives in this module.
+
+``LoaderService`` is the actor's body in plain asyncio (unit-testable without Ray);
+``LoaderActor`` is the same class made a Ray actor. One instance per cluster owns every loader,
+so each hook runs once per transition, not once per replica.
+
+How the server and replicas use it:
+
+* The server calls ``get_or_create_loader_actor()`` and then ``apply(loaders, models)`` after
+  every config read (idempotent; returns the config errors). ``poll_now()`` serves
+  ``POST /v1/config/reload``; ``all_statuses()`` and ``snapshot(name)`` serve ``/v1/config``.
+* A model replica keeps one long-poll open: ``snap = await actor.wait_for_change.remote(name,
+  seen)``; it returns at once if the model's generation differs from ``seen`` (``None`` for a new
+  replica), else when it changes or after ``timeout``. For each AVAILABLE version the replica
+  lacks, it fetches ``buffers(name, version)`` and compiles them; for each version no longer
+  AVAILABLE it stops admitting requests at once and frees its copy when its in-flight requests
+  end. Then it waits again with ``seen = snap.generation``. Compare generations with ``!=``.
+* Restart: Ray re-runs ``__init__`` with the creation arguments (the first config's specs),
+  which inits the loaders and loads the models again. Generations start at ``time.time_ns()``,
+  so they jump past every generation replicas have seen and replicas re-sync; the server sees
+  ``incarnation()`` change and re-sends ``apply`` with the current specs.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable, Iterable, TypeVar
+
+import ray
+
+from app.status import VersionStatus
+from loaders.base import Clock, ModelBuffers
+from loaders.errors import CustomLoaderConfigError
+from loaders.manager import LoaderManager, ModelSnapshot
+from loaders.specs import LoaderSpec, ModelSpec
+
+log = logging.getLogger("rayvino.loaders")
+
+NAMESPACE = "rayvino"
+ACTOR_NAME = "rayvino-loader"
+
+T = TypeVar("T")
+
+
+class LoaderService:
+    """LoaderManager behind async methods, with a poll loop every ``poll_wait_seconds`` (0: off)."""
+
+    def __init__(
+        self,
+        loaders: Iterable[LoaderSpec] = (),
+        models: Iterable[ModelSpec] = (),
+        poll_wait_seconds: float = 1.0,
+        clock: Clock = time.time,
+    ) -> None:
+        self._incarnation = time.time_ns()
+        self._manager = LoaderManager(clock, first_generation=self._incarnation)
+        self._errors = self._manager.apply(list(loaders), list(models))
+        self._poll_wait = poll_wait_seconds
+        self._changed = asyncio.Event()
+        self._poll_task: asyncio.Task | None = None
+        self._start_polling()
+
+    # ----- driving -----------------------------------------------------------------------------
+
+    async def apply(self, loaders: list[LoaderSpec], models: list[ModelSpec]) -> list[CustomLoaderConfigError]:
+        """Make the config current; returns its loader errors (the first is /v1/config/reload's)."""
+        self._errors = self._run(self._manager.apply, loaders, models)
+        return self._errors
+
+    async def poll_now(self) -> int:
+        """Poll at once (``POST /v1/config/reload``); returns the generation."""
+        return self._run(self._manager.poll)
+
+    async def shutdown(self) -> None:
+        """Unload and retire every model and deinit every loader; stop polling."""
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            self._poll_task = None
+        self._run(self._manager.shutdown)
+
+    # ----- reading -----------------------------------------------------------------------------
+
+    async def statuses(self, name: str) -> list[VersionStatus]:
+        self._start_polling()
+        return self._manager.statuses(name)
+
+    async def all_statuses(self) -> dict[str, list[VersionStatus]]:
+        self._start_polling()
+        return self._manager.all_statuses()
+
+    async def config_errors(self) -> list[CustomLoaderConfigError]:
+        return self._errors
+
+    async def snapshot(self, name: str) -> ModelSnapshot:
+        self._start_polling()
+        return self._manager.snapshot(name)
+
+    async def buffers(self, name: str, version: int) -> ModelBuffers | None:
+        """The version's buffers while it is AVAILABLE, else None."""
+        return self._manager.buffers(name, version)
+
+    async def generation(self) -> int:
+        return self._manager.generation
+
+    async def incarnation(self) -> int:
+        """Changes when the actor restarts: the server then re-sends ``apply``."""
+        return self._incarnation
+
+    async def wait_for_change(self, name: str, seen: int | None, timeout: float = 30.0) -> ModelSnapshot:
+        """The model's snapshot once its generation differs from ``seen``, or after ``timeout``."""
+        self._start_polling()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            snap = self._manager.snapshot(name)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if snap.generation != seen or remaining <= 0:
+                return snap
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    # ----- internals ---------------------------------------------------------------------------
+
+    def _run(self, call: Callable[..., T], *args) -> T:
+        """Run a manager call; wake the long-polls if it changed anything."""
+        before = self._manager.generation
+        try:
+            return call(*args)
+        finally:
+            if self._manager.generation != before:
+                self._changed.set()
+                self._changed = asyncio.Event()
+
+    def _start_polling(self) -> None:
+        # __init__ may run outside the event loop; every entry point retries, so a restarted
+        # actor polls again as soon as anyone (a replica's long-poll) calls it.
+        if self._poll_task is not None or self._poll_wait <= 0:
+            return
+        try:
+            self._poll_task = asyncio.get_running_loop().create_task(self._poll_loop())
+        except RuntimeError:
+            pass
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_wait)
+            try:
+                self._run(self._manager.poll)
+            except Exception:  # a bug must not stop blacklist polling for every model
+                log.exception("loader poll failed")
+
+
+LoaderActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(LoaderService)
+
+
+def get_or_create_loader_actor(
+    loaders: Iterable[LoaderSpec] = (),
+    models: Iterable[ModelSpec] = (),
+    poll_wait_seconds: float = 1.0,
+    *,
+    namespace: str = NAMESPACE,
+    name: str = ACTOR_NAME,
+):
+    """The cluster's loader actor, created with these specs if it does not exist yet.
+
+    If it exists, the specs are ignored: call ``apply`` on the handle with the current ones.
+    """
+    options = dict(name=name, namespace=namespace, lifetime="detached", get_if_exists=True)
+    return LoaderActor.options(**options).remote(list(loaders), list(models), poll_wait_seconds)
+
+
+async def shutdown_loader_actor(*, namespace: str = NAMESPACE, name: str = ACTOR_NAME) -> None:
+    """Deinit every loader, then kill the actor (it is detached: nothing else ends it)."""
+    try:
+        actor = ray.get_actor(name, namespace=namespace)
+    except ValueError:
+        return
+    await actor.shutdown.remote()
+    ray.kill(actor, no_restart=True)
