@@ -149,7 +149,7 @@ def encrypt_model_dir(src: Path, dst: Path, aead: AESGCM, model_name: str) -> li
     written = []
     versions = sorted((d for d in src.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name))
     if not versions:
-        raise SystemExit(f"{src} has no version folders (1/, 2/, ...)")
+        raise ValueError(f"{src} has no version folders (1/, 2/, ...)")
     for folder in versions:
         (dst / folder.name).mkdir(parents=True, exist_ok=True)
         for file in sorted(f for f in folder.iterdir() if f.is_file()):
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         aead = decode_key(args.key_file.read_text(), f"key file {args.key_file}") if args.key_file else load_key(None)
         name = args.model_name or args.dst.resolve().name
         written = encrypt_model_dir(args.src, args.dst, aead, name)
-    except (ModelKeyUnavailable, OSError) as exc:
+    except (ModelKeyUnavailable, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"encrypted {len(written)} files for model '{name}' into {args.dst}")

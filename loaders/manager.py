@@ -216,9 +216,11 @@ class LoaderManager:
     # ----- models ------------------------------------------------------------------------------
 
     def _apply_models(self, specs: list[ModelSpec], errors: list) -> None:
-        by_name = {}
+        by_name: dict[str, ModelSpec] = {}
         for spec in specs:
-            by_name.setdefault(spec.name, spec)  # the server rejects duplicates; first wins here
+            if spec.name in by_name:  # the server rejects duplicates first; first wins here
+                log.warning("model '%s' given twice; keeping the first", spec.name)
+            by_name.setdefault(spec.name, spec)
         for name, model in self._models.items():
             if name not in by_name and not model.retired:
                 self._retire(model)

@@ -145,3 +145,10 @@ def test_keygen_never_overwrites(secured, capsys):
     assert key_file.read_text() == before
     assert before.strip() not in capsys.readouterr().err
     assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_encrypt_needs_version_folders(tmp_path, capsys, secured):
+    _, key_file = secured
+    (tmp_path / "flat").mkdir()
+    assert encrypted.main(["encrypt", str(tmp_path / "flat"), str(tmp_path / "out"), "--key-file", str(key_file)]) == 1
+    assert "no version folders" in capsys.readouterr().err

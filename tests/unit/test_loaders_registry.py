@@ -1,13 +1,20 @@
 """Resolving library_path to a Loader class."""
 from __future__ import annotations
 
+import json
 import pickle
+from pathlib import Path
 
 import pytest
 
+from tests.unit._loaders_support import (  # noqa: F401 (fixtures)
+    AVAILABLE, END_OK, _dummy_template, clock, dummy, states,
+)
 from loaders.errors import CustomLoaderLibraryInvalid, CustomLoaderLibraryLoadFailed
 from loaders.registry import resolve_loader_class
+from loaders.manager import LoaderManager
 from loaders.sample import SampleLoader
+from loaders.specs import LoaderSpec, ModelSpec
 
 TWO = (
     "from loaders.base import Loader\n"
@@ -70,3 +77,25 @@ def test_errors_pickle():
     err = CustomLoaderLibraryInvalid("library_path 'x.py': file x.py not found")
     back = pickle.loads(pickle.dumps(err))
     assert type(back) is CustomLoaderLibraryInvalid and back.message == err.message
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "loaders" / "examples"
+
+
+def test_example_config_names_resolvable_loaders():
+    config = json.loads((EXAMPLES / "config.json").read_text())
+    names = [resolve_loader_class(e["config"]["library_path"], EXAMPLES).__name__
+             for e in config["custom_loader_config_list"]]
+    assert names == ["SampleLoader", "BlockListLoader", "EncryptedLoader", "LicenceLoader"]
+
+
+def test_example_loader_serves_and_blocks(dummy, clock, tmp_path):
+    blocked = tmp_path / "blocked.txt"
+    blocked.write_text("")
+    manager = LoaderManager(clock=clock)
+    spec = LoaderSpec("blocklist", "my_loader.py", str(blocked), str(EXAMPLES))
+    assert manager.apply([spec], [ModelSpec("dummy", str(dummy), (1, 2), {"loader_name": "blocklist"})]) == []
+    assert states(manager) == {1: AVAILABLE, 2: AVAILABLE}
+    blocked.write_text("dummy:2\n")
+    manager.poll()
+    assert states(manager) == {1: AVAILABLE, 2: END_OK}
