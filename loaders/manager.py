@@ -13,6 +13,7 @@ LOADING, START         poll: not blacklisted         load_model              AVA
                                                                              LOADING/UNKNOWN
 AVAILABLE              poll: blacklisted             unload_model            UNLOADING, then
                                                                              END/OK
+END                    poll: blacklisted             -                       END/OK
 END                    poll: not blacklisted         load_model              AVAILABLE, or
                                                                              LOADING/UNKNOWN
 AVAILABLE              version leaves the config     unload_model            UNLOADING, END/OK
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from app.status import ErrorCode, ModelVersionState, VersionStatus
+from app.status import ModelVersionState, VersionStatus
 from loaders.base import MODEL_TYPES, Clock, Loader, LoaderStatus, ModelBuffers
 from loaders.errors import (
     CustomLoaderConfigError,
