@@ -100,7 +100,7 @@ class TextCrops(Node):
         x0, y0 = np.clip(np.floor(points.min(0)).astype(int), 0, [w - 1, h - 1])
         x1, y1 = np.clip(np.ceil(points.max(0)).astype(int), 0, [w - 1, h - 1])
         mask = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.uint8)
-        cv2.fillPoly(mask, [np.round(points - [x0, y0]).astype(np.int32)], 1)
+        cv2.fillPoly(mask, [(points - [x0, y0]).astype(np.int32)], 1)  # truncated, as PaddleOCR
         return float(cv2.mean(probability[y0:y1 + 1, x0:x1 + 1], mask)[0])
 
     def unclip(self, rect: tuple) -> tuple:
@@ -135,7 +135,8 @@ class TextCrops(Node):
         if h / w >= 1.5:  # a vertical box: read it turned left, as PaddleOCR does
             crop, (w, h) = np.rot90(crop), (h, w)
         resized_w = min(self.max_width, max(1, math.ceil(self.text_height * w / h)))
-        return cv2.resize(np.ascontiguousarray(crop), (resized_w, self.text_height))
+        resized = cv2.resize(np.ascontiguousarray(crop), (resized_w, self.text_height))
+        return np.clip(resized, 0, 255)  # cubic warps overshoot; PaddleOCR's uint8 images clip the same way
 
 
 def order_points(points: np.ndarray) -> np.ndarray:
