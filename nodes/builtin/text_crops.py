@@ -11,9 +11,10 @@ Outputs, one entry per text box, top to bottom then left to right:
 - ``text_coordinates`` I32 [N,1,4]: x, y, width, height of the box in image pixels;
 - ``confidence_levels`` FP32 [N,1,1]: the box score (mean probability inside the box).
 
-Params (PaddleOCR's DB post-processing defaults): ``binary_threshold`` 0.3, ``box_threshold``
-0.5, ``unclip_ratio`` 1.6, ``min_box_size`` 3, ``dilate`` true, ``max_output_batch`` 100,
-``text_height`` 48, ``max_text_width`` 2048, ``image_layout`` NCHW.
+Params (DB post-processing as rapidocr sets it): ``binary_threshold`` 0.3, ``box_threshold``
+0.5, ``unclip_ratio`` 1.6, ``min_box_size`` 3, ``dilate`` true (2x2; PaddleOCR's own predict_det
+uses false, which scores thin lines higher), ``max_output_batch`` 100, ``text_height`` 48,
+``max_text_width`` 2048, ``image_layout`` NCHW.
 """
 from __future__ import annotations
 
