@@ -26,7 +26,7 @@ run: setup
 	$(VENV)/bin/serve run serve_config.yaml
 
 test: setup
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests/unit tests/integration
 
 unit: setup
 	$(PY) -m pytest tests/unit

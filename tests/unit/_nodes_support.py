@@ -84,7 +84,7 @@ def ocr_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                     (out / f"{kind}.onnx").write_bytes(
                         wheel.read(f"rapidocr_onnxruntime/models/ch_PP-OCRv4_{kind}_infer.onnx"))
             return {"det": out / "det.onnx", "rec": out / "rec.onnx"}
-    pytest.skip("PP-OCRv4 models missing: run `make models`, or "
+    pytest.fail("PP-OCRv4 models missing: run `make models`, or "
                 f"`pip download --no-deps -d /tmp/wheels rapidocr-onnxruntime==1.4.4`")
 
 
