@@ -16,6 +16,13 @@ How the server and replicas use it:
   lacks, it fetches ``buffers(name, version)`` and compiles them; for each version no longer
   AVAILABLE it stops admitting requests at once and frees its copy when its in-flight requests
   end. Then it waits again with ``seen = snap.generation``. Compare generations with ``!=``.
+* Unloads wait for replicas (the guarantee that no stale replica answers after a blacklist):
+  a leaving version is first *draining* in the snapshot while its status is still AVAILABLE;
+  each replica stops admitting requests to it, lets its in-flight ones finish, then calls
+  ``wait_for_change`` again with the new generation and its ``replica`` id, which acknowledges
+  the drain. Only when every live replica has acknowledged does the version go UNLOADING ->
+  ``unload_model`` -> END. A replica that stops calling for ``REPLICA_GRACE_SECONDS`` past its
+  last long-poll is taken for dead and not waited on; ``leave`` removes one at shutdown.
 * Restart: Ray re-runs ``__init__`` with the creation arguments (the first config's specs),
   which inits the loaders and loads the models again. Generations start at ``time.time_ns()``,
   so they jump past every generation replicas have seen and replicas re-sync; the server sees
@@ -26,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
 import ray
@@ -43,6 +51,16 @@ ACTOR_NAME = "rayvino-loader"
 
 T = TypeVar("T")
 
+# A replica that has not called for this long after its last long-poll ended is taken for dead.
+REPLICA_GRACE_SECONDS = 5.0
+
+
+@dataclass
+class _Replica:
+    acked: int | None  # the generation it last applied
+    last_contact: float  # loop time of its last call's start or end
+    waiting: bool  # inside a long-poll now
+
 
 class LoaderService:
     """LoaderManager behind async methods, with a poll loop every ``poll_wait_seconds`` (0: off)."""
@@ -55,7 +73,8 @@ class LoaderService:
         clock: Clock = time.time,
     ) -> None:
         self._incarnation = time.time_ns()
-        self._manager = LoaderManager(clock, first_generation=self._incarnation)
+        self._manager = LoaderManager(clock, first_generation=self._incarnation, gate_unloads=True)
+        self._replicas: dict[str, dict[str, _Replica]] = {}
         self._errors = self._manager.apply(list(loaders), list(models))
         self._poll_wait = poll_wait_seconds
         self._changed = asyncio.Event()
@@ -67,11 +86,14 @@ class LoaderService:
     async def apply(self, loaders: list[LoaderSpec], models: list[ModelSpec]) -> list[CustomLoaderConfigError]:
         """Make the config current; returns its loader errors (the first is /v1/config/reload's)."""
         self._errors = self._run(self._manager.apply, loaders, models)
+        self._run(self._manager.finish_drains, self._drained)
         return self._errors
 
     async def poll_now(self) -> int:
         """Poll at once (``POST /v1/config/reload``); returns the generation."""
-        return self._run(self._manager.poll)
+        self._run(self._manager.poll)
+        self._run(self._manager.finish_drains, self._drained)
+        return self._manager.generation
 
     async def shutdown(self) -> None:
         """Unload and retire every model and deinit every loader; stop polling."""
@@ -108,20 +130,58 @@ class LoaderService:
         """Changes when the actor restarts: the server then re-sends ``apply``."""
         return self._incarnation
 
-    async def wait_for_change(self, name: str, seen: int | None, timeout: float = 30.0) -> ModelSnapshot:
-        """The model's snapshot once its generation differs from ``seen``, or after ``timeout``."""
+    async def wait_for_change(
+        self, name: str, seen: int | None, timeout: float = 30.0, replica: str | None = None
+    ) -> ModelSnapshot:
+        """The model's snapshot once its generation differs from ``seen``, or after ``timeout``.
+
+        A replica passes its id: the call then also says it has applied ``seen`` and drained
+        what that snapshot stopped serving, which may complete waiting unloads.
+        """
         self._start_polling()
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            snap = self._manager.snapshot(name)
-            remaining = deadline - asyncio.get_running_loop().time()
-            if snap.generation != seen or remaining <= 0:
-                return snap
-            changed = self._changed
-            try:
-                await asyncio.wait_for(changed.wait(), remaining)
-            except asyncio.TimeoutError:
-                pass
+        loop = asyncio.get_running_loop()
+        contact = self._contact(name, replica, seen, waiting=True)
+        self._run(self._manager.finish_drains, self._drained)
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                snap = self._manager.snapshot(name)
+                remaining = deadline - loop.time()
+                if snap.generation != seen or remaining <= 0:
+                    return snap
+                changed = self._changed
+                try:
+                    await asyncio.wait_for(changed.wait(), remaining)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            if contact is not None:
+                contact.waiting, contact.last_contact = False, loop.time()
+
+    async def leave(self, name: str, replica: str) -> None:
+        """A replica shuts down: stop waiting for it."""
+        self._replicas.get(name, {}).pop(replica, None)
+        self._run(self._manager.finish_drains, self._drained)
+
+    def _contact(self, name: str, replica: str | None, seen: int | None, waiting: bool) -> _Replica | None:
+        if replica is None:
+            return None
+        now = asyncio.get_running_loop().time()
+        contact = self._replicas.setdefault(name, {}).setdefault(replica, _Replica(seen, now, waiting))
+        contact.acked, contact.last_contact, contact.waiting = seen, now, waiting
+        return contact
+
+    def _drained(self, name: str, generation: int) -> bool:
+        """Every live replica of ``name`` has acknowledged ``generation`` (dead ones are dropped)."""
+        now = asyncio.get_running_loop().time()
+        replicas = self._replicas.get(name, {})
+        for replica_id, contact in list(replicas.items()):
+            if not contact.waiting and now - contact.last_contact > REPLICA_GRACE_SECONDS:
+                log.warning("replica %s of model '%s' stopped calling; not waiting for it", replica_id, name)
+                del replicas[replica_id]
+            elif contact.acked is None or contact.acked < generation:
+                return False
+        return True
 
     # ----- internals ---------------------------------------------------------------------------
 
@@ -150,6 +210,7 @@ class LoaderService:
             await asyncio.sleep(self._poll_wait)
             try:
                 self._run(self._manager.poll)
+                self._run(self._manager.finish_drains, self._drained)  # also when replicas died
             except Exception:  # a bug must not stop blacklist polling for every model
                 log.exception("loader poll failed")
 

@@ -39,7 +39,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from app.status import ModelVersionState, VersionStatus
 from loaders.base import MODEL_TYPES, Clock, Loader, LoaderStatus, ModelBuffers
@@ -63,6 +63,10 @@ S = ModelVersionState
 class _Version:
     status: VersionStatus
     buffers: ModelBuffers | None = None
+    # While replicas drain a leaving version: the status it goes to once they all have, and the
+    # generation they must acknowledge (see LoaderManager.finish_drains).
+    drain_to: VersionStatus | None = None
+    drain_generation: int = 0
 
 
 @dataclass
@@ -78,10 +82,12 @@ class _Model:
 
 @dataclass(frozen=True)
 class ModelSnapshot:
-    """What a replica needs to follow one model: its generation (None if never given) and statuses."""
+    """What a replica needs to follow one model: its generation (None if never given), statuses,
+    and the versions being drained (still AVAILABLE in status, no longer to be served)."""
 
     generation: int | None
     statuses: list[VersionStatus]
+    draining: tuple[int, ...] = ()
 
 
 @dataclass
@@ -93,8 +99,13 @@ class _LoaderEntry:
 class LoaderManager:
     """Owns loader instances by loader name and the state of every loader-backed version."""
 
-    def __init__(self, clock: Clock = time.time, first_generation: int = 0) -> None:
+    def __init__(self, clock: Clock = time.time, first_generation: int = 0, gate_unloads: bool = False) -> None:
+        """``gate_unloads``: unload in two phases, waiting for replicas to drain (the actor's mode).
+
+        Without it a leaving version goes UNLOADING -> unload_model -> END in one step.
+        """
         self._clock = clock
+        self._gate_unloads = gate_unloads
         self._loaders: dict[str, _LoaderEntry] = {}
         self._leaving: dict[str, _LoaderEntry] = {}  # during apply(): dropped, not yet deinit
         self._failed: dict[str, CustomLoaderConfigError] = {}
@@ -115,7 +126,7 @@ class LoaderManager:
         """The version's buffers while it is AVAILABLE, else None."""
         model = self._models.get(name)
         entry = model.versions.get(version) if model else None
-        return entry.buffers if entry and entry.status.available else None
+        return entry.buffers if entry and entry.status.available and entry.drain_to is None else None
 
     def model_generation(self, name: str) -> int | None:
         """The generation of the model's last change; None for a model never given."""
@@ -123,7 +134,22 @@ class LoaderManager:
         return None if model is None else model.generation
 
     def snapshot(self, name: str) -> ModelSnapshot:
-        return ModelSnapshot(self.model_generation(name), self.statuses(name))
+        model = self._models.get(name)
+        draining = () if model is None else tuple(v for v, e in sorted(model.versions.items()) if e.drain_to)
+        return ModelSnapshot(self.model_generation(name), self.statuses(name), draining)
+
+    def finish_drains(self, drained: Callable[[str, int], bool]) -> None:
+        """Complete every unload whose replicas have drained: ``drained(model, generation)`` says
+        whether every live replica of the model has applied ``generation`` and finished its requests.
+
+        Only then does the version go UNLOADING -> unload_model -> END, so anyone who sees the
+        transition knows no replica still serves the version.
+        """
+        for model in self._models.values():
+            for version, entry in sorted(model.versions.items()):
+                if entry.drain_to is not None and drained(model.spec.name, entry.drain_generation):
+                    then, entry.drain_to = entry.drain_to, None
+                    self._finish_unload(model, version, then)
 
     def loader_names(self) -> list[str]:
         return sorted(self._loaders)
@@ -309,6 +335,8 @@ class LoaderManager:
 
     def _step(self, model: _Model, loader: Loader, version: int) -> None:
         """One poll of one version: the only place blacklisting drives transitions."""
+        if model.versions[version].drain_to is not None:
+            return  # replicas are draining it; finish_drains decides what comes next
         reason = self._blacklisted(model, loader, version)
         state = model.versions[version].status.state
         if state is S.AVAILABLE:
@@ -353,6 +381,19 @@ class LoaderManager:
         self._set(model, version, VersionStatus.loading_failed(version, reason))
 
     def _unload(self, model: _Model, version: int, then: VersionStatus) -> None:
+        entry = model.versions[version]
+        if entry.drain_to is not None:  # already draining: only where it ends up changes
+            entry.drain_to = then
+            return
+        if not self._gate_unloads:
+            self._finish_unload(model, version, then)
+            return
+        entry.drain_to = then
+        self.generation += 1
+        model.generation = entry.drain_generation = self.generation
+        log.info("model '%s' version %d: draining replicas before unload", model.spec.name, version)
+
+    def _finish_unload(self, model: _Model, version: int, then: VersionStatus) -> None:
         self._set(model, version, VersionStatus(version, S.UNLOADING))
         loader = self._instance(model.loader_name)
         name = model.spec.name

@@ -1,0 +1,94 @@
+"""Two-phase unloads: a leaving version is drained by every live replica before it is unloaded,
+so a transition seen from outside is never contradicted by a stale replica."""
+from __future__ import annotations
+
+import asyncio
+
+from loaders import actor as actor_module
+from loaders.actor import LoaderService
+from loaders.manager import LoaderManager
+from loaders.specs import LoaderSpec
+from tests.unit._loaders_support import (  # noqa: F401 (fixtures)
+    AVAILABLE, END_OK, _dummy_template, clock, disable, dummy, hook_calls, model_spec, states,
+    sample_spec, write_recording_loader,
+)
+
+
+def recording(tmp_path) -> LoaderSpec:
+    write_recording_loader(tmp_path)
+    return LoaderSpec("rec", "recording.py", config_dir=str(tmp_path))
+
+
+def test_gated_unload_waits_for_the_drain_then_unloads_once(dummy, clock, tmp_path):
+    manager = LoaderManager(clock, gate_unloads=True)
+    manager.apply([recording(tmp_path)], [model_spec(dummy, loader="rec")])
+    disable(dummy, 1)
+    manager.poll()
+    snap = manager.snapshot("dummy")
+    assert snap.draining == (1,)
+    assert states(manager)[1] == AVAILABLE  # nothing visible changes until replicas have drained
+    assert manager.buffers("dummy", 1) is None  # a replica starting now does not load it
+    assert hook_calls(manager, hook="unload_model") == []
+    manager.poll()  # polling again while draining neither unloads nor repeats the drain
+    assert manager.snapshot("dummy").generation == snap.generation
+
+    asked = []
+    manager.finish_drains(lambda name, generation: asked.append((name, generation)) or False)
+    assert asked == [("dummy", snap.generation)] and states(manager)[1] == AVAILABLE
+    manager.finish_drains(lambda name, generation: True)
+    assert states(manager)[1] == END_OK and manager.snapshot("dummy").draining == ()
+    assert hook_calls(manager, hook="unload_model") == [("unload_model", "dummy", 1)]
+
+
+def test_ungated_manager_unloads_at_once(dummy, clock, tmp_path):
+    manager = LoaderManager(clock)
+    manager.apply([recording(tmp_path)], [model_spec(dummy, loader="rec")])
+    disable(dummy, 1)
+    manager.poll()
+    assert states(manager)[1] == END_OK
+
+
+def test_service_waits_for_every_live_replica(dummy, clock):
+    async def scenario():
+        service = LoaderService([], [], poll_wait_seconds=0, clock=clock)
+        await service.apply([sample_spec()], [model_spec(dummy)])
+        first = await service.wait_for_change("dummy", None, timeout=0, replica="a")
+        await service.wait_for_change("dummy", None, timeout=0, replica="b")  # b has seen nothing yet
+        disable(dummy, 1)
+        await service.poll_now()
+        draining = await service.snapshot("dummy")
+        assert draining.draining == (1,) and draining.generation != first.generation
+        await service.wait_for_change("dummy", draining.generation, timeout=0, replica="a")
+        assert (await service.snapshot("dummy")).draining == (1,)  # b has not acknowledged
+        await service.wait_for_change("dummy", draining.generation, timeout=0, replica="b")
+        statuses = {s.version: (s.state.name, s.error_code.value) for s in await service.statuses("dummy")}
+        assert statuses[1] == END_OK
+
+    asyncio.run(scenario())
+
+
+def test_service_stops_waiting_for_a_dead_replica(dummy, clock, monkeypatch):
+    monkeypatch.setattr(actor_module, "REPLICA_GRACE_SECONDS", 0.0)
+
+    async def scenario():
+        service = LoaderService([sample_spec()], [model_spec(dummy)], poll_wait_seconds=0, clock=clock)
+        await service.wait_for_change("dummy", None, timeout=0, replica="gone")
+        disable(dummy, 1)
+        await asyncio.sleep(0.01)  # the replica's last contact is now past the (zero) grace period
+        await service.poll_now()
+        assert (await service.snapshot("dummy")).draining == ()
+
+    asyncio.run(scenario())
+
+
+def test_a_replica_that_leaves_is_not_waited_for(dummy, clock):
+    async def scenario():
+        service = LoaderService([sample_spec()], [model_spec(dummy)], poll_wait_seconds=0, clock=clock)
+        await service.wait_for_change("dummy", None, timeout=0, replica="r")
+        disable(dummy, 1)
+        await service.poll_now()
+        assert (await service.snapshot("dummy")).draining == (1,)
+        await service.leave("dummy", "r")
+        assert (await service.snapshot("dummy")).draining == ()
+
+    asyncio.run(scenario())
