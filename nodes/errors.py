@@ -72,6 +72,12 @@ class NodeExecutionFailed(NodeFault):
     title = "Custom node failed during execution"  # NODE_LIBRARY_EXECUTION_FAILED
 
 
+class NodeCrashed(NodeFault):
+    """The process running the node died mid-request (a segfault in a C library, say)."""
+
+    title = "Custom node crashed"
+
+
 # --- output checks after execute (OVMS customnodesession.cpp) ------------------------------------
 
 

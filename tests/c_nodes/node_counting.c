@@ -8,7 +8,11 @@
  * null_data, wrong_size, null_dims, shared_dims (both outputs share one dims array).
  *
  * Extra exports: counting_reset(), counting_stats(int64_t out[COUNTING_STATS]) and
- * counting_last_input() (the data pointer execute received, to prove inputs are zero-copy). */
+ * counting_last_input() (the data pointer execute received, to prove inputs are zero-copy).
+ * With param "stats_file", deinitialize writes the stats there as "name value" lines, for tests
+ * where the library runs in another process (a Ray replica). */
+#include <stdio.h>
+
 #include "node_util.h"
 
 #define MAX_LIVE 1024
@@ -17,6 +21,9 @@ enum { INITIALIZE, DEINITIALIZE, EXECUTE, INFO, RELEASE, OUTSTANDING, UNKNOWN_RE
 static int64_t stats[COUNTING_STATS];
 static void* live[MAX_LIVE];
 static uintptr_t last_input;
+static char stats_file[4096];
+static const char* const STAT_NAMES[COUNTING_STATS] = {
+    "initialize", "deinitialize", "execute", "info", "release", "outstanding", "unknown_release", "bad_manager"};
 static const int MANAGER_MAGIC = 0x4e4f4445;
 
 void counting_reset(void) {
@@ -50,8 +57,20 @@ static int is_fault(const struct CustomNodeParam* params, int count, const char*
     return value != NULL && strcmp(value, fault) == 0;
 }
 
+static void write_stats_file(void) {
+    if (stats_file[0] == '\0') return;
+    int64_t out[COUNTING_STATS];
+    counting_stats(out);
+    FILE* file = fopen(stats_file, "w");
+    if (file == NULL) return;
+    for (int i = 0; i < COUNTING_STATS; i++) fprintf(file, "%s %lld\n", STAT_NAMES[i], (long long)out[i]);
+    fclose(file);
+}
+
 int initialize(void** manager, const struct CustomNodeParam* params, int paramsCount) {
     stats[INITIALIZE]++;
+    const char* path = param_value(params, paramsCount, "stats_file");
+    if (path != NULL) snprintf(stats_file, sizeof(stats_file), "%s", path);
     if (is_fault(params, paramsCount, "fail_initialize")) return 1;
     int* state = (int*)malloc(sizeof(int));
     *state = MANAGER_MAGIC;
@@ -63,6 +82,7 @@ int deinitialize(void* manager) {
     stats[DEINITIALIZE]++;
     check_manager(manager);
     free(manager);
+    write_stats_file();
     return 0;
 }
 

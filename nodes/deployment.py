@@ -1,0 +1,130 @@
+"""One custom node as a Ray Serve deployment, and the client that calls it. Every Ray call of
+``nodes`` is in this module; the node itself (``nodes.base.Node``) knows nothing of Ray.
+
+    app = node_app(factory, params, "crop")                # an Application, one per pipeline node
+    handle = serve.run(app, ...)  # or a DeploymentHandle injected into the pipeline's deployment
+    client = NodeClient(handle, "crop")
+    outputs = await client.run({"image": x}, ["images"])  # NodeCrashed if the replica died
+
+A replica owns one node: ``initialize`` once in ``__init__``, ``run`` per request in a worker
+thread (C ``execute`` is synchronous, and the replica's event loop must stay free for health
+checks and other requests), ``deinitialize`` in ``__del__``, which Serve calls on graceful shutdown.
+A C library that segfaults kills only its replica; Serve starts a new one, and the client turns
+the dead actor into NodeCrashed (500). A crashed request is not retried, as in OVMS: the same
+input would likely crash the new replica too.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Collection
+
+from ray import serve
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.serve.deployment import Application
+from ray.serve.handle import DeploymentHandle
+
+from app.errors import find_serving_error
+from app.tensors import TensorInfo, Tensors
+from nodes.errors import NodeCrashed
+from nodes.loading import NodeFactory
+
+log = logging.getLogger(__name__)
+
+# What a handle call raises when the replica process is gone (ActorDiedError is a RayActorError;
+# ActorUnavailableError is raised while a restarting actor cannot be reached).
+REPLICA_GONE = (RayActorError, ActorDiedError, ActorUnavailableError)
+
+# A node is usually CPU-light and serialized, so a replica takes few requests at once; a crash
+# then fails at most this many in-flight requests.
+DEFAULT_MAX_ONGOING = 4
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0},
+    max_ongoing_requests=DEFAULT_MAX_ONGOING,
+    health_check_period_s=2,  # notice a crashed replica quickly, so its replacement starts soon
+    graceful_shutdown_wait_loop_s=0.2,
+    graceful_shutdown_timeout_s=10,
+)
+class NodeDeployment:
+    """One initialized node per replica; methods forward to it."""
+
+    def __init__(self, factory: NodeFactory, params: dict[str, str], node_name: str) -> None:
+        node = factory()
+        node.name = node_name
+        node.initialize(params)  # a NodeInitializeFailed here fails the replica with its message
+        self.node = node
+
+    async def inputs_info(self) -> list[TensorInfo]:
+        # In a thread too: the node's lock may be held by a running execute.
+        return await asyncio.to_thread(self.node.inputs_info)
+
+    async def outputs_info(self) -> list[TensorInfo]:
+        return await asyncio.to_thread(self.node.outputs_info)
+
+    async def run(self, inputs: Tensors, outputs: list[str]) -> Tensors:
+        return await asyncio.to_thread(self.node.run, inputs, outputs)
+
+    def __del__(self) -> None:
+        node = self.__dict__.get("node")  # absent when __init__ failed: nothing to deinitialize
+        if node is not None:
+            node.deinitialize()
+
+
+def node_app(factory: NodeFactory, params: dict[str, str], node_name: str, *,
+             deployment_name: str | None = None, **options: Any) -> Application:
+    """The deployment of one pipeline node, bound and ready for ``serve.run`` or another ``.bind``.
+
+    ``deployment_name`` must be unique within the application (default ``node-<node_name>``);
+    ``options`` override the deployment's defaults (``num_replicas``, ``ray_actor_options``...).
+    """
+    deployment = NodeDeployment.options(name=deployment_name or f"node-{node_name}", **options)
+    return deployment.bind(factory, dict(params), node_name)
+
+
+def startup_errors(app_name: str) -> dict[str, str]:
+    """Why each deployment of ``app_name`` failed to start, by deployment name: the last line of
+    Serve's status message, which is the constructor's exception (``serve.run`` only says that
+    the deployments failed to update)."""
+    app = serve.status().applications.get(app_name)
+    if app is None:
+        return {}
+    return {name: _last_line(deployment.message) for name, deployment in app.deployments.items()
+            if deployment.status == "DEPLOY_FAILED"}
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+class NodeClient:
+    """Calls a node deployment and names what went wrong: NodeCrashed for a dead replica, the
+    node's own error (NodeExecutionFailed...) unchanged otherwise. Picklable, like its handle."""
+
+    def __init__(self, handle: DeploymentHandle, node_name: str) -> None:
+        self.handle = handle
+        self.node_name = node_name
+
+    async def run(self, inputs: Tensors, outputs: Collection[str]) -> Tensors:
+        return await self._call(self.handle.run.remote(inputs, list(outputs)))
+
+    async def inputs_info(self) -> list[TensorInfo]:
+        return await self._call(self.handle.inputs_info.remote())
+
+    async def outputs_info(self) -> list[TensorInfo]:
+        return await self._call(self.handle.outputs_info.remote())
+
+    async def _call(self, response: Awaitable[Any]) -> Any:
+        try:
+            return await response
+        except REPLICA_GONE as exc:
+            raise NodeCrashed(self.node_name, f"its replica died while running the request ({type(exc).__name__}); "
+                                              "Ray is restarting it, so later requests can succeed") from exc
+        except Exception as exc:
+            error = find_serving_error(exc)
+            if error is None:
+                raise
+            raise error from exc
+

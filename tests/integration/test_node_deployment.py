@@ -1,0 +1,156 @@
+"""One custom node per Ray Serve deployment: results, params, a failing initialize, a segfault
+that kills only its replica, and deinitialize on delete, against real replicas."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.errors import http_status
+from nodes.errors import NodeCrashed, NodeExecutionFailed
+from nodes.loading import load_node_class
+from tests.integration.conftest import wait_for
+from tests.unit._nodes_support import C_NODES, compile_c_node
+
+X = np.arange(10, dtype=np.float32).reshape(1, 10)
+
+
+@pytest.fixture(scope="module")
+def libraries(tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("node_deployment")
+    return {name: compile_c_node(C_NODES / f"node_{name}.c", out / f"libnode_{name}.so")
+            for name in ("segfault", "counting")}
+
+
+@pytest.fixture
+def deploy(ray_cluster):
+    """Deploys a node app under a unique name and deletes it after the test: returns a NodeClient."""
+    from ray import serve
+
+    from nodes.deployment import NodeClient, node_app
+
+    names: list[str] = []
+
+    def _deploy(base_path: str, params: dict[str, str], node_name: str) -> NodeClient:
+        name = f"{node_name}-{uuid.uuid4().hex[:6]}"
+        names.append(name)
+        handle = serve.run(node_app(load_node_class(base_path, Path("/")), params, node_name),
+                           name=name, route_prefix=None)
+        return NodeClient(handle, node_name)
+
+    yield _deploy
+    for name in names:
+        serve.delete(name)
+
+
+def run(client, value: np.ndarray = X, output: str = "output_numbers") -> np.ndarray:
+    return asyncio.run(client.run({"input_numbers": value}, [output]))[output]
+
+
+def test_add_one_adds_one_and_honours_params(deploy):
+    plain = deploy("builtin:add_one", {}, "plus")
+    tuned = deploy("builtin:add_one", {"add_number": "5", "sub_number": "2"}, "tuned")
+    np.testing.assert_array_equal(run(plain), X + 1)
+    np.testing.assert_array_equal(run(tuned), X + 3)
+    (info,) = asyncio.run(plain.inputs_info())
+    assert (info.name, info.datatype, tuple(info.shape)) == ("input_numbers", "FP32", (1, 10))
+    assert [i.name for i in asyncio.run(plain.outputs_info())] == ["output_numbers"]
+
+
+def test_failing_initialize_fails_the_deployment_clearly(ray_cluster, libraries):
+    from ray import serve
+
+    from nodes.deployment import node_app, startup_errors
+
+    name = f"init-fails-{uuid.uuid4().hex[:6]}"
+    app = node_app(load_node_class(str(libraries["counting"]), Path("/")), {"fault": "fail_initialize"}, "broken")
+    try:
+        with pytest.raises(RuntimeError, match="node-broken"):
+            serve.run(app, name=name, route_prefix=None)
+        assert startup_errors(name) == {"node-broken": "nodes.errors.NodeInitializeFailed: Failure during custom "
+                                                       "node library initialization - node 'broken': initialize returned 1"}
+    finally:
+        serve.delete(name)  # a failed app stays listed (and its replica retried) until deleted
+    assert name not in serve.status().applications
+
+
+def test_library_error_passes_through_unchanged(deploy, libraries):
+    client = deploy(str(libraries["segfault"]), {}, "seg")
+    with pytest.raises(NodeExecutionFailed) as caught:  # no input_numbers: execute returns 1
+        asyncio.run(client.run({"other": X}, ["output_numbers"]))
+    assert caught.value.message == "Custom node failed during execution - node 'seg': execute returned 1"
+    assert http_status(caught.value) == 500
+
+
+def test_segfault_kills_only_its_replica(deploy, libraries):
+    from ray import serve
+
+    healthy = deploy("builtin:add_one", {}, "healthy")
+    crashing = deploy(str(libraries["segfault"]), {}, "seg")
+    np.testing.assert_array_equal(run(crashing), X)
+
+    crash, healthy_results = asyncio.run(crash_while_calling(crashing, healthy))
+
+    assert isinstance(crash, NodeCrashed), repr(crash)
+    assert http_status(crash) == 500
+    assert crash.message.startswith("Custom node crashed - node 'seg': its replica died")
+    assert "restarting" in crash.message
+    assert healthy_results and all(np.array_equal(r, X + 1) for r in healthy_results)
+    # Serve replaces the dead replica; the next request waits for it and succeeds.
+    wait_for(lambda: _deployment_running(serve, "seg"), what="the crashed node's replica to be replaced")
+    np.testing.assert_array_equal(run(crashing), X)
+
+
+async def crash_while_calling(crashing, healthy) -> tuple[BaseException | None, list[np.ndarray]]:
+    """Sends 13 to the crashing node while calling the healthy one, until the crash is answered."""
+    crash_call = asyncio.ensure_future(crashing.run({"input_numbers": np.full((1, 3), 13, np.float32)},
+                                                    ["output_numbers"]))
+    results = []
+    while not crash_call.done() or len(results) < 5:
+        outputs = await healthy.run({"input_numbers": X}, ["output_numbers"])
+        results.append(outputs["output_numbers"])
+    return crash_call.exception(), results
+
+
+def _deployment_running(serve, node_name: str) -> bool:
+    for app in serve.status().applications.values():
+        deployment = app.deployments.get(f"node-{node_name}")
+        if deployment is not None:
+            return deployment.status == "HEALTHY" and deployment.replica_states == {"RUNNING": 1}
+    return False
+
+
+def test_deinitialize_runs_on_delete_and_every_buffer_is_released(ray_cluster, libraries, tmp_path):
+    from ray import serve
+
+    from nodes.deployment import NodeClient, node_app
+
+    stats_file = tmp_path / "counts.txt"
+    name = f"counting-{uuid.uuid4().hex[:6]}"
+    factory = load_node_class(str(libraries["counting"]), Path("/"))
+    handle = serve.run(node_app(factory, {"stats_file": str(stats_file)}, "counting"), name=name, route_prefix=None)
+    client = NodeClient(handle, "counting")
+    try:
+        for value in range(3):
+            outputs = asyncio.run(client.run({"input_numbers": X + value}, ["output_numbers", "output_ids"]))
+            np.testing.assert_array_equal(outputs["output_numbers"], X + value + 1)
+        assert not stats_file.exists()  # written by deinitialize only
+    finally:
+        serve.delete(name)
+
+    counts = wait_for(lambda: _read_counts(stats_file), what="the counting node's deinitialize")
+    assert counts["initialize"] == 1 and counts["deinitialize"] == 1
+    assert counts["execute"] == 3
+    # Per execute: 2 data buffers, 2 dims arrays, the outputs array; each released once.
+    assert counts["release"] == 3 * 5
+    assert counts["outstanding"] == counts["unknown_release"] == counts["bad_manager"] == 0
+
+
+def _read_counts(path: Path) -> dict[str, int] | None:
+    if not path.exists():
+        return None
+    pairs = [line.split() for line in path.read_text().splitlines()]
+    return {key: int(value) for key, value in pairs} or None
