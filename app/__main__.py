@@ -1,4 +1,4 @@
-"""Command line: ``python -m app validate CONFIG`` and ``python -m app schema``."""
+"""Command line: ``python -m app validate CONFIG``, ``python -m app schema`` and ``python -m app graph CONFIG PIPELINE``."""
 from __future__ import annotations
 
 import argparse
@@ -14,10 +14,15 @@ def main(argv: list[str] | None = None) -> int:
     validate = commands.add_parser("validate", help="check a config.json; print OK or every error")
     validate.add_argument("config")
     commands.add_parser("schema", help="print the JSON Schema of config.json")
+    graph = commands.add_parser("graph", help="print a pipeline of a config.json as a Mermaid flowchart")
+    graph.add_argument("config")
+    graph.add_argument("pipeline")
     args = parser.parse_args(argv)
     if args.command == "schema":
         print(json.dumps(ServerConfig.model_json_schema(), indent=2))
         return 0
+    if args.command == "graph":
+        return _graph(args.config, args.pipeline)
     try:
         load_config(args.config)
     except ConfigError as exc:
@@ -25,6 +30,24 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
         return 1
     print("OK")
+    return 0
+
+
+def _graph(config_path: str, name: str) -> int:
+    from app.pipeline.mermaid import to_mermaid
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 1
+    pipeline = next((p for p in config.pipeline_config_list if p.name == name), None)
+    if pipeline is None:
+        names = [p.name for p in config.pipeline_config_list]
+        print(f"{config_path} has no pipeline '{name}'; its pipelines are {names or 'none'}", file=sys.stderr)
+        return 1
+    print(to_mermaid(pipeline), end="")
     return 0
 
 

@@ -101,12 +101,19 @@ class InferenceFailed(ServerFault):
     title = "Inference failed"
 
 
+class NoContent(ServingError):
+    """The request succeeded with nothing to return, e.g. a demultiplexer with no results (HTTP 204)."""
+
+    title = "No content"
+
+
 HTTP_STATUS: dict[type[BaseException], int] = {
     NotFound: 404,
     InvalidRequest: 400,
     JsonInvalid: 412,
     RequestTooLarge: 413,
     ServerFault: 500,
+    NoContent: 204,
     ServingError: 500,
 }
 

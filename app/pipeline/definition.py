@@ -1,0 +1,109 @@
+"""A validated pipeline: its nodes, connections, order and demultiply levels, ready to run.
+
+Built only by ``app.pipeline.validation.validate``. ``NodeSpec`` is also what the executor hands
+to ``call(node, inputs)``: it says which model version or which library with which params to run,
+and which real outputs the pipeline needs from it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Mapping, NoReturn
+
+from app.config import PipelineConfig
+from app.pipeline.catalog import Signature
+from app.tensors import TensorInfo
+
+REQUEST = "request"
+RESPONSE = "response"
+
+# Raises PipelineInvalid(pipeline, code, detail): how validation steps report a broken rule.
+Fail = Callable[[str, str], NoReturn]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a pipeline, as ``call`` receives it.
+
+    ``inputs`` given to ``call`` are keyed by the real input names of the model or library;
+    ``call`` returns a dict keyed by real output names, holding at least ``outputs``.
+    """
+
+    pipeline: str
+    name: str
+    kind: Literal["model", "custom"]
+    model_name: str | None = None
+    version: int | None = None  # None: the model's default version
+    library_name: str | None = None
+    params: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    outputs: tuple[str, ...] = ()  # real output names the pipeline uses
+    demultiply_count: int | None = None  # None: not a demultiplexer; -1: dynamic
+    gather_from_node: str | None = None
+
+    @property
+    def is_demultiplexer(self) -> bool:
+        return self.demultiply_count is not None
+
+    @property
+    def target(self) -> str:
+        """What the node runs, for messages: ``model 'dummy'`` or ``library 'add_sub'``."""
+        return f"model '{self.model_name}'" if self.kind == "model" else f"library '{self.library_name}'"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One edge: ``source``'s output ``alias`` (real name ``output``) feeds ``target``'s input ``input``.
+
+    For the request, ``alias`` and ``output`` are the pipeline input name; for the response,
+    ``input`` is the response tensor name.
+    """
+
+    source: str
+    alias: str
+    output: str
+    target: str
+    input: str
+
+    def describe(self) -> str:
+        return f"{self.source}:{self.alias} -> {self.target}:{self.input}"
+
+
+@dataclass(frozen=True)
+class PipelineDefinition:
+    name: str
+    config: PipelineConfig
+    nodes: Mapping[str, NodeSpec]  # without request and response
+    signatures: Mapping[str, Signature]
+    connections: tuple[Connection, ...]
+    order: tuple[str, ...]  # topological, request first and response last
+    levels: Mapping[str, tuple[str, ...]]  # the demultiplexers whose shards a node runs in, outermost first
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+
+    @property
+    def entry_demultiply_count(self) -> int | None:
+        return self.config.demultiply_count
+
+    def demultiply_count(self, node: str) -> int | None:
+        """The node's demultiply count (None: not a demultiplexer); the request's is the entry one."""
+        if node == REQUEST:
+            return self.entry_demultiply_count
+        spec = self.nodes.get(node)
+        return spec.demultiply_count if spec else None
+
+    def output_level(self, node: str) -> tuple[str, ...]:
+        """The level of the node's outputs: its own, plus itself if it is a demultiplexer."""
+        level = self.levels[node]
+        return level + (node,) if self.demultiply_count(node) is not None else level
+
+    def into(self, target: str) -> list[Connection]:
+        return [c for c in self.connections if c.target == target]
+
+    def metadata(self) -> dict:
+        """KServe v2 model metadata: pipelines have one version, "1", as in OVMS."""
+        return {
+            "name": self.name,
+            "versions": ["1"],
+            "platform": "OpenVINO",
+            "inputs": [info.metadata() for info in self.inputs],
+            "outputs": [info.metadata() for info in self.outputs],
+        }
