@@ -10,30 +10,24 @@ A replica owns one node: ``initialize`` once in ``__init__``, ``run`` per reques
 thread (C ``execute`` is synchronous, and the replica's event loop must stay free for health
 checks and other requests), ``deinitialize`` in ``__del__``, which Serve calls on graceful shutdown.
 A C library that segfaults kills only its replica; Serve starts a new one, and the client turns
-the dead actor into NodeCrashed (500). A crashed request is not retried, as in OVMS: the same
-input would likely crash the new replica too.
+the dead actor into NodeCrashed (500) for the request that crashed it and any other request in
+flight on that replica. Those are not retried, as in OVMS: the same input would likely crash
+the new replica too. Requests sent after the crash wait in Serve's router for the new replica.
 """
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any, Awaitable, Collection
 
 from ray import serve
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
-from ray.serve.deployment import Application
+from ray.exceptions import RayActorError
+from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from app.errors import find_serving_error
 from app.tensors import TensorInfo, Tensors
 from nodes.errors import NodeCrashed
 from nodes.loading import NodeFactory
-
-log = logging.getLogger(__name__)
-
-# What a handle call raises when the replica process is gone (ActorDiedError is a RayActorError;
-# ActorUnavailableError is raised while a restarting actor cannot be reached).
-REPLICA_GONE = (RayActorError, ActorDiedError, ActorUnavailableError)
 
 # A node is usually CPU-light and serialized, so a replica takes few requests at once; a crash
 # then fails at most this many in-flight requests.
@@ -67,7 +61,9 @@ class NodeDeployment:
         return await asyncio.to_thread(self.node.run, inputs, outputs)
 
     def __del__(self) -> None:
-        node = self.__dict__.get("node")  # absent when __init__ failed: nothing to deinitialize
+        # Serve calls __del__ at graceful shutdown and Python may call it again at collection:
+        # pop, so deinitialize runs once. No node when __init__ failed: nothing to deinitialize.
+        node = self.__dict__.pop("node", None)
         if node is not None:
             node.deinitialize()
 
@@ -119,7 +115,7 @@ class NodeClient:
     async def _call(self, response: Awaitable[Any]) -> Any:
         try:
             return await response
-        except REPLICA_GONE as exc:
+        except RayActorError as exc:  # Ray 2.60 raises its subclass ActorDiedError for a segfault
             raise NodeCrashed(self.node_name, f"its replica died while running the request ({type(exc).__name__}); "
                                               "Ray is restarting it, so later requests can succeed") from exc
         except Exception as exc:

@@ -99,7 +99,8 @@ def test_segfault_kills_only_its_replica(deploy, libraries):
     assert crash.message.startswith("Custom node crashed - node 'seg': its replica died")
     assert "restarting" in crash.message
     assert healthy_results and all(np.array_equal(r, X + 1) for r in healthy_results)
-    # Serve replaces the dead replica; the next request waits for it and succeeds.
+    # The crashed process is gone (ActorDiedError), so a request that succeeds now ran on the
+    # replica Serve started in its place; the router holds it until that replica is up.
     wait_for(lambda: _deployment_running(serve, "seg"), what="the crashed node's replica to be replaced")
     np.testing.assert_array_equal(run(crashing), X)
 

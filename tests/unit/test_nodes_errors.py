@@ -17,6 +17,7 @@ CASES = [
     (errors.NodeNotInitialized("n", "call initialize"), 500),
     (errors.NodeMetadataFailed("n", "getInputsInfo returned 1"), 500),
     (errors.NodeExecutionFailed("n", "execute returned 1"), 500),
+    (errors.NodeCrashed("n", "its replica died"), 500),
     (errors.NodeOutputsCorrupted("n", "null"), 500),
     (errors.NodeOutputsCorruptedCount("n", "0"), 500),
     (errors.NodeOutputMissingName("n", "#0", "a name", "null"), 500),
