@@ -1,6 +1,10 @@
 """Thin Ray Serve deployments: each forwards to a plain-Python core and holds no rules of its own."""
 from __future__ import annotations
 
+import asyncio
+import logging
+
+import ray
 from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -12,14 +16,72 @@ from app.model import ModelServable
 from app.rest import build_rest_app
 from app.status import VersionStatus
 
+log = logging.getLogger(__name__)
+
+LONG_POLL_SECONDS = 2.0  # a replica's heartbeat to the loader actor; keep well under its grace period
+
+
+class LoaderFollower:
+    """Keeps one replica's loader-backed model in step with the loader actor.
+
+    One long-poll at a time: each call acknowledges the snapshot the replica has fully applied
+    (drains included) and returns the next one, so the actor can wait for every replica before
+    it unloads a version.
+    """
+
+    def __init__(self, model: ModelServable, actor: ray.actor.ActorHandle, replica: str) -> None:
+        self.model, self.actor, self.replica = model, actor, replica
+        self.seen: int | None = None
+        self.task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self._step()  # serve nothing before the first snapshot is applied
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _step(self) -> None:
+        name = self.model.name
+        snapshot = await self.actor.wait_for_change.remote(name, self.seen, LONG_POLL_SECONDS, self.replica)
+        if snapshot.generation != self.seen:
+            await self.model.follow(snapshot, lambda version: self.actor.buffers.remote(name, version))
+            self.seen = snapshot.generation
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the actor restarting: retry, keep serving what we have
+                log.warning("model %s: loader actor unreachable (%s); retrying", self.model.name, exc)
+                await asyncio.sleep(1.0)
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        self.actor.leave.remote(self.model.name, self.replica)
+
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
 class ModelDeployment:
-    """One model: every replica compiles each served version once."""
+    """One model: every replica compiles each served version once.
 
-    def __init__(self, config: ModelConfig) -> None:
+    A loader-backed model takes its versions from the loader actor instead of the disk.
+    """
+
+    async def __init__(self, config: ModelConfig, loader_actor: tuple[str, str] | None = None) -> None:
         self.model = ModelServable(config)
-        self.model.load()
+        self.follower: LoaderFollower | None = None
+        if config.uses_loader and loader_actor is not None:
+            name, namespace = loader_actor
+            replica = serve.get_replica_context().replica_id.unique_id
+            self.follower = LoaderFollower(self.model, ray.get_actor(name, namespace=namespace), replica)
+            await self.follower.start()
+        else:
+            self.model.load()
+
+    def __del__(self) -> None:
+        if getattr(self, "follower", None) is not None:
+            self.follower.stop()
 
     async def statuses(self) -> list[VersionStatus]:
         return self.model.statuses()
@@ -52,9 +114,23 @@ class HandleServable:
 class Ingress:
     """KServe v2 REST front end: decodes the wire, routes to servables by name, encodes the reply."""
 
-    def __init__(self, servables: dict[str, DeploymentHandle], max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        servables: dict[str, DeploymentHandle],
+        max_request_bytes: int,
+        loader_actor: tuple[str, str] | None = None,
+    ) -> None:
         self.dataplane = DataPlane({name: HandleServable(handle) for name, handle in servables.items()})
         self.max_request_bytes = max_request_bytes
+        self.loader_actor = loader_actor
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return build_rest_app(self.dataplane, self.max_request_bytes)
+        return build_rest_app(self.dataplane, self.max_request_bytes, reload=self.reload)
+
+    async def reload(self) -> bool:
+        """``POST /v1/config/reload``: poll the loaders at once; True if any state changed."""
+        if self.loader_actor is None:
+            return False
+        actor = ray.get_actor(self.loader_actor[0], namespace=self.loader_actor[1])
+        before = await actor.generation.remote()
+        return await actor.poll_now.remote() != before

@@ -4,8 +4,10 @@ Plain Python over OpenVINO; the Ray deployment in app/deployments.py only forwar
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import openvino as ov
 
@@ -19,8 +21,20 @@ from app.errors import (
     UnexpectedInput,
 )
 from app.inference import InferRequest, InferResponse
-from app.openvino_model import CompiledVersion, ModelFileError, compile_version, find_model_file, read_model, versions_on_disk
+from app.openvino_model import (
+    CompiledVersion,
+    ModelFileError,
+    compile_version,
+    find_model_file,
+    read_model,
+    read_model_from_buffers,
+    versions_on_disk,
+)
 from app.status import ModelVersionState, VersionStatus
+from loaders.base import ModelBuffers
+from loaders.manager import ModelSnapshot
+
+FetchBuffers = Callable[[int], Awaitable[ModelBuffers | None]]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +45,8 @@ class ModelServable:
         self.core = core or ov.Core()
         self._compiled: dict[int, CompiledVersion] = {}
         self._statuses: dict[int, VersionStatus] = {}
+        self._draining: set[int] = set()  # loader-backed: AVAILABLE in status, no longer served
+        self._local_failures: dict[int, str] = {}  # loader-backed: buffers this replica could not compile
 
     @property
     def name(self) -> str:
@@ -56,11 +72,40 @@ class ModelServable:
         self._statuses[version] = VersionStatus(version, ModelVersionState.AVAILABLE)
         log.info("model %s version %d available", self.name, version)
 
+    async def follow(self, snapshot: ModelSnapshot, fetch: FetchBuffers) -> None:
+        """Mirror the loader actor's state for a loader-backed model.
+
+        Versions leaving service are refused at once, then released once their in-flight requests
+        end; versions the actor made AVAILABLE are fetched and compiled. When this returns, the
+        replica serves exactly what the snapshot says, so it may acknowledge the snapshot.
+        """
+        self._statuses = {status.version: status for status in snapshot.statuses}
+        self._draining = set(snapshot.draining)
+        servable = {s.version for s in snapshot.statuses if s.available} - self._draining
+        for version in [v for v in self._compiled if v not in servable]:
+            await self._compiled.pop(version).drained()
+            log.info("model %s version %d released by this replica", self.name, version)
+        for version in sorted(servable - set(self._compiled)):
+            buffers = await fetch(version)
+            if buffers is not None:  # None: it changed meanwhile, the next snapshot says how
+                await self._compile_buffers(version, buffers)
+
+    async def _compile_buffers(self, version: int, buffers: ModelBuffers) -> None:
+        kind = buffers.model_type.name.removeprefix("MODEL_TYPE_")
+        try:
+            model = read_model_from_buffers(self.core, kind, buffers.model, buffers.weights)
+            # Compiling takes seconds for big models: keep the event loop answering meanwhile.
+            self._compiled[version] = await asyncio.to_thread(compile_version, self.core, model, version, self.config)
+            self._local_failures.pop(version, None)
+        except ModelFileError as exc:
+            log.error("model %s version %d from the loader not compiled: %s", self.name, version, exc)
+            self._local_failures[version] = str(exc)
+
     def statuses(self) -> list[VersionStatus]:
         return sorted(self._statuses.values(), key=lambda s: s.version)
 
     def available_versions(self) -> list[int]:
-        return [s.version for s in self.statuses() if s.available]
+        return [s.version for s in self.statuses() if s.available and s.version not in self._draining]
 
     def resolve(self, version: int | None) -> CompiledVersion:
         """The compiled version a request asks for (None: the highest AVAILABLE), or the 404 that explains why not."""
@@ -72,11 +117,15 @@ class ModelServable:
         status = self._statuses.get(version)
         if status is None:
             raise ModelVersionNotFound(f"model '{self.name}' serves versions {sorted(self._statuses) or 'none'}, not {version}")
-        if status.state is ModelVersionState.END:
+        if status.state is ModelVersionState.END or version in self._draining:
             raise ModelVersionNotLoadedAnymore(f"model '{self.name}' version {version}")
         if not status.available:
             raise ModelVersionNotLoadedYet(f"model '{self.name}' version {version}: {status.error_message}")
-        return self._compiled[version]
+        compiled = self._compiled.get(version)
+        if compiled is None:  # loader-backed: not compiled in this replica (yet, or it failed)
+            reason = self._local_failures.get(version, "not compiled in this replica yet")
+            raise ModelVersionNotLoadedYet(f"model '{self.name}' version {version}: {reason}")
+        return compiled
 
     def metadata(self, version: int | None) -> dict:
         compiled = self.resolve(version)

@@ -7,6 +7,7 @@ event loop never blocks on inference.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -51,6 +52,25 @@ def read_model(core: ov.Core, path: Path) -> ov.Model:
         return core.read_model(str(path))
     except RuntimeError as exc:
         raise ModelFileError(f"cannot read {path}: {_first_line(exc)}") from exc
+
+
+def read_model_from_buffers(core: ov.Core, kind: str, model: bytes, weights: bytes | None) -> ov.Model:
+    """A model a custom loader handed over in memory: ``kind`` is "IR", "ONNX" or "TFLITE"."""
+    try:
+        if kind == "IR":
+            return core.read_model(model=model, weights=ov.Tensor(np.frombuffer(weights or b"", np.uint8)))
+        if kind == "ONNX":
+            return core.read_model(model=model)
+        if kind == "TFLITE":
+            # OpenVINO reads TFLite only from a file: use RAM-backed /dev/shm so it never hits disk.
+            folder = "/dev/shm" if Path("/dev/shm").is_dir() else None
+            with tempfile.NamedTemporaryFile(suffix=".tflite", dir=folder) as file:
+                file.write(model)
+                file.flush()
+                return core.read_model(file.name)
+    except RuntimeError as exc:
+        raise ModelFileError(f"cannot read the {kind} model the loader returned: {_first_line(exc)}") from exc
+    raise ModelFileError(f"model type {kind} is not supported; expected IR, ONNX or TFLITE")
 
 
 def prepare(model: ov.Model, config: ModelConfig) -> ov.Model:
@@ -147,16 +167,30 @@ class CompiledVersion:
     def __post_init__(self) -> None:
         self._output_ports = {info.name: port for info, port in zip(self.outputs, self.compiled.outputs)}
         self._free: asyncio.Queue[ov.InferRequest] | None = None
+        self._in_flight = 0
+        self._idle: asyncio.Event | None = None
 
     async def infer(self, inputs: Tensors, outputs: Sequence[str]) -> Tensors:
-        free = self._request_pool()
-        request = await free.get()
+        self._in_flight += 1  # counted before the first await, so a drain that follows sees it
         try:
-            await self._run(request, inputs)
-            # Copy out: the infer request's buffers are reused by the next request.
-            return {name: np.array(request.get_tensor(self._output_ports[name]).data, copy=True) for name in outputs}
+            free = self._request_pool()
+            request = await free.get()
+            try:
+                await self._run(request, inputs)
+                # Copy out: the infer request's buffers are reused by the next request.
+                return {name: np.array(request.get_tensor(self._output_ports[name]).data, copy=True) for name in outputs}
+            finally:
+                free.put_nowait(request)
         finally:
-            free.put_nowait(request)
+            self._in_flight -= 1
+            if self._in_flight == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def drained(self) -> None:
+        """Return once no request is running on this version (new ones must not be admitted)."""
+        while self._in_flight:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
 
     def _request_pool(self) -> asyncio.Queue[ov.InferRequest]:
         # Built lazily so the queue binds to the serving event loop, not the constructor's.

@@ -6,6 +6,7 @@ tests build it over in-process models; the routes themselves know nothing of Ray
 from __future__ import annotations
 
 import logging
+from typing import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -19,7 +20,17 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_REQUEST_BYTES = 256 << 20
 
 
-def build_rest_app(dataplane: DataPlane, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> FastAPI:
+Reload = Callable[[], Awaitable[bool]]
+
+
+async def _nothing_to_reload() -> bool:
+    return False
+
+
+def build_rest_app(
+    dataplane: DataPlane, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, reload: Reload = _nothing_to_reload
+) -> FastAPI:
+    """``reload`` re-reads what can change at run time and says whether anything did."""
     app = FastAPI(title="rayvino", description="KServe v2 REST for OVMS configs on Ray Serve")
     app.add_exception_handler(ServingError, _serving_error)
     app.add_exception_handler(Exception, _unexpected_error)
@@ -57,6 +68,12 @@ def build_rest_app(dataplane: DataPlane, max_request_bytes: int = DEFAULT_MAX_RE
     @app.get("/v1/config")
     async def config_status() -> dict:
         return await dataplane.config_status()
+
+    @app.post("/v1/config/reload")
+    async def config_reload() -> JSONResponse:
+        changed = await reload()
+        # OVMS: 201 when the reload changed something, 200 when it did not.
+        return JSONResponse(await dataplane.config_status(), status_code=201 if changed else 200)
 
     return app
 

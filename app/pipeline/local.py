@@ -20,7 +20,7 @@ from app.pipeline import catalog as codes
 from app.pipeline.catalog import CatalogError, Signature, node_key
 from app.pipeline.definition import NodeSpec
 from nodes import Node, load_node_class
-from nodes.errors import NodeInitializeFailed, NodeLoadFailed, NodeMetadataFailed
+from nodes.errors import NodeLoadFailed
 
 NodeFactory = Callable[[], Node]
 
@@ -71,8 +71,8 @@ class LocalCatalog:
         node = self.node(library, params)
         try:
             return Signature.of(node.inputs_info(), node.outputs_info())
-        except ServingError as exc:
-            raise CatalogError(codes.METADATA_FAILED, exc.message) from exc
+        except Exception as exc:  # a Python node's metadata is user code: any error is a metadata failure
+            raise CatalogError(codes.METADATA_FAILED, _reason(exc)) from exc
 
     def node(self, library: str, params: Mapping[str, str]) -> Node:
         """The initialized node for ``library`` with ``params``, made once."""
@@ -95,8 +95,8 @@ class LocalCatalog:
         node.name = library
         try:
             node.initialize(dict(params))
-        except (NodeInitializeFailed, NodeMetadataFailed) as exc:
-            return CatalogError(codes.INITIALIZE_FAILED, exc.message)
+        except Exception as exc:  # user code too
+            return CatalogError(codes.INITIALIZE_FAILED, _reason(exc))
         return node
 
     # --- call ----------------------------------------------------------------------------------
@@ -115,6 +115,10 @@ class LocalCatalog:
             if isinstance(node, Node):
                 node.deinitialize()
         self._nodes.clear()
+
+
+def _reason(exc: Exception) -> str:
+    return exc.message if isinstance(exc, ServingError) else f"{type(exc).__name__}: {exc}"
 
 
 def _has_auto(config: ModelConfig) -> bool:

@@ -52,14 +52,89 @@ def wait_for(condition, timeout: float = 60.0, interval: float = 0.2, what: str 
         time.sleep(interval)
 
 
+def prepare_loader_models(base: Path) -> dict:
+    """Loader-backed models for the session app, one per case, made with the project's own commands."""
+    import shutil
+    import subprocess
+    import sys
+
+    for name in ("sample", "relative", "late", "timed", "missing", "unknown-loader", "plain-secret", "plain-licensed"):
+        factory.write_dummy(base / name, [1, 2])
+    (base / "late" / "1" / "late.status").write_text("DISABLED\n")
+    shutil.copy(Path(__file__).resolve().parents[2] / "loaders" / "examples" / "my_loader.py", base / "my_loader.py")
+    python = [sys.executable, "-m"]
+    for key in ("right.key", "wrong.key"):
+        subprocess.run(python + ["loaders.encrypted", "keygen", str(base / key)], check=True)
+    subprocess.run(python + ["loaders.encrypted", "encrypt", str(base / "plain-secret"), str(base / "secret"),
+                             "--key-file", str(base / "right.key")], check=True)
+    subprocess.run(python + ["loaders.encrypted", "encrypt", str(base / "plain-secret"), str(base / "secret-wrong-key"),
+                             "--key-file", str(base / "right.key"), "--model-name", "secret-wrong-key"], check=True)
+    (base / "right.json").write_text(json.dumps({"key_file": "right.key"}))
+    (base / "wrong.json").write_text(json.dumps({"key_file": "wrong.key"}))
+    subprocess.run(python + ["loaders.licence", "keygen", "--private-key", str(base / "vendor.pem"),
+                             "--public-key", str(base / "vendor.pub.pem")], check=True)
+    shutil.copytree(base / "plain-licensed", base / "licensed")
+    issue_licence(base, "2099-01-01")
+    (base / "licence_loader.json").write_text(json.dumps({"public_key": "vendor.pub.pem", "licence_file": "licence.json"}))
+    ir = {"model_file": "model.xml", "bin_file": "model.bin"}
+
+    def model(name, loader, **options):
+        return {"config": {"name": name, "base_path": name, "model_version_policy": {"all": {}},
+                           "custom_loader_options": {"loader_name": loader, **ir, **options}}}
+
+    return {
+        "custom_loader_config_list": [
+            {"config": {"loader_name": "sample", "library_path": "loaders.sample:SampleLoader"}},
+            {"config": {"loader_name": "sample", "library_path": "no_such_loader.py"}},  # duplicate: first wins
+            {"config": {"loader_name": "relative", "library_path": "my_loader.py"}},
+            {"config": {"loader_name": "encrypted", "library_path": "loaders.encrypted:EncryptedLoader",
+                        "loader_config_file": "right.json"}},
+            {"config": {"loader_name": "encrypted-wrong-key", "library_path": "loaders.encrypted:EncryptedLoader",
+                        "loader_config_file": "wrong.json"}},
+            {"config": {"loader_name": "licensed", "library_path": "loaders.licence:LicenceLoader",
+                        "loader_config_file": "licence_loader.json"}},
+        ],
+        "model_config_list": [
+            model("sample", "sample", enable_file="sample.status"),
+            model("relative", "relative"),
+            model("late", "sample", enable_file="late.status"),
+            model("timed", "sample", unload_after_seconds=str(TIMED_SECONDS), reload_after_seconds=str(TIMED_SECONDS)),
+            model("missing", "sample", model_file="absent.xml"),
+            model("unknown-loader", "no-such-loader"),
+            model("secret", "encrypted"),
+            model("secret-wrong-key", "encrypted-wrong-key"),
+            model("licensed", "licensed"),
+        ],
+    }
+
+
+TIMED_SECONDS = 4
+
+
+def issue_licence(base: Path, until: str, models: str = "licensed") -> None:
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "loaders.licence", "issue", "--models", models, "--until", until,
+                    "--key", str(base / "vendor.pem"), "--out", str(base / "licence.json.new")], check=True)
+    (base / "licence.json.new").replace(base / "licence.json")  # atomic, as an operator would
+
+
 @pytest.fixture(scope="session")
-def model_server(ray_cluster, tmp_path_factory, demo_models) -> str:
-    """The app built from a test config.json: real face detector, tiny versioned models, a broken one."""
+def served_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("served")
+
+
+@pytest.fixture(scope="session")
+def model_server(ray_cluster, served_dir, demo_models) -> str:
+    """The app deployed as serve_config.yaml deploys it, from a test config.json: the real face
+    detector, tiny versioned models, a broken one, and loader-backed models for every loader case."""
+    import ray
     from ray import serve
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
 
-    from app.build import build_app
-
-    base = tmp_path_factory.mktemp("served")
+    base = served_dir
     for name in ("latest", "specific", "all"):
         factory.write_dummy(base / name, [1, 2, 3])
     factory.write_broken(base / "broken")
@@ -71,9 +146,32 @@ def model_server(ray_cluster, tmp_path_factory, demo_models) -> str:
         {"config": {"name": "all", "base_path": "all", "model_version_policy": {"all": {}}}},
         {"config": {"name": "broken", "base_path": "broken"}},
     ]}
+    loader_config = prepare_loader_models(base)
+    config["custom_loader_config_list"] = loader_config["custom_loader_config_list"]
+    config["model_config_list"] += loader_config["model_config_list"]
     path = base / "config.json"
     path.write_text(json.dumps(config))
-    serve.run(build_app({"config_path": str(path), "max_request_bytes": MAX_REQUEST_BYTES}),
-              name="rayvino", route_prefix="/")
+    _get_global_client().deploy_apps(ServeDeploySchema.model_validate({"applications": [{
+        "name": "rayvino",
+        "route_prefix": "/",
+        "import_path": "app.build:build_app",
+        "args": {"config_path": str(path), "max_request_bytes": MAX_REQUEST_BYTES,
+                 "loader_actor_name": "rayvino-test-loader"},
+        "deployments": [{"name": "model.sample", "num_replicas": 2}],
+    }]}))
+    wait_for(lambda: _app_running("rayvino"), timeout=240, what="the app to be RUNNING")
     yield ray_cluster
     serve.delete("rayvino")
+    try:
+        ray.kill(ray.get_actor("rayvino-test-loader", namespace="rayvino"), no_restart=True)
+    except ValueError:
+        pass
+
+
+def _app_running(name: str) -> bool:
+    from ray import serve
+
+    status = serve.status().applications.get(name)
+    if status is not None and status.status == "DEPLOY_FAILED":
+        raise AssertionError(f"app {name} failed to deploy: {status.message}")
+    return status is not None and status.status == "RUNNING"

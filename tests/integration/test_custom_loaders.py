@@ -1,0 +1,159 @@
+"""Custom loaders through the real app: the loader actor, its polling and every replica following it."""
+from __future__ import annotations
+
+import base64
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton
+
+from tests.integration.conftest import TIMED_SECONDS, issue_licence, wait_for
+
+
+@pytest.fixture(scope="module")
+def client(model_server):
+    return triton.InferenceServerClient(model_server, concurrency=16)
+
+
+@pytest.fixture(scope="module")
+def http(model_server):
+    with httpx.Client(base_url=f"http://{model_server}", timeout=60) as session:
+        yield session
+
+
+def status_of(http, model: str, version: int) -> tuple[str, str, str]:
+    for line in http.get("/v1/config").json()[model]["model_version_status"]:
+        if line["version"] == str(version):
+            return line["state"], line["status"]["error_code"], line["status"]["error_message"]
+    return ("ABSENT", "", "")
+
+
+def wait_state(http, model: str, version: int, state: str, timeout: float = 20) -> tuple[str, str, str]:
+    return wait_for(lambda: (s := status_of(http, model, version))[0] == state and s,
+                    timeout=timeout, what=f"{model} version {version} to be {state}")
+
+
+def ready(http, model: str, version: int) -> int:
+    return http.get(f"/v2/models/{model}/versions/{version}/ready").status_code
+
+
+def infer(client, model: str, version: str = "", value: float = 0.0) -> np.ndarray:
+    tensor = triton.InferInput("b", [1, 10], "FP32")
+    tensor.set_data_from_numpy(np.full((1, 10), value, np.float32))
+    return client.infer(model, [tensor], model_version=version).as_numpy("a")
+
+
+def burst(client, model: str, version: str, count: int = 64) -> list[int]:
+    """``count`` concurrent requests; each one's HTTP status (200 or the error's)."""
+    pending = []
+    for _ in range(count):
+        tensor = triton.InferInput("b", [1, 10], "FP32")
+        tensor.set_data_from_numpy(np.zeros((1, 10), np.float32))
+        pending.append(client.async_infer(model, [tensor], model_version=version))
+    codes = []
+    for request in pending:
+        try:
+            request.get_result()
+            codes.append(200)
+        except triton.InferenceServerException as exc:
+            codes.append(int(exc.status()))
+    return codes
+
+
+def test_prediction_through_a_loader(client, http):
+    assert status_of(http, "sample", 1)[:2] == ("AVAILABLE", "OK")
+    assert infer(client, "sample", "1", value=5)[0, 0] == 6.0
+    assert infer(client, "sample")[0, 0] == 2.0  # default: the highest available version
+
+
+def test_a_loader_given_by_a_relative_path_and_two_loaders_at_once(client):
+    assert infer(client, "relative", "2")[0, 0] == 2.0
+    assert infer(client, "sample", "2")[0, 0] == 2.0
+
+
+def test_duplicate_loader_name_keeps_the_first(client):
+    # "sample" is defined twice; the second (a missing file) is ignored, the first serves.
+    assert infer(client, "sample", "1")[0, 0] == 1.0
+
+
+def test_unknown_loader_name_gives_404_with_the_reason(http):
+    state, code, message = status_of(http, "unknown-loader", 1)
+    assert (state, code) == ("LOADING", "UNKNOWN") and "CUSTOM_LOADER_NOT_PRESENT" in message
+    assert ready(http, "unknown-loader", 1) == 404
+    response = http.post("/v2/models/unknown-loader/infer",
+                         json={"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": [0] * 10}]})
+    assert response.status_code == 404 and "not loaded yet" in response.json()["error"]
+
+
+def test_missing_model_files_leave_the_version_loading(http):
+    state, code, message = status_of(http, "missing", 1)
+    assert (state, code) == ("LOADING", "UNKNOWN") and "absent.xml" in message
+
+
+def test_blacklist_ends_the_version_and_revoking_serves_it_again(client, http, served_dir):
+    enable = served_dir / "sample" / "1" / "sample.status"
+    enable.write_text("DISABLED\n")
+    wait_state(http, "sample", 1, "END", timeout=5)
+    assert status_of(http, "sample", 1)[1:] == ("OK", "OK")
+    assert ready(http, "sample", 1) == 404
+    # Two replicas serve "sample": after the transition no request may reach a stale one.
+    assert set(burst(client, "sample", "1")) == {404}
+    assert set(burst(client, "sample", "2")) == {200}  # the other version is untouched
+    enable.write_text("")
+    wait_state(http, "sample", 1, "AVAILABLE", timeout=5)
+    wait_for(lambda: ready(http, "sample", 1) == 200, timeout=5, what="sample v1 ready")
+    assert set(burst(client, "sample", "1")) == {200}
+
+
+def test_a_version_blacklisted_at_start_loads_when_enabled(client, http, served_dir):
+    state, code, message = status_of(http, "late", 1)
+    assert (state, code) == ("LOADING", "UNKNOWN") and "MODEL_BLACKLISTED" in message
+    assert ready(http, "late", 1) == 404
+    (served_dir / "late" / "1" / "late.status").unlink()
+    wait_state(http, "late", 1, "AVAILABLE", timeout=5)
+    wait_for(lambda: ready(http, "late", 1) == 200, timeout=5, what="late v1 ready")
+    assert infer(client, "late", "1")[0, 0] == 1.0
+
+
+def test_timed_unload_and_reload(http):
+    wait_state(http, "timed", 1, "END", timeout=TIMED_SECONDS * 4)
+    assert ready(http, "timed", 1) == 404
+    wait_state(http, "timed", 1, "AVAILABLE", timeout=TIMED_SECONDS * 4)
+    wait_state(http, "timed", 1, "END", timeout=TIMED_SECONDS * 4)  # and again: it repeats
+
+
+def test_encrypted_model_round_trip(client):
+    assert infer(client, "secret", "2", value=1)[0, 0] == 3.0
+
+
+def test_wrong_key_is_reported_and_never_logged(http, served_dir):
+    state, code, message = status_of(http, "secret-wrong-key", 1)
+    assert (state, code) == ("LOADING", "UNKNOWN")
+    assert "decrypt" in message.lower()
+    keys = [(served_dir / name).read_text().strip() for name in ("right.key", "wrong.key")]
+    forms = {k for key in keys for k in (key, base64.b64decode(key).hex())}
+    import ray
+
+    logs = __import__("pathlib").Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    for path in logs.rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert not any(form in text for form in forms), f"a key appears in {path.name}"
+    assert not any(form in http.get("/v1/config").text for form in forms)
+
+
+def test_licence_expiry_and_renewal(client, http, served_dir):
+    assert infer(client, "licensed", "1")[0, 0] == 1.0
+    issue_licence(served_dir, "2020-01-01")
+    wait_state(http, "licensed", 1, "END", timeout=5)
+    assert ready(http, "licensed", 1) == 404
+    issue_licence(served_dir, "2099-01-01")
+    wait_state(http, "licensed", 1, "AVAILABLE", timeout=5)
+    wait_for(lambda: ready(http, "licensed", 1) == 200, timeout=5, what="licensed v1 ready")
+
+
+def test_reload_polls_and_answers_with_the_status(http):
+    response = http.post("/v1/config/reload")
+    assert response.status_code in (200, 201)
+    assert response.json()["sample"]["model_version_status"][0]["version"] == "1"
