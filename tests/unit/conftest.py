@@ -27,3 +27,7 @@ from tests.unit._nodes_support import (  # noqa: E402,F401
     ocr_models,
     page_bgr,
 )
+
+
+# Pipeline tests (tests/unit/test_pipeline_*.py): one in-process catalog of models and nodes per session.
+from tests.unit._pipeline_support import pipeline_catalog, pipeline_server_config  # noqa: E402,F401
