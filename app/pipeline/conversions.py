@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from app.errors import InvalidContentSize, InvalidShape
-from app.tensors import DTYPES, TensorInfo, format_shape
+from app.tensors import DTYPES, TensorInfo
 
 STRING_SUFFIX = "_string"
 
@@ -87,10 +87,6 @@ def wants_images(info: TensorInfo, entry_demultiplexer: bool) -> bool:
 
 def wants_strings(info: TensorInfo) -> bool:
     return info.datatype == "UINT8" and len(info.shape) == 2
-
-
-def describe(info: TensorInfo) -> str:
-    return f"{info.datatype} {format_shape(info.shape)}"
 
 
 def _as_bytes(item: object) -> bytes:

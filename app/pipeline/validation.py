@@ -45,7 +45,8 @@ def validate(config: PipelineConfig, catalog: Catalog) -> PipelineDefinition:
     draft = PipelineDefinition(
         name=config.name, config=config, nodes=_specs(config, connections), signatures=signatures,
         connections=tuple(connections), order=order, levels=levels, inputs=(), outputs=())
-    return replace(draft, inputs=pipeline_inputs(draft, fail), outputs=pipeline_outputs(draft))
+    with_inputs = replace(draft, inputs=pipeline_inputs(draft, fail))
+    return replace(with_inputs, outputs=pipeline_outputs(with_inputs))  # a pass-through output is its input
 
 
 def validate_all(pipelines: Iterable[PipelineConfig], catalog: Catalog) -> dict[str, PipelineDefinition | PipelineInvalid]:
