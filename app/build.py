@@ -9,12 +9,14 @@ import ray
 from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
-from app.config import ServerConfig, load_config
-from app.deployments import Ingress, ModelDeployment
+from app.config import PipelineConfig, ServerConfig, load_config, resolve_param_paths
+from app.deployments import Ingress, ModelDeployment, PipelineDeployment
 from app.openvino_model import versions_on_disk
 from app.rest import DEFAULT_MAX_REQUEST_BYTES
 from loaders.actor import ACTOR_NAME, NAMESPACE, get_or_create_loader_actor
 from loaders.specs import LoaderSpec, ModelSpec
+from nodes.deployment import node_app
+from nodes.loading import load_node_class
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +70,54 @@ def start_loader_actor(config: ServerConfig, config_dir: Path, settings: AppArgs
     return settings.loader_actor_name, NAMESPACE
 
 
+def pipelines_to_serve(config: ServerConfig) -> list[PipelineConfig]:
+    """The pipelines that get registered: the first of a repeated name, none named like a model."""
+    models, seen, kept = {m.name for m in config.models}, set(), []
+    for pipeline in config.pipeline_config_list:
+        if pipeline.name in models:
+            log.error("pipeline '%s' not registered (PIPELINE_NAME_OCCUPIED): a model has this name", pipeline.name)
+        elif pipeline.name in seen:
+            log.error("pipeline '%s' is defined twice; keeping the first", pipeline.name)
+        else:
+            seen.add(pipeline.name)
+            kept.append(pipeline)
+    return kept
+
+
+def pipeline_app(pipeline: PipelineConfig, config: ServerConfig, config_dir: Path, models: dict) -> Application:
+    """A pipeline's deployment bound to its models and to one deployment per custom node."""
+    libraries = {library.name: library.base_path for library in config.custom_node_library_config_list}
+    nodes, library_errors = {}, {}
+    for node in pipeline.nodes:
+        if node.type != "custom":
+            continue
+        if node.library_name not in libraries:
+            library_errors[node.name] = (f"library '{node.library_name}' is not in custom_node_library_config_list "
+                                         f"(it has {sorted(libraries) or 'none'})")
+            continue
+        try:
+            factory = load_node_class(libraries[node.library_name], config_dir)
+        except Exception as exc:  # the pipeline reports it; the rest of the config still serves
+            library_errors[node.name] = f"library '{node.library_name}': {exc}"
+            continue
+        name = deployment_name("node", f"{pipeline.name}.{node.name}")
+        params = resolve_param_paths(node.params, config_dir)
+        nodes[node.name] = node_app(factory, params, node.name, deployment_name=name)
+    used = {node.model_name: models[node.model_name] for node in pipeline.nodes
+            if node.type == "DL model" and node.model_name in models}
+    deployment = PipelineDeployment.options(name=deployment_name("pipeline", pipeline.name))
+    return deployment.bind(pipeline, used, nodes, library_errors)
+
+
 def build_app(args: dict) -> Application:
     settings = AppArgs.model_validate(args)
     config = load_config(settings.config_path)
-    loader_actor = start_loader_actor(config, Path(settings.config_path).resolve().parent, settings)
+    config_dir = Path(settings.config_path).resolve().parent
+    loader_actor = start_loader_actor(config, config_dir, settings)
     models = {
         model.name: ModelDeployment.options(name=deployment_name("model", model.name)).bind(model, loader_actor)
         for model in config.models
     }
-    log.info("serving %d models from %s", len(models), settings.config_path)
-    return Ingress.options(name="ingress").bind(models, settings.max_request_bytes, loader_actor)
+    pipelines = {p.name: pipeline_app(p, config, config_dir, models) for p in pipelines_to_serve(config)}
+    log.info("serving %d models and %d pipelines from %s", len(models), len(pipelines), settings.config_path)
+    return Ingress.options(name="ingress").bind({**models, **pipelines}, settings.max_request_bytes, loader_actor)

@@ -314,6 +314,19 @@ class PipelineNode(_Strict):
         return self
 
 
+def resolve_param_paths(params: dict[str, str], config_dir: Path | None) -> dict[str, str]:
+    """Node params whose key ends in ``_path`` and that name a file relative to the config's folder
+    are made absolute (our extension: OVMS passes params through, so its users wrote absolute
+    paths); every other param is passed as written."""
+    resolved = dict(params)
+    for key, value in params.items():
+        if key.endswith("_path") and config_dir is not None and not Path(value).is_absolute():
+            candidate = Path(config_dir) / value
+            if candidate.exists() and ".." not in Path(value).parts:
+                resolved[key] = str(candidate)
+    return resolved
+
+
 class PipelineConfig(_Strict):
     name: str = Field(min_length=1)
     inputs: list[str] = Field(min_length=1)

@@ -9,12 +9,19 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from app.config import ModelConfig
+from app.config import ModelConfig, PipelineConfig
 from app.dataplane import DataPlane
-from app.inference import InferRequest, InferResponse
+from app.errors import ServingError
+from app.inference import InferRequest, InferResponse, RequestedOutput
 from app.model import ModelServable
+from app.pipeline import CatalogError, DictCatalog, NodeSpec, Signature
+from app.pipeline.catalog import INITIALIZE_FAILED, INVALID_NODE_LIBRARY, METADATA_FAILED, MISSING_MODEL
+from app.pipeline.servable import PipelineServable
 from app.rest import build_rest_app
 from app.status import VersionStatus
+from app.tensors import TensorInfo, Tensors
+from nodes.deployment import NodeClient
+from nodes.errors import NodeInitializeFailed
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +96,80 @@ class ModelDeployment:
     async def metadata(self, version: int | None) -> dict:
         return self.model.metadata(version)
 
+    async def signature(self, version: int | None) -> tuple[int, list[TensorInfo], list[TensorInfo]]:
+        return self.model.signature(version)
+
     async def infer(self, request: InferRequest) -> InferResponse:
         return await self.model.infer(request)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
+class PipelineDeployment:
+    """One pipeline: runs its graph over handles to its model and node deployments.
+
+    Nodes run as soon as their inputs are ready; shards of a demultiplexer go out concurrently
+    and Serve spreads them over the target deployment's replicas.
+    """
+
+    async def __init__(
+        self,
+        config: PipelineConfig,
+        models: dict[str, DeploymentHandle],
+        nodes: dict[str, DeploymentHandle],
+        library_errors: dict[str, str],
+    ) -> None:
+        self.models = models
+        self.nodes = {name: NodeClient(handle, name) for name, handle in nodes.items()}
+        self.library_errors = library_errors  # node name -> why its library could not be loaded
+        self.pipeline = PipelineServable(config, self._catalog, self._call)
+        await self.pipeline.validate()
+
+    async def statuses(self) -> list[VersionStatus]:
+        return await self.pipeline.statuses()
+
+    async def metadata(self, version: int | None) -> dict:
+        return await self.pipeline.metadata(version)
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        return await self.pipeline.infer(request)
+
+    async def _call(self, node: NodeSpec, inputs: Tensors) -> Tensors:
+        if node.kind == "model":
+            request = InferRequest(node.model_name, node.version, inputs, [RequestedOutput(o) for o in node.outputs])
+            return (await self.models[node.model_name].infer.remote(request)).outputs
+        return await self.nodes[node.name].run(inputs, node.outputs)
+
+    async def _catalog(self) -> DictCatalog:
+        """Every model's and node's signature, asked of their deployments."""
+        catalog = DictCatalog()
+        for node in self.pipeline.config.nodes:
+            if node.type == "DL model":
+                await self._add_model(catalog, node.model_name, node.version)
+            else:
+                catalog.add_node(node.library_name, node.params, await self._node_signature(node.name))
+        return catalog
+
+    async def _add_model(self, catalog: DictCatalog, name: str, version: int | None) -> None:
+        handle = self.models.get(name)
+        if handle is None:
+            return  # not in model_config_list: validation reports the missing model
+        try:
+            served, inputs, outputs = await handle.signature.remote(version)
+        except ServingError as exc:
+            catalog.models.setdefault(name, CatalogError(MISSING_MODEL, exc.message))
+            return
+        catalog.add_model(name, served, Signature.of(inputs, outputs))
+
+    async def _node_signature(self, node: str) -> Signature | CatalogError:
+        if node in self.library_errors:
+            return CatalogError(INVALID_NODE_LIBRARY, self.library_errors[node])
+        client = self.nodes[node]
+        try:
+            return Signature.of(await client.inputs_info(), await client.outputs_info())
+        except NodeInitializeFailed as exc:
+            return CatalogError(INITIALIZE_FAILED, exc.message)
+        except ServingError as exc:
+            return CatalogError(METADATA_FAILED, exc.message)
 
 
 class HandleServable:

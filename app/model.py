@@ -31,6 +31,7 @@ from app.openvino_model import (
     versions_on_disk,
 )
 from app.status import ModelVersionState, VersionStatus
+from app.tensors import TensorInfo
 from loaders.base import ModelBuffers
 from loaders.manager import ModelSnapshot
 
@@ -126,6 +127,11 @@ class ModelServable:
             reason = self._local_failures.get(version, "not compiled in this replica yet")
             raise ModelVersionNotLoadedYet(f"model '{self.name}' version {version}: {reason}")
         return compiled
+
+    def signature(self, version: int | None) -> tuple[int, list[TensorInfo], list[TensorInfo]]:
+        """The version served for ``version`` (None: the default) with its inputs and outputs."""
+        compiled = self.resolve(version)
+        return compiled.version, compiled.inputs, compiled.outputs
 
     def metadata(self, version: int | None) -> dict:
         compiled = self.resolve(version)

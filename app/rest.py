@@ -101,15 +101,18 @@ def _header_length(request: Request) -> int | None:
     return int(value)
 
 
-def error_response(exc: ServingError) -> JSONResponse:
-    return JSONResponse({"error": exc.message}, status_code=http_status(exc))
+def error_response(exc: ServingError) -> Response:
+    status = http_status(exc)
+    if status == 204:  # no demultiplexer results: OVMS answers 204, which carries no body
+        return Response(status_code=204)
+    return JSONResponse({"error": exc.message}, status_code=status)
 
 
-async def _serving_error(_: Request, exc: Exception) -> JSONResponse:
+async def _serving_error(_: Request, exc: Exception) -> Response:
     return error_response(find_serving_error(exc) or exc)  # type: ignore[arg-type]
 
 
-async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+async def _unexpected_error(_: Request, exc: Exception) -> Response:
     # A replica's ServingError may arrive wrapped by Ray; anything else is a real fault.
     known = find_serving_error(exc)
     if known is not None:

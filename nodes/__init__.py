@@ -17,7 +17,7 @@ produced). Errors are in ``nodes.errors`` and map to HTTP through ``app.errors``
 
 - ``"builtin:<name>"``: a built-in node. C (``nodes/src``, built by ``python -m nodes.build``):
   ``add_one``, ``image_transformation``, ``model_zoo_intel_object_detection``. Python
-  (``nodes/builtin``): ``face_blur``, ``ppocr_text_crops`` (PP-OCRv4 text-box crops, the
+  (``nodes/builtin``): ``face_blur``, ``ppocr_det_preprocess`` (PP-OCR detector input), ``ppocr_text_crops`` (PP-OCRv4 text-box crops, the
   horizontal_ocr role), ``ctc_decode`` (recognizer scores to ``texts_string``). OVMS's paths
   ``/ovms/lib/custom_nodes/libcustom_node_<name>.so`` also resolve to the built-in of that name.
 - ``"path/to/libnode.so"``: a library compiled against ``nodes/custom_node_interface.h`` (or

@@ -6,7 +6,8 @@
     client = NodeClient(handle, "crop")
     outputs = await client.run({"image": x}, ["images"])  # NodeCrashed if the replica died
 
-A replica owns one node: ``initialize`` once in ``__init__``, ``run`` per request in a worker
+A replica owns one node: ``initialize`` once in ``__init__`` (a failure is kept and raised by
+every call, so the replica stays up and the pipeline reports why it is not ready), ``run`` per request in a worker
 thread (C ``execute`` is synchronous, and the replica's event loop must stay free for health
 checks and other requests), ``deinitialize`` in ``__del__``, which Serve calls on graceful shutdown.
 A C library that segfaults kills only its replica; Serve starts a new one, and the client turns
@@ -17,6 +18,7 @@ the new replica too. Requests sent after the crash wait in Serve's router for th
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Awaitable, Collection
 
 from ray import serve
@@ -24,10 +26,12 @@ from ray.exceptions import RayActorError
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
-from app.errors import find_serving_error
+from app.errors import ServingError, find_serving_error
 from app.tensors import TensorInfo, Tensors
 from nodes.errors import NodeCrashed
 from nodes.loading import NodeFactory
+
+log = logging.getLogger(__name__)
 
 # A node is usually CPU-light and serialized, so a replica takes few requests at once; a crash
 # then fails at most this many in-flight requests.
@@ -47,18 +51,31 @@ class NodeDeployment:
     def __init__(self, factory: NodeFactory, params: dict[str, str], node_name: str) -> None:
         node = factory()
         node.name = node_name
-        node.initialize(params)  # a NodeInitializeFailed here fails the replica with its message
+        self.error: ServingError | None = None
+        try:
+            node.initialize(params)
+        except ServingError as exc:
+            # Keep the replica up and report the failure on every call: the pipeline using the
+            # node is then not ready with this reason, while the rest of the config serves.
+            log.error("node %s: %s", node_name, exc.message)
+            self.error = exc
+            return
         self.node = node
 
     async def inputs_info(self) -> list[TensorInfo]:
         # In a thread too: the node's lock may be held by a running execute.
-        return await asyncio.to_thread(self.node.inputs_info)
+        return await asyncio.to_thread(self._node().inputs_info)
 
     async def outputs_info(self) -> list[TensorInfo]:
-        return await asyncio.to_thread(self.node.outputs_info)
+        return await asyncio.to_thread(self._node().outputs_info)
 
     async def run(self, inputs: Tensors, outputs: list[str]) -> Tensors:
-        return await asyncio.to_thread(self.node.run, inputs, outputs)
+        return await asyncio.to_thread(self._node().run, inputs, outputs)
+
+    def _node(self):
+        if self.error is not None:
+            raise self.error
+        return self.node
 
     def __del__(self) -> None:
         # Serve calls __del__ at graceful shutdown and Python may call it again at collection:
@@ -77,22 +94,6 @@ def node_app(factory: NodeFactory, params: dict[str, str], node_name: str, *,
     """
     deployment = NodeDeployment.options(name=deployment_name or f"node-{node_name}", **options)
     return deployment.bind(factory, dict(params), node_name)
-
-
-def startup_errors(app_name: str) -> dict[str, str]:
-    """Why each deployment of ``app_name`` failed to start, by deployment name: the last line of
-    Serve's status message, which is the constructor's exception (``serve.run`` only says that
-    the deployments failed to update)."""
-    app = serve.status().applications.get(app_name)
-    if app is None:
-        return {}
-    return {name: _last_line(deployment.message) for name, deployment in app.deployments.items()
-            if deployment.status == "DEPLOY_FAILED"}
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 class NodeClient:

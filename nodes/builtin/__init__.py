@@ -11,6 +11,7 @@ PYTHON_NODES: dict[str, str] = {
     "face_blur": "nodes.builtin.face_blur:FaceBlur",
     "ppocr_text_crops": "nodes.builtin.text_crops:TextCrops",
     "ctc_decode": "nodes.builtin.ctc_decode:CTCDecode",
+    "ppocr_det_preprocess": "nodes.builtin.det_preprocess:DetPreprocess",
 }
 
 

@@ -8,6 +8,10 @@ Outputs: ``texts_string`` U8 [N, maxlen+1], each text's UTF-8 bytes zero-padded 
 string convention: a pipeline output named ``*_string`` goes back to the client as strings), and
 ``confidences`` FP32 [N,1], the mean probability of the kept characters (0 for an empty text).
 
+Param ``with_coordinates`` ("false" by default): also take ``coordinates`` INT32 [N,1,4] and give
+them back as ``coordinates`` [N,4]. As the gather node after a demultiplexer, this lets texts and
+their boxes leave a pipeline together: a response may not mix gathered and ungathered tensors.
+
 The character list comes from param ``model_path`` (the recognizer's .onnx or .xml; read from its
 rt_info ``framework/character``, one character per line), or from ``characters`` given to the
 constructor by a Python caller.
@@ -21,6 +25,7 @@ import numpy as np
 
 from app.tensors import TensorInfo, Tensors
 from nodes.base import Node
+from nodes.builtin.params import boolean
 from nodes.errors import NodeExecutionFailed, NodeInitializeFailed
 
 
@@ -66,12 +71,16 @@ class CTCDecode(Node):
         if self.classes is None:
             raise NodeInitializeFailed(self.node_name, "param 'model_path' is required: the recognizer model "
                                                        "whose rt_info framework/character lists the characters")
+        self.with_coordinates = boolean(self.node_name, params, "with_coordinates", False)
 
     def inputs_info(self) -> list[TensorInfo]:
-        return [TensorInfo("scores", "FP32", (-1, -1, len(self.classes)))]
+        # Declared as gathered shards, [N,1,T,C]: the node's place is after a demultiplexer.
+        scores = TensorInfo("scores", "FP32", (-1, 1, -1, len(self.classes)))
+        return [scores, TensorInfo("coordinates", "INT32", (-1, 1, 4))] if self.with_coordinates else [scores]
 
     def outputs_info(self) -> list[TensorInfo]:
-        return [TensorInfo("texts_string", "UINT8", (-1, -1)), TensorInfo("confidences", "FP32", (-1, 1))]
+        outputs = [TensorInfo("texts_string", "UINT8", (-1, -1)), TensorInfo("confidences", "FP32", (-1, 1))]
+        return [*outputs, TensorInfo("coordinates", "INT32", (-1, 4))] if self.with_coordinates else outputs
 
     def execute(self, inputs: Tensors) -> Tensors:
         scores = np.asarray(inputs["scores"])
@@ -81,8 +90,13 @@ class CTCDecode(Node):
             raise NodeExecutionFailed(self.node_name, f"scores must be [N,T,{len(self.classes)}] or "
                                                       f"[N,1,T,{len(self.classes)}], got {list(inputs['scores'].shape)}")
         texts, confidences = zip(*(self.decode(line) for line in scores)) if len(scores) else ((), ())
-        return {"texts_string": encode_strings(texts),
-                "confidences": np.array(confidences, np.float32).reshape(-1, 1)}
+        outputs = {"texts_string": encode_strings(texts), "confidences": np.array(confidences, np.float32).reshape(-1, 1)}
+        if self.with_coordinates:
+            coordinates = np.asarray(inputs["coordinates"], np.int32).reshape(-1, 4)
+            if len(coordinates) != len(scores):
+                raise NodeExecutionFailed(self.node_name, f"{len(coordinates)} coordinates for {len(scores)} texts")
+            outputs["coordinates"] = coordinates
+        return outputs
 
     def decode(self, scores: np.ndarray) -> tuple[str, float]:
         """Greedy CTC decoding of one [T,C] score matrix."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from app.errors import http_status
-from nodes.errors import NodeCrashed, NodeExecutionFailed
+from nodes.errors import NodeCrashed, NodeExecutionFailed, NodeInitializeFailed
 from nodes.loading import load_node_class
 from tests.integration.conftest import wait_for
 from tests.unit._nodes_support import C_NODES, compile_c_node
@@ -60,21 +60,16 @@ def test_add_one_adds_one_and_honours_params(deploy):
     assert [i.name for i in asyncio.run(plain.outputs_info())] == ["output_numbers"]
 
 
-def test_failing_initialize_fails_the_deployment_clearly(ray_cluster, libraries):
-    from ray import serve
-
-    from nodes.deployment import node_app, startup_errors
-
-    name = f"init-fails-{uuid.uuid4().hex[:6]}"
-    app = node_app(load_node_class(str(libraries["counting"]), Path("/")), {"fault": "fail_initialize"}, "broken")
-    try:
-        with pytest.raises(RuntimeError, match="node-broken"):
-            serve.run(app, name=name, route_prefix=None)
-        assert startup_errors(name) == {"node-broken": "nodes.errors.NodeInitializeFailed: Failure during custom "
-                                                       "node library initialization - node 'broken': initialize returned 1"}
-    finally:
-        serve.delete(name)  # a failed app stays listed (and its replica retried) until deleted
-    assert name not in serve.status().applications
+def test_failing_initialize_keeps_the_replica_up_and_reports_why(deploy, libraries):
+    # The replica stays up so the rest of the app deploys; every call names the failure, and a
+    # pipeline using the node reports it as NODE_LIBRARY_INITIALIZE_FAILED.
+    broken = deploy(str(libraries["counting"]), {"fault": "fail_initialize"}, "broken")
+    with pytest.raises(NodeInitializeFailed) as caught:
+        asyncio.run(broken.inputs_info())
+    assert caught.value.message == ("Failure during custom node library initialization - "
+                                    "node 'broken': initialize returned 1")
+    with pytest.raises(NodeInitializeFailed):
+        run(broken)
 
 
 def test_library_error_passes_through_unchanged(deploy, libraries):
