@@ -109,6 +109,49 @@ def prepare_loader_models(base: Path) -> dict:
 
 
 TIMED_SECONDS = 4
+REPO = Path(__file__).resolve().parents[2]
+
+
+def prepare_pipelines(base: Path) -> dict:
+    """The demo pipelines of configs/config.json plus pipelines over C libraries compiled here."""
+    import subprocess
+
+    from tests.unit._nodes_support import C_NODES, compile_c_node
+
+    subprocess.run(["gcc", "-shared", "-fPIC", f"-I{REPO / 'nodes'}", "-o", str(base / "libscale.so"),
+                    str(Path(__file__).with_name("scale_node.c"))], check=True)
+    for name in ("add_sub", "segfault"):
+        compile_c_node(C_NODES / f"node_{name}.c", base / f"libnode_{name}.so")
+    demo = json.loads((REPO / "configs" / "config.json").read_text())
+    numbers = {"numbers": {"node_name": "request", "data_item": "numbers"}}
+
+    def one_node(name: str, library: str, params: dict, input_name: str, output: str) -> dict:
+        return {"name": name, "inputs": ["numbers"],
+                "nodes": [{"name": "node", "type": "custom", "library_name": library, "params": params,
+                           "inputs": [{input_name: numbers["numbers"]}],
+                           "outputs": [{"data_item": output, "alias": "result"}]}],
+                "outputs": [{"result": {"node_name": "node", "data_item": "result"}}]}
+
+    return {
+        "models": [m for m in demo["model_config_list"] if m["config"]["name"] in ("face-landmarks", "text-detection",
+                                                                                     "text-recognition")],
+        "libraries": demo["custom_node_library_config_list"] + [
+            {"name": "scale", "base_path": "libscale.so"},
+            {"name": "add_sub", "base_path": "libnode_add_sub.so"},
+            {"name": "segfault", "base_path": "libnode_segfault.so"},
+        ],
+        "pipelines": demo["pipeline_config_list"] + [
+            one_node("scale", "scale", {"factor": "2.5"}, "numbers", "scaled"),
+            one_node("add-sub", "add_sub", {"add_value": "5", "sub_value": "2"}, "input_numbers", "output_numbers"),
+            one_node("add-sub-without-params", "add_sub", {}, "input_numbers", "output_numbers"),
+            one_node("crashing", "segfault", {}, "input_numbers", "output_numbers"),
+            {"name": "unknown-model-pipeline", "inputs": ["b"],
+             "nodes": [{"name": "m", "type": "DL model", "model_name": "no-such-model",
+                        "inputs": [{"b": {"node_name": "request", "data_item": "b"}}],
+                        "outputs": [{"data_item": "a", "alias": "a"}]}],
+             "outputs": [{"a": {"node_name": "m", "data_item": "a"}}]},
+        ],
+    }
 
 
 def issue_licence(base: Path, until: str, models: str = "licensed") -> None:
@@ -139,6 +182,7 @@ def model_server(ray_cluster, served_dir, demo_models) -> str:
         factory.write_dummy(base / name, [1, 2, 3])
     factory.write_broken(base / "broken")
     (base / "face-detection").symlink_to(demo_models / "face-detection")
+    (base / "models").symlink_to(demo_models)  # what the demo pipelines' paths name
     config = {"model_config_list": [
         {"config": {"name": "face-detection", "base_path": "face-detection"}},
         {"config": {"name": "latest", "base_path": "latest", "model_version_policy": {"latest": {"num_versions": 2}}}},
@@ -149,6 +193,10 @@ def model_server(ray_cluster, served_dir, demo_models) -> str:
     loader_config = prepare_loader_models(base)
     config["custom_loader_config_list"] = loader_config["custom_loader_config_list"]
     config["model_config_list"] += loader_config["model_config_list"]
+    pipelines = prepare_pipelines(base)
+    config["model_config_list"] += pipelines["models"]
+    config["custom_node_library_config_list"] = pipelines["libraries"]
+    config["pipeline_config_list"] = pipelines["pipelines"]
     path = base / "config.json"
     path.write_text(json.dumps(config))
     _get_global_client().deploy_apps(ServeDeploySchema.model_validate({"applications": [{

@@ -1,0 +1,154 @@
+"""Pipelines through the real app: the two demo pipelines on real images, C nodes compiled here,
+failures that stay contained, and pipelines as models in the API."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+import skimage.data
+import skimage.io
+import tritonclient.http as triton
+from PIL import Image, ImageDraw, ImageFont
+
+from tests.integration.conftest import wait_for
+
+FACE = np.array([179, 82, 271, 175])
+
+
+@pytest.fixture(scope="module")
+def client(model_server):
+    return triton.InferenceServerClient(model_server, concurrency=8, network_timeout=120)
+
+
+@pytest.fixture(scope="module")
+def http(model_server):
+    with httpx.Client(base_url=f"http://{model_server}", timeout=120) as session:
+        yield session
+
+
+def nchw(image_bgr: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(image_bgr.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def infer(client, pipeline: str, name: str, data: np.ndarray, datatype: str = "FP32", binary: bool = True):
+    tensor = triton.InferInput(name, list(data.shape), datatype)
+    tensor.set_data_from_numpy(data, binary_data=binary)
+    return client.infer(pipeline, [tensor])
+
+
+def numbers(value: float = 1.0) -> np.ndarray:
+    return np.full((1, 4), value, np.float32)
+
+
+def texts(result) -> list[str]:
+    return [t.decode() for t in result.as_numpy("texts_string").reshape(-1)]
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_faces_pipeline_finds_the_astronaut_with_landmarks_in_the_box(client, binary):
+    result = infer(client, "faces", "image", nchw(skimage.data.astronaut()[:, :, ::-1]), binary=binary)
+    boxes = result.as_numpy("boxes")
+    assert boxes.shape == (1, 1, 4) and result.as_numpy("confidences")[0, 0, 0] > 0.9
+    box = boxes[0, 0] * 512
+    np.testing.assert_allclose(box, FACE, atol=5)
+    landmarks = result.as_numpy("landmarks").reshape(468, 3)[:, :2] / 192  # crop-relative
+    points = box[:2] + landmarks * (box[2:] - box[:2])                    # in image pixels
+    centroid = points.mean(0)
+    assert (box[:2] < centroid).all() and (centroid < box[2:]).all()
+    margin = 0.1 * (box[2:] - box[:2])
+    inside = ((points >= box[:2] - margin) & (points <= box[2:] + margin)).all(1)
+    assert inside.mean() > 0.95
+
+
+def test_faces_pipeline_decodes_a_jpeg_sent_as_bytes(client):
+    ok, jpeg = cv2.imencode(".jpg", skimage.data.astronaut()[:, :, ::-1])
+    assert ok
+    result = infer(client, "faces", "image", np.array([jpeg.tobytes()], dtype=object), datatype="BYTES")
+    np.testing.assert_allclose(result.as_numpy("boxes")[0, 0] * 512, FACE, atol=6)
+
+
+def test_no_face_answers_204(http):
+    coffee = nchw(skimage.data.coffee()[:, :, ::-1])
+    response = http.post("/v2/models/faces/infer", json={"inputs": [
+        {"name": "image", "shape": list(coffee.shape), "datatype": "FP32", "data": coffee.ravel().tolist()}]})
+    assert response.status_code == 204 and response.content == b""
+
+
+def test_ocr_pipeline_reads_the_scanned_page(client):
+    page = skimage.io.imread(Path(skimage.data.__file__).parent / "page.png")
+    result = infer(client, "ocr", "image", nchw(np.repeat(page[:, :, None], 3, axis=2)))
+    lines = texts(result)
+    assert len(lines) == 7
+    assert lines[0] == "Region-based segmentation"
+    for words in ("Let us first determine markers of the coins and the", "histogram", "unambiguously"):
+        assert any(words in line for line in lines), (words, lines)
+    assert result.as_numpy("boxes").shape == (7, 4)
+
+
+def test_ocr_pipeline_reads_rendered_text_exactly(client):
+    lines = ["OpenVINO Model Server", "KServe v2 42.5%"]
+    image = Image.new("RGB", (640, 180), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=40)
+    for row, line in enumerate(lines):
+        draw.text((30, 30 + 80 * row), line, fill="black", font=font)
+    result = infer(client, "ocr", "image", nchw(np.asarray(image)[:, :, ::-1]))
+    assert texts(result) == lines
+
+
+def test_a_c_node_written_and_compiled_by_a_user_runs_unchanged(client):
+    np.testing.assert_allclose(infer(client, "scale", "numbers", numbers(2.0)).as_numpy("result"), numbers(5.0))
+
+
+def test_add_sub_with_and_without_its_params(client, http):
+    np.testing.assert_allclose(infer(client, "add-sub", "numbers", numbers(1.0)).as_numpy("result"), numbers(4.0))
+    response = http.post("/v2/models/add-sub-without-params/infer", json={"inputs": [
+        {"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]})
+    assert response.status_code == 500
+    assert "Custom node failed during execution" in response.json()["error"]
+
+
+def test_a_crashing_node_fails_its_request_only(client, http):
+    pending = [client.async_infer("scale", [_numbers_input(i)]) for i in range(8)]
+    response = http.post("/v2/models/crashing/infer", json={"inputs": [
+        {"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [13, 0, 0, 0]}]})
+    assert response.status_code == 500 and "crashed" in response.json()["error"]
+    for i, request in enumerate(pending):
+        np.testing.assert_allclose(request.get_result().as_numpy("result"), numbers(i * 2.5))
+    # Ray restarts the replica: the pipeline answers again.
+    wait_for(lambda: _crashing_answers(http), timeout=60, what="the crashed node's replica to be replaced")
+
+
+def _numbers_input(value: float):
+    tensor = triton.InferInput("numbers", [1, 4], "FP32")
+    tensor.set_data_from_numpy(numbers(value))
+    return tensor
+
+
+def _crashing_answers(http) -> bool:
+    response = http.post("/v2/models/crashing/infer", json={"inputs": [
+        {"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]})
+    return response.status_code == 200
+
+
+def test_pipelines_are_models_in_the_api(client, http):
+    meta = client.get_model_metadata("ocr")
+    assert meta["versions"] == ["1"]
+    assert meta["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [1, 3, -1, -1]}]
+    assert {o["name"] for o in meta["outputs"]} == {"texts_string", "boxes", "confidences"}
+    assert client.is_model_ready("faces") and client.is_model_ready("ocr", "1")
+    status = http.get("/v1/config").json()
+    assert status["ocr"]["model_version_status"][0]["state"] == "AVAILABLE"
+
+
+def test_an_invalid_pipeline_stays_registered_and_not_ready(client, http):
+    (line,) = http.get("/v1/config").json()["unknown-model-pipeline"]["model_version_status"]
+    assert (line["state"], line["status"]["error_code"]) == ("LOADING", "FAILED_PRECONDITION")
+    assert "no-such-model" in line["status"]["error_message"] and "'m'" in line["status"]["error_message"]
+    response = http.get("/v2/models/unknown-model-pipeline/ready")
+    assert response.status_code == 404
+    assert client.is_model_ready("ocr")  # the rest of the config serves
