@@ -13,7 +13,7 @@ from app.config import PipelineConfig, ServerConfig, load_config, resolve_param_
 from app.deployments import Ingress, ModelDeployment, PipelineDeployment
 from app.openvino_model import versions_on_disk
 from app.rest import DEFAULT_MAX_REQUEST_BYTES
-from loaders.actor import ACTOR_NAME, NAMESPACE, get_or_create_loader_actor
+from loaders.actor import ACTOR_NAME, LoaderActorConfig
 from loaders.specs import LoaderSpec, ModelSpec
 from nodes.deployment import node_app
 from nodes.loading import load_node_class
@@ -31,6 +31,9 @@ class AppArgs(BaseModel):
         1.0, ge=0, description="How often loaders' blacklists are polled (OVMS's flag); 0 disables polling."
     )
     loader_actor_name: str = Field(ACTOR_NAME, description="Name of the loader actor (one per app on a cluster).")
+    loader_idle_shutdown_seconds: float = Field(
+        30.0, ge=0, description="After the app's replicas have all left for this long, loaders are deinitialised."
+    )
 
 
 def deployment_name(kind: str, name: str) -> str:
@@ -57,17 +60,17 @@ def loader_specs(config: ServerConfig, config_dir: Path) -> tuple[list[LoaderSpe
     return loaders, models
 
 
-def start_loader_actor(config: ServerConfig, config_dir: Path, settings: AppArgs) -> tuple[str, str] | None:
+def start_loader_actor(config: ServerConfig, config_dir: Path, settings: AppArgs) -> LoaderActorConfig | None:
     """Create the named loader actor (or find it) and make it current before any replica starts."""
     loaders, models = loader_specs(config, config_dir)
     if not loaders and not models:
         return None
-    actor = get_or_create_loader_actor(
-        loaders, models, settings.file_system_poll_wait_seconds, name=settings.loader_actor_name
-    )
+    actor_config = LoaderActorConfig(tuple(loaders), tuple(models), settings.file_system_poll_wait_seconds,
+                                     settings.loader_idle_shutdown_seconds, settings.loader_actor_name)
+    actor = actor_config.get_or_create()
     for error in ray.get(actor.apply.remote(loaders, models)):
         log.error("custom loader config: %s", error)
-    return settings.loader_actor_name, NAMESPACE
+    return actor_config
 
 
 def pipelines_to_serve(config: ServerConfig) -> list[PipelineConfig]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import ray
 from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -20,6 +19,7 @@ from app.pipeline.servable import PipelineServable
 from app.rest import build_rest_app
 from app.status import VersionStatus
 from app.tensors import TensorInfo, Tensors
+from loaders.actor import LoaderActorConfig
 from nodes.deployment import NodeClient
 from nodes.errors import NodeInitializeFailed
 
@@ -33,16 +33,19 @@ class LoaderFollower:
 
     One long-poll at a time: each call acknowledges the snapshot the replica has fully applied
     (drains included) and returns the next one, so the actor can wait for every replica before
-    it unloads a version.
+    it unloads a version. If the actor is gone (restarting, or ended with a previous app), the
+    follower finds it again, or creates it with the app's specs.
     """
 
-    def __init__(self, model: ModelServable, actor: ray.actor.ActorHandle, replica: str) -> None:
-        self.model, self.actor, self.replica = model, actor, replica
+    def __init__(self, model: ModelServable, loader_actor: LoaderActorConfig, replica: str) -> None:
+        self.model, self.loader_actor, self.replica = model, loader_actor, replica
+        self.actor = loader_actor.get_or_create()
         self.seen: int | None = None
         self.task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        await self._step()  # serve nothing before the first snapshot is applied
+        while not await self._retrying():  # serve nothing before the first snapshot is applied
+            pass
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _step(self) -> None:
@@ -54,13 +57,20 @@ class LoaderFollower:
 
     async def _run(self) -> None:
         while True:
-            try:
-                await self._step()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the actor restarting: retry, keep serving what we have
-                log.warning("model %s: loader actor unreachable (%s); retrying", self.model.name, exc)
-                await asyncio.sleep(1.0)
+            await self._retrying()
+
+    async def _retrying(self) -> bool:
+        try:
+            await self._step()
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the actor restarting or gone: keep serving what we have
+            log.warning("model %s: loader actor unreachable (%s); retrying", self.model.name, exc)
+            await asyncio.sleep(1.0)
+            self.actor = self.loader_actor.get_or_create()
+            self.seen = None  # a new actor's generations are unrelated to the old one's
+            return False
 
     def stop(self) -> None:
         if self.task is not None:
@@ -75,13 +85,12 @@ class ModelDeployment:
     A loader-backed model takes its versions from the loader actor instead of the disk.
     """
 
-    async def __init__(self, config: ModelConfig, loader_actor: tuple[str, str] | None = None) -> None:
+    async def __init__(self, config: ModelConfig, loader_actor: LoaderActorConfig | None = None) -> None:
         self.model = ModelServable(config)
         self.follower: LoaderFollower | None = None
         if config.uses_loader and loader_actor is not None:
-            name, namespace = loader_actor
             replica = serve.get_replica_context().replica_id.unique_id
-            self.follower = LoaderFollower(self.model, ray.get_actor(name, namespace=namespace), replica)
+            self.follower = LoaderFollower(self.model, loader_actor, replica)
             await self.follower.start()
         else:
             self.model.load()
@@ -197,7 +206,7 @@ class Ingress:
         self,
         servables: dict[str, DeploymentHandle],
         max_request_bytes: int,
-        loader_actor: tuple[str, str] | None = None,
+        loader_actor: LoaderActorConfig | None = None,
     ) -> None:
         self.dataplane = DataPlane({name: HandleServable(handle) for name, handle in servables.items()})
         self.max_request_bytes = max_request_bytes
@@ -210,6 +219,6 @@ class Ingress:
         """``POST /v1/config/reload``: poll the loaders at once; True if any state changed."""
         if self.loader_actor is None:
             return False
-        actor = ray.get_actor(self.loader_actor[0], namespace=self.loader_actor[1])
+        actor = self.loader_actor.get_or_create()
         before = await actor.generation.remote()
         return await actor.poll_now.remote() != before

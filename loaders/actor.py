@@ -71,12 +71,18 @@ class LoaderService:
         models: Iterable[ModelSpec] = (),
         poll_wait_seconds: float = 1.0,
         clock: Clock = time.time,
+        idle_shutdown_seconds: float = 0.0,
     ) -> None:
+        """``idle_shutdown_seconds`` > 0: once every replica that followed it has left (the app was
+        deleted) and none has come back for that long, deinit every loader and end the actor."""
         self._incarnation = time.time_ns()
         self._manager = LoaderManager(clock, first_generation=self._incarnation, gate_unloads=True)
         self._replicas: dict[str, dict[str, _Replica]] = {}
         self._errors = self._manager.apply(list(loaders), list(models))
         self._poll_wait = poll_wait_seconds
+        self._idle_shutdown = idle_shutdown_seconds
+        self._had_replicas = False
+        self._empty_since: float | None = None
         self._changed = asyncio.Event()
         self._poll_task: asyncio.Task | None = None
         self._start_polling()
@@ -169,7 +175,32 @@ class LoaderService:
         now = asyncio.get_running_loop().time()
         contact = self._replicas.setdefault(name, {}).setdefault(replica, _Replica(seen, now, waiting))
         contact.acked, contact.last_contact, contact.waiting = seen, now, waiting
+        self._had_replicas = True
         return contact
+
+    def _live_replicas(self, now: float) -> int:
+        return sum(1 for contacts in self._replicas.values() for c in contacts.values()
+                   if c.waiting or now - c.last_contact <= REPLICA_GRACE_SECONDS)
+
+    async def idle_check(self) -> bool:
+        """Shut down if the app is gone: every replica left and none came back for the idle period."""
+        if self._idle_shutdown <= 0 or not self._had_replicas:
+            return False
+        now = asyncio.get_running_loop().time()
+        if self._live_replicas(now):
+            self._empty_since = None
+            return False
+        if self._empty_since is None:
+            self._empty_since = now
+        if now - self._empty_since < self._idle_shutdown:
+            return False
+        log.info("every replica left %.0f s ago: the app is gone; deinitialising the loaders", self._idle_shutdown)
+        await self.shutdown()
+        self._exit()
+        return True
+
+    def _exit(self) -> None:
+        """End the process that hosts this service (the Ray actor overrides it)."""
 
     def _drained(self, name: str, generation: int) -> bool:
         """Every live replica of ``name`` has acknowledged ``generation`` (dead ones are dropped)."""
@@ -198,7 +229,7 @@ class LoaderService:
     def _start_polling(self) -> None:
         # __init__ may run outside the event loop; every entry point retries, so a restarted
         # actor polls again as soon as anyone (a replica's long-poll) calls it.
-        if self._poll_task is not None or self._poll_wait <= 0:
+        if self._poll_task is not None or (self._poll_wait <= 0 and self._idle_shutdown <= 0):
             return
         try:
             self._poll_task = asyncio.get_running_loop().create_task(self._poll_loop())
@@ -207,15 +238,24 @@ class LoaderService:
 
     async def _poll_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._poll_wait)
+            await asyncio.sleep(self._poll_wait if self._poll_wait > 0 else 1.0)
             try:
-                self._run(self._manager.poll)
+                if self._poll_wait > 0:
+                    self._run(self._manager.poll)
                 self._run(self._manager.finish_drains, self._drained)  # also when replicas died
+                if await self.idle_check():
+                    return
             except Exception:  # a bug must not stop blacklist polling for every model
                 log.exception("loader poll failed")
 
 
-LoaderActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(LoaderService)
+class _RayLoaderService(LoaderService):
+    def _exit(self) -> None:
+        # An intentional end: no restart. Called from the poll task, so kill rather than exit_actor.
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+
+
+LoaderActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(_RayLoaderService)
 
 
 def get_or_create_loader_actor(
@@ -225,13 +265,33 @@ def get_or_create_loader_actor(
     *,
     namespace: str = NAMESPACE,
     name: str = ACTOR_NAME,
+    idle_shutdown_seconds: float = 0.0,
 ):
     """The cluster's loader actor, created with these specs if it does not exist yet.
 
     If it exists, the specs are ignored: call ``apply`` on the handle with the current ones.
     """
     options = dict(name=name, namespace=namespace, lifetime="detached", get_if_exists=True)
-    return LoaderActor.options(**options).remote(list(loaders), list(models), poll_wait_seconds)
+    return LoaderActor.options(**options).remote(
+        list(loaders), list(models), poll_wait_seconds, time.time, idle_shutdown_seconds
+    )
+
+
+@dataclass(frozen=True)
+class LoaderActorConfig:
+    """How the server's deployments find the loader actor, or bring it back with the app's specs
+    (a replica that starts after the actor ended, say once a redeploy replaced every replica)."""
+
+    loaders: tuple[LoaderSpec, ...]
+    models: tuple[ModelSpec, ...]
+    poll_wait_seconds: float = 1.0
+    idle_shutdown_seconds: float = 30.0
+    name: str = ACTOR_NAME
+    namespace: str = NAMESPACE
+
+    def get_or_create(self):
+        return get_or_create_loader_actor(self.loaders, self.models, self.poll_wait_seconds, namespace=self.namespace,
+                                          name=self.name, idle_shutdown_seconds=self.idle_shutdown_seconds)
 
 
 async def shutdown_loader_actor(*, namespace: str = NAMESPACE, name: str = ACTOR_NAME) -> None:

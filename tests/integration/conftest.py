@@ -216,6 +216,23 @@ def model_server(ray_cluster, served_dir, demo_models) -> str:
         pass
 
 
+@pytest.fixture(scope="session")
+def client(model_server):
+    """tritonclient's HTTP client on the session app (gevent-based: concurrency via async_infer)."""
+    import tritonclient.http as triton
+
+    return triton.InferenceServerClient(model_server, concurrency=16, network_timeout=120)
+
+
+@pytest.fixture(scope="session")
+def http(model_server):
+    """Raw HTTP, for requests tritonclient would not send."""
+    import httpx
+
+    with httpx.Client(base_url=f"http://{model_server}", timeout=120) as session:
+        yield session
+
+
 def _app_running(name: str) -> bool:
     from ray import serve
 

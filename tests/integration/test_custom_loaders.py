@@ -3,23 +3,11 @@ from __future__ import annotations
 
 import base64
 
-import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
 
 from tests.integration.conftest import TIMED_SECONDS, issue_licence, wait_for
-
-
-@pytest.fixture(scope="module")
-def client(model_server):
-    return triton.InferenceServerClient(model_server, concurrency=16)
-
-
-@pytest.fixture(scope="module")
-def http(model_server):
-    with httpx.Client(base_url=f"http://{model_server}", timeout=60) as session:
-        yield session
 
 
 def status_of(http, model: str, version: int) -> tuple[str, str, str]:

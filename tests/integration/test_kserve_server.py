@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import numpy as np
 import pytest
 import skimage.data
@@ -11,17 +10,6 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from tests.integration.conftest import MAX_REQUEST_BYTES
-
-
-@pytest.fixture(scope="module")
-def client(model_server):
-    return triton.InferenceServerClient(model_server, concurrency=8)
-
-
-@pytest.fixture(scope="module")
-def http(model_server):
-    with httpx.Client(base_url=f"http://{model_server}", timeout=60) as session:
-        yield session
 
 
 def dummy_infer(client, model, version="", value=0.0, binary=True):

@@ -6,7 +6,6 @@ import io
 from pathlib import Path
 
 import cv2
-import httpx
 import numpy as np
 import pytest
 import skimage.data
@@ -17,17 +16,6 @@ from PIL import Image, ImageDraw, ImageFont
 from tests.integration.conftest import wait_for
 
 FACE = np.array([179, 82, 271, 175])
-
-
-@pytest.fixture(scope="module")
-def client(model_server):
-    return triton.InferenceServerClient(model_server, concurrency=8, network_timeout=120)
-
-
-@pytest.fixture(scope="module")
-def http(model_server):
-    with httpx.Client(base_url=f"http://{model_server}", timeout=120) as session:
-        yield session
 
 
 def nchw(image_bgr: np.ndarray) -> np.ndarray:

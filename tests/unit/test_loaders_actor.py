@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -99,7 +100,7 @@ def test_get_or_create_uses_a_named_detached_actor(monkeypatch):
     assert get_or_create_loader_actor([], [], 2.0) == "handle"
     assert calls == [
         {"name": "rayvino-loader", "namespace": "rayvino", "lifetime": "detached", "get_if_exists": True},
-        ([], [], 2.0),
+        ([], [], 2.0, time.time, 0.0),
     ]
 
 

@@ -92,3 +92,43 @@ def test_a_replica_that_leaves_is_not_waited_for(dummy, clock):
         assert (await service.snapshot("dummy")).draining == ()
 
     asyncio.run(scenario())
+
+
+class _Ending(LoaderService):
+    ended = False
+
+    def _exit(self) -> None:
+        self.ended = True
+
+
+def test_the_actor_ends_once_every_replica_has_left(dummy, clock, tmp_path, monkeypatch):
+    monkeypatch.setattr(actor_module, "REPLICA_GRACE_SECONDS", 0.0)
+
+    async def scenario():
+        service = _Ending([recording(tmp_path)], [model_spec(dummy, loader="rec")], poll_wait_seconds=0,
+                          clock=clock, idle_shutdown_seconds=0.01)
+        loader = service._manager.loader("rec")
+        assert not await service.idle_check()  # no replica ever came: not the app going away
+        await service.wait_for_change("dummy", None, timeout=0, replica="r")
+        await service.leave("dummy", "r")
+        assert not await service.idle_check()  # empty from now on, not yet for the idle period
+        await asyncio.sleep(0.02)
+        assert await service.idle_check() and service.ended
+        return loader.calls
+
+    calls = asyncio.run(scenario())
+    assert calls[-2:] == [("retire_model", "dummy"), ("loader_deinit",)]
+
+
+def test_a_replica_coming_back_keeps_the_actor(dummy, clock, tmp_path):
+    async def scenario():
+        service = _Ending([recording(tmp_path)], [model_spec(dummy, loader="rec")], poll_wait_seconds=0,
+                          clock=clock, idle_shutdown_seconds=0.01)
+        await service.wait_for_change("dummy", None, timeout=0, replica="old")
+        await service.leave("dummy", "old")
+        assert not await service.idle_check()
+        await service.wait_for_change("dummy", None, timeout=0, replica="new")  # a redeploy's replica
+        await asyncio.sleep(0.02)
+        assert not await service.idle_check() and not service.ended
+
+    asyncio.run(scenario())
