@@ -40,8 +40,11 @@ unit: setup
 integration: setup
 	$(PY) -m pytest tests/integration
 
+# Benchmarks run on demand, never in the test suite; each prints ratios against a baseline.
 bench: setup
 	$(PY) benchmarks/face_detection.py
+	$(PY) benchmarks/custom_node.py
+	$(PY) benchmarks/pipelines.py
 
 # Regenerate the lock after changing pyproject.toml's pins.
 lock:
