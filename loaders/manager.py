@@ -188,7 +188,16 @@ class LoaderManager:
         return self.generation
 
     def shutdown(self) -> None:
-        """Unload and retire every model, then loader_deinit every loader."""
+        """Unload and retire every model, then loader_deinit every loader.
+
+        No replica is left to drain at shutdown, so unloads happen at once, in hook order.
+        """
+        self._gate_unloads = False
+        for model in self._models.values():
+            for version, entry in sorted(model.versions.items()):
+                if entry.drain_to is not None:
+                    then, entry.drain_to = entry.drain_to, None
+                    self._finish_unload(model, version, then)
         self.apply([], [])
 
     # ----- loaders -----------------------------------------------------------------------------

@@ -132,3 +132,14 @@ def test_a_replica_coming_back_keeps_the_actor(dummy, clock, tmp_path):
         assert not await service.idle_check() and not service.ended
 
     asyncio.run(scenario())
+
+
+def test_shutdown_unloads_before_it_retires_and_deinitialises(dummy, clock, tmp_path):
+    manager = LoaderManager(clock, gate_unloads=True)
+    manager.apply([recording(tmp_path)], [model_spec(dummy, loader="rec", versions=(1, 2))])
+    disable(dummy, 2)
+    manager.poll()  # version 2 is draining when the app goes away
+    loader = manager.loader("rec")
+    manager.shutdown()
+    assert loader.calls[-4:] == [("unload_model", "dummy", 2), ("unload_model", "dummy", 1),
+                                 ("retire_model", "dummy"), ("loader_deinit",)]
