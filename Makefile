@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml requirements.lock
 models: $(STAMP)
 	$(PY) scripts/setup_models.py
 
+# The built-in C nodes (nodes/src/*.c -> nodes/lib/*.so), compiled with gcc.
 nodes: $(STAMP)
-	@if [ -f nodes/build.py ]; then $(PY) -m nodes.build; fi
+	$(PY) -c "import sys, nodes.build; sys.exit(nodes.build.main())"
 
 # `make run CONFIG=configs/loaders.json` serves another config.json (serve_config.yaml's other settings aside).
 CONFIG ?=
