@@ -14,36 +14,23 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import openvino as ov
 import skimage.data
+from latency import Result  # benchmarks/latency.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "face-detection"
 SIDE = 300  # face-detection-retail-0004's own input size; the IR resizes to 128 inside
 
 
-@dataclass
-class Result:
-    requests: int
-    seconds: float
-    latencies_ms: list[float]
-
-    @property
-    def throughput(self) -> float:
-        return self.requests / self.seconds
-
-    def percentile(self, q: float) -> float:
-        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(q) - 1]
 
 
 def image() -> np.ndarray:

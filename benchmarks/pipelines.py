@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 import numpy as np
+from latency import Result  # benchmarks/latency.py, beside this script
 import skimage.data
 import skimage.io
 
@@ -47,23 +47,6 @@ NUMBERS = np.arange(10, dtype=np.float32).reshape(1, 10)
 WorkerCall = Callable[[], Awaitable[None]]
 
 
-@dataclass
-class Result:
-    requests: int
-    seconds: float
-    latencies_ms: list[float]
-
-    @property
-    def throughput(self) -> float:
-        return self.requests / self.seconds
-
-    def percentile(self, q: float) -> float:
-        if len(self.latencies_ms) < 2:  # a very short run: quantiles need two points
-            return self.latencies_ms[0] if self.latencies_ms else float("nan")
-        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(q) - 1]
-
-
-# --- inputs and config ---------------------------------------------------------------------------
 
 
 def page() -> np.ndarray:
