@@ -15,7 +15,6 @@ against the input when given).
 from __future__ import annotations
 
 import cv2
-import numpy as np
 
 from app.tensors import TensorInfo, Tensors
 from nodes.base import Node

@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 
 import numpy as np
-import pytest
 import tritonclient.http as triton
 
 from tests.integration.conftest import TIMED_SECONDS, issue_licence, wait_for

@@ -2,7 +2,6 @@
 failures that stay contained, and pipelines as models in the API."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import cv2
