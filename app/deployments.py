@@ -16,6 +16,7 @@ from app.model import ModelServable
 from app.pipeline import CatalogError, DictCatalog, NodeSpec, Signature
 from app.pipeline.catalog import INITIALIZE_FAILED, INVALID_NODE_LIBRARY, METADATA_FAILED, MISSING_MODEL
 from app.pipeline.servable import PipelineServable
+from app.refs import fetch, resolve, to_refs
 from app.rest import build_rest_app
 from app.status import VersionStatus
 from app.tensors import TensorInfo, Tensors
@@ -111,6 +112,13 @@ class ModelDeployment:
     async def infer(self, request: InferRequest) -> InferResponse:
         return await self.model.infer(request)
 
+    async def infer_by_reference(self, request: InferRequest) -> InferResponse:
+        """For a pipeline: inputs may be references, and large outputs go back as references."""
+        request.inputs = await resolve(request.inputs)
+        response = await self.model.infer(request)
+        response.outputs = to_refs(response.outputs)
+        return response
+
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
 class PipelineDeployment:
@@ -130,7 +138,7 @@ class PipelineDeployment:
         self.models = models
         self.nodes = {name: NodeClient(handle, name) for name, handle in nodes.items()}
         self.library_errors = library_errors  # node name -> why its library could not be loaded
-        self.pipeline = PipelineServable(config, self._catalog, self._call)
+        self.pipeline = PipelineServable(config, self._catalog, self._call, fetch)
         await self.pipeline.validate()
 
     async def statuses(self) -> list[VersionStatus]:
@@ -143,10 +151,11 @@ class PipelineDeployment:
         return await self.pipeline.infer(request)
 
     async def _call(self, node: NodeSpec, inputs: Tensors) -> Tensors:
+        # Values are tensors or object references: they go on to the next deployment as they are.
         if node.kind == "model":
             request = InferRequest(node.model_name, node.version, inputs, [RequestedOutput(o) for o in node.outputs])
-            return (await self.models[node.model_name].infer.remote(request)).outputs
-        return await self.nodes[node.name].run(inputs, node.outputs)
+            return (await self.models[node.model_name].infer_by_reference.remote(request)).outputs
+        return await self.nodes[node.name].run(inputs, node.outputs, by_reference=True)
 
     async def _catalog(self) -> DictCatalog:
         """Every model's and node's signature, asked of their deployments."""

@@ -27,6 +27,7 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from app.errors import ServingError, find_serving_error
+from app.refs import resolve, to_refs
 from app.tensors import TensorInfo, Tensors
 from nodes.errors import NodeCrashed
 from nodes.loading import NodeFactory
@@ -69,8 +70,11 @@ class NodeDeployment:
     async def outputs_info(self) -> list[TensorInfo]:
         return await asyncio.to_thread(self._node().outputs_info)
 
-    async def run(self, inputs: Tensors, outputs: list[str]) -> Tensors:
-        return await asyncio.to_thread(self._node().run, inputs, outputs)
+    async def run(self, inputs: Tensors, outputs: list[str], by_reference: bool = False) -> Tensors:
+        """``by_reference`` (a pipeline's call): inputs may be object references, and large
+        outputs go back as references, so the pipeline replica forwards them without a copy."""
+        results = await asyncio.to_thread(self._node().run, await resolve(inputs), outputs)
+        return to_refs(results) if by_reference else results
 
     def _node(self):
         if self.error is not None:
@@ -104,8 +108,8 @@ class NodeClient:
         self.handle = handle
         self.node_name = node_name
 
-    async def run(self, inputs: Tensors, outputs: Collection[str]) -> Tensors:
-        return await self._call(self.handle.run.remote(inputs, list(outputs)))
+    async def run(self, inputs: Tensors, outputs: Collection[str], by_reference: bool = False) -> Tensors:
+        return await self._call(self.handle.run.remote(inputs, list(outputs), by_reference))
 
     async def inputs_info(self) -> list[TensorInfo]:
         return await self._call(self.handle.inputs_info.remote())
