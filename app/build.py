@@ -123,4 +123,6 @@ def build_app(args: dict) -> Application:
     }
     pipelines = {p.name: pipeline_app(p, config, config_dir, models) for p in pipelines_to_serve(config)}
     log.info("serving %d models and %d pipelines from %s", len(models), len(pipelines), settings.config_path)
-    return Ingress.options(name="ingress").bind({**models, **pipelines}, settings.max_request_bytes, loader_actor)
+    return Ingress.options(name="ingress").bind(
+        {**models, **pipelines}, settings.max_request_bytes, loader_actor, config.monitoring
+    )

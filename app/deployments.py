@@ -8,10 +8,11 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from app.config import ModelConfig, PipelineConfig
+from app.config import ModelConfig, MonitoringConfig, PipelineConfig
 from app.dataplane import DataPlane
 from app.errors import ServingError
 from app.inference import InferRequest, InferResponse, RequestedOutput
+from app.metrics import ServingMetrics
 from app.model import ModelServable
 from app.pipeline import CatalogError, DictCatalog, NodeSpec, Signature
 from app.pipeline.catalog import INITIALIZE_FAILED, INVALID_NODE_LIBRARY, METADATA_FAILED, MISSING_MODEL
@@ -216,13 +217,16 @@ class Ingress:
         servables: dict[str, DeploymentHandle],
         max_request_bytes: int,
         loader_actor: LoaderActorConfig | None = None,
+        monitoring: MonitoringConfig | None = None,
     ) -> None:
         self.dataplane = DataPlane({name: HandleServable(handle) for name, handle in servables.items()})
         self.max_request_bytes = max_request_bytes
         self.loader_actor = loader_actor
+        enabled = monitoring is not None and monitoring.metrics.enable
+        self.metrics = ServingMetrics(monitoring.metrics.metrics_list) if enabled else None
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return build_rest_app(self.dataplane, self.max_request_bytes, reload=self.reload)
+        return build_rest_app(self.dataplane, self.max_request_bytes, reload=self.reload, metrics=self.metrics)
 
     async def reload(self) -> bool:
         """``POST /v1/config/reload``: poll the loaders at once; True if any state changed."""

@@ -31,3 +31,4 @@ class InferResponse:
     model_version: int
     outputs: Tensors
     id: str | None = None
+    inference_us: float | None = None  # time in OpenVINO, for ovms_inference_time_us

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -151,8 +152,10 @@ class ModelServable:
         for name in wanted:
             if name not in known:
                 raise InvalidOutput(f"output '{name}' of model '{self.name}'; expected one of {sorted(known)}")
+        start = time.perf_counter()
         outputs = await compiled.infer(request.inputs, wanted)
-        return InferResponse(self.name, compiled.version, outputs, request.id)
+        elapsed_us = (time.perf_counter() - start) * 1e6
+        return InferResponse(self.name, compiled.version, outputs, request.id, elapsed_us)
 
 
 def check_inputs(compiled: CompiledVersion, request: InferRequest) -> None:

@@ -6,14 +6,17 @@ tests build it over in-process models; the routes themselves know nothing of Ray
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from typing import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.dataplane import DataPlane
 from app.errors import MalformedRequest, RequestTooLarge, ServingError, find_serving_error, http_status
 from app.kserve_rest import HEADER_LENGTH, decode_request, encode_response, parse_version
+from app.metrics import ServingMetrics
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +31,19 @@ async def _nothing_to_reload() -> bool:
 
 
 def build_rest_app(
-    dataplane: DataPlane, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, reload: Reload = _nothing_to_reload
+    dataplane: DataPlane,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    reload: Reload = _nothing_to_reload,
+    metrics: ServingMetrics | None = None,
 ) -> FastAPI:
-    """``reload`` re-reads what can change at run time and says whether anything did."""
+    """``reload`` re-reads what can change at run time and says whether anything did; with
+    ``metrics``, requests are counted and ``GET /metrics`` serves them (OVMS's ``monitoring``)."""
+
+    def counted(method: str, model: str, version: str | None):
+        # Only servables that exist are counted: a client cannot grow the label set at will.
+        if metrics is None or model not in dataplane.servables:
+            return nullcontext({"version": version})
+        return metrics.request(method, model, version or "default")
     app = FastAPI(title="rayvino", description="KServe v2 REST for OVMS configs on Ray Serve")
     app.add_exception_handler(ServingError, _serving_error)
     app.add_exception_handler(Exception, _unexpected_error)
@@ -47,27 +60,39 @@ def build_rest_app(
     @app.get("/v2/models/{model}")
     @app.get("/v2/models/{model}/versions/{version}")
     async def model_metadata(model: str, version: str | None = None) -> dict:
-        return await dataplane.metadata(model, parse_version(version))
+        with counted("ModelMetadata", model, version):
+            return await dataplane.metadata(model, parse_version(version))
 
     @app.get("/v2/models/{model}/ready")
     @app.get("/v2/models/{model}/versions/{version}/ready")
     async def model_ready(model: str, version: str | None = None) -> Response:
-        await dataplane.model_ready(model, parse_version(version))
+        with counted("ModelReady", model, version):
+            await dataplane.model_ready(model, parse_version(version))
         return Response(status_code=200)
 
     @app.post("/v2/models/{model}/infer")
     @app.post("/v2/models/{model}/versions/{version}/infer")
     async def infer(request: Request, model: str, version: str | None = None) -> Response:
         dataplane.servable(model)  # an unknown model is 404 whatever the body holds
-        body = await read_body(request, max_request_bytes)
-        infer_request = decode_request(model, parse_version(version), body, _header_length(request))
-        infer_response = await dataplane.infer(infer_request)
+        with counted("ModelInfer", model, version) as outcome:
+            body = await read_body(request, max_request_bytes)
+            infer_request = decode_request(model, parse_version(version), body, _header_length(request))
+            infer_response = await dataplane.infer(infer_request)
+            outcome["version"] = str(infer_response.model_version)
+        if metrics is not None:
+            metrics.inference_time(model, outcome["version"], infer_response.inference_us)
         content, headers = encode_response(infer_response, infer_request)
         return Response(content=content, headers=headers)
 
     @app.get("/v1/config")
     async def config_status() -> dict:
         return await dataplane.config_status()
+
+    if metrics is not None:
+
+        @app.get("/metrics")
+        async def prometheus_metrics() -> Response:
+            return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/config/reload")
     async def config_reload() -> JSONResponse:

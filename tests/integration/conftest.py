@@ -183,7 +183,7 @@ def model_server(ray_cluster, served_dir, demo_models) -> str:
     factory.write_broken(base / "broken")
     (base / "face-detection").symlink_to(demo_models / "face-detection")
     (base / "models").symlink_to(demo_models)  # what the demo pipelines' paths name
-    config = {"model_config_list": [
+    config = {"monitoring": {"metrics": {"enable": True}}, "model_config_list": [
         {"config": {"name": "face-detection", "base_path": "face-detection"}},
         {"config": {"name": "latest", "base_path": "latest", "model_version_policy": {"latest": {"num_versions": 2}}}},
         {"config": {"name": "specific", "base_path": "specific", "model_version_policy": {"specific": {"versions": [1, 3]}}}},

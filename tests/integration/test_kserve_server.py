@@ -119,3 +119,15 @@ def test_concurrent_requests_each_get_their_own_result(client):
         pending.append(client.async_infer("all", [tensor], model_version="1"))
     for i, request in enumerate(pending):
         np.testing.assert_array_equal(request.get_result().as_numpy("a"), np.full((1, 10), i + 1.0))
+
+
+def test_metrics_count_requests_with_ovms_names(client, http):
+    from tests.unit.test_metrics import sample
+
+    labels = {"api": "KServe", "interface": "REST", "method": "ModelInfer", "name": "all", "version": "2"}
+    before = sample(http.get("/metrics").text, "ovms_requests_success", **labels) or 0
+    for value in range(3):
+        dummy_infer(client, "all", "2", value=value)
+    text = http.get("/metrics").text
+    assert sample(text, "ovms_requests_success", **labels) == before + 3
+    assert sample(text, "ovms_inference_time_us_count", name="all", version="2") >= 3

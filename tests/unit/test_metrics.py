@@ -1,0 +1,72 @@
+"""OVMS's Prometheus metrics on GET /metrics, counted by the REST app over in-process models."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import parse_config
+from app.dataplane import DataPlane, LocalServable
+from app.metrics import ServingMetrics
+from app.model import ModelServable
+from app.rest import build_rest_app
+from tests import factory
+
+GOOD = {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": [0.0] * 10}]}
+
+
+def app_over_dummy(tmp_path, metrics: ServingMetrics | None) -> TestClient:
+    factory.write_dummy(tmp_path / "dummy", [1, 2])
+    config = parse_config({"model_config_list": [{"config": {
+        "name": "dummy", "base_path": str(tmp_path / "dummy"), "model_version_policy": {"all": {}}}}]})
+    model = ModelServable(config.models[0])
+    model.load()
+    return TestClient(build_rest_app(DataPlane({"dummy": LocalServable(model)}), metrics=metrics))
+
+
+def sample(text: str, series: str, **labels: str) -> float | None:
+    """The value of one series in Prometheus text, or None if it is absent."""
+    for line in text.splitlines():
+        if line.startswith(series + "{") or line.startswith(series + " "):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            if all(found.get(k) == v for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_requests_are_counted_under_ovms_names(tmp_path):
+    client = app_over_dummy(tmp_path, ServingMetrics())
+    for _ in range(2):
+        assert client.post("/v2/models/dummy/infer", json=GOOD).status_code == 200
+    assert client.post("/v2/models/dummy/versions/1/infer", json={"inputs": []}).status_code == 400
+    assert client.get("/v2/models/dummy/versions/2/ready").status_code == 200
+    assert client.post("/v2/models/nope/infer", json=GOOD).status_code == 404
+    text = client.get("/metrics").text
+    infer = {"api": "KServe", "interface": "REST", "method": "ModelInfer", "name": "dummy"}
+    assert sample(text, "ovms_requests_success", **infer, version="2") == 2
+    assert sample(text, "ovms_requests_fail", **infer, version="1") == 1
+    assert sample(text, "ovms_requests_success", method="ModelReady", name="dummy", version="2") == 1
+    assert sample(text, "ovms_request_time_us_count", name="dummy", version="2") == 2
+    assert sample(text, "ovms_inference_time_us_count", name="dummy", version="2") == 2
+    assert sample(text, "ovms_current_requests", name="dummy", version="default") == 0
+    assert "nope" not in text  # unknown names are not counted: clients cannot grow the label set
+    assert "_total" not in text and "_created" not in text  # OVMS's exact series names
+
+
+def test_metrics_list_picks_the_families(tmp_path):
+    client = app_over_dummy(tmp_path, ServingMetrics(["ovms_requests_fail"]))
+    client.post("/v2/models/dummy/infer", json=GOOD)
+    text = client.get("/metrics").text
+    assert "ovms_requests_success" not in text and "ovms_request_time_us" not in text
+    assert "# TYPE ovms_requests_fail counter" in text
+
+
+def test_metrics_are_off_unless_monitoring_enables_them(tmp_path):
+    assert app_over_dummy(tmp_path, None).get("/metrics").status_code == 404
+
+
+@pytest.mark.parametrize("config, enabled", [({}, False), ({"metrics": {"enable": True}}, True)])
+def test_monitoring_config(config, enabled):
+    parsed = parse_config({"model_config_list": [], "monitoring": config})
+    assert parsed.monitoring.metrics.enable is enabled
