@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from app.errors import ModelNotFound, ModelVersionNotFound, ModelVersionNotLoadedAnymore, ModelVersionNotLoadedYet
+from app.errors import ModelNotFound
 from app.inference import InferRequest, InferResponse
 from app.model import ModelServable
-from app.status import ModelVersionState, VersionStatus, model_status_body
+from app.status import VersionStatus, model_status_body, require_available
 
 SERVER_NAME = "rayvino"
 SERVER_VERSION = "0.1.0"
@@ -53,18 +53,7 @@ class DataPlane:
 
     async def model_ready(self, name: str, version: int | None) -> None:
         """Return if the version (default: any) is AVAILABLE, else raise the 404 that says why."""
-        statuses = await self.servable(name).statuses()
-        if version is None:
-            if not any(s.available for s in statuses):
-                raise ModelVersionNotLoadedYet(f"model '{name}' has no available version")
-            return
-        status = next((s for s in statuses if s.version == version), None)
-        if status is None:
-            raise ModelVersionNotFound(f"model '{name}' version {version}")
-        if status.state is ModelVersionState.END:
-            raise ModelVersionNotLoadedAnymore(f"model '{name}' version {version}")
-        if not status.available:
-            raise ModelVersionNotLoadedYet(f"model '{name}' version {version}: {status.error_message}")
+        require_available(name, await self.servable(name).statuses(), version)
 
     async def metadata(self, name: str, version: int | None) -> dict:
         return await self.servable(name).metadata(version)

@@ -16,8 +16,6 @@ from app.config import ModelConfig
 from app.errors import (
     InvalidOutput,
     MissingInput,
-    ModelVersionNotFound,
-    ModelVersionNotLoadedAnymore,
     ModelVersionNotLoadedYet,
     UnexpectedInput,
 )
@@ -31,7 +29,7 @@ from app.openvino_model import (
     read_model_from_buffers,
     versions_on_disk,
 )
-from app.status import ModelVersionState, VersionStatus
+from app.status import ModelVersionState, VersionStatus, require_available
 from app.tensors import TensorInfo
 from loaders.base import ModelBuffers
 from loaders.manager import ModelSnapshot
@@ -111,18 +109,7 @@ class ModelServable:
 
     def resolve(self, version: int | None) -> CompiledVersion:
         """The compiled version a request asks for (None: the highest AVAILABLE), or the 404 that explains why not."""
-        if version is None:
-            available = self.available_versions()
-            if not available:
-                raise ModelVersionNotLoadedYet(f"model '{self.name}' has no available version")
-            version = available[-1]
-        status = self._statuses.get(version)
-        if status is None:
-            raise ModelVersionNotFound(f"model '{self.name}' serves versions {sorted(self._statuses) or 'none'}, not {version}")
-        if status.state is ModelVersionState.END or version in self._draining:
-            raise ModelVersionNotLoadedAnymore(f"model '{self.name}' version {version}")
-        if not status.available:
-            raise ModelVersionNotLoadedYet(f"model '{self.name}' version {version}: {status.error_message}")
+        version = require_available(self.name, self._statuses.values(), version, self._draining)
         compiled = self._compiled.get(version)
         if compiled is None:  # loader-backed: not compiled in this replica (yet, or it failed)
             reason = self._local_failures.get(version, "not compiled in this replica yet")

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum, IntEnum
+from typing import Collection, Iterable
+
+from app.errors import ModelVersionNotFound, ModelVersionNotLoadedAnymore, ModelVersionNotLoadedYet
 
 
 class ModelVersionState(IntEnum):
@@ -43,6 +46,30 @@ class VersionStatus:
     def loading_failed(cls, version: int, reason: str) -> VersionStatus:
         """A version that could not be loaded: OVMS shows LOADING/UNKNOWN and retries."""
         return cls(version, ModelVersionState.LOADING, ErrorCode.UNKNOWN, reason)
+
+
+def require_available(
+    model: str, statuses: Iterable[VersionStatus], version: int | None, retiring: Collection[int] = ()
+) -> int:
+    """The version a request for ``version`` gets (None: the highest AVAILABLE), or the 404 that says why not.
+
+    ``retiring``: versions still AVAILABLE in status but no longer served (a loader-backed model
+    whose replicas are draining them).
+    """
+    by_version = {status.version: status for status in statuses}
+    if version is None:
+        available = [v for v, s in sorted(by_version.items()) if s.available and v not in retiring]
+        if not available:
+            raise ModelVersionNotLoadedYet(f"model '{model}' has no available version")
+        return available[-1]
+    status = by_version.get(version)
+    if status is None:
+        raise ModelVersionNotFound(f"model '{model}' serves versions {sorted(by_version) or 'none'}, not {version}")
+    if status.state is ModelVersionState.END or version in retiring:
+        raise ModelVersionNotLoadedAnymore(f"model '{model}' version {version}")
+    if not status.available:
+        raise ModelVersionNotLoadedYet(f"model '{model}' version {version}: {status.error_message}")
+    return version
 
 
 def model_status_body(statuses: list[VersionStatus]) -> dict:
