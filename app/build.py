@@ -9,7 +9,7 @@ import ray
 from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
-from app.config import PipelineConfig, ServerConfig, load_config, resolve_param_paths
+from app.config import DeploymentOptions, PipelineConfig, ServerConfig, load_config, resolve_param_paths
 from app.deployments import Ingress, ModelDeployment, PipelineDeployment
 from app.openvino_model import versions_on_disk
 from app.rest import DEFAULT_MAX_REQUEST_BYTES
@@ -34,6 +34,19 @@ class AppArgs(BaseModel):
     loader_idle_shutdown_seconds: float = Field(
         30.0, ge=0, description="After the app's replicas have all left for this long, loaders are deinitialised."
     )
+    deployments: dict[str, DeploymentOptions] = Field(
+        default_factory=dict,
+        description="Ray Serve options by deployment name; they override config.json's ray_serve block key by key.",
+    )
+
+
+def deployment_options(config: ServerConfig, settings: AppArgs, name: str) -> DeploymentOptions:
+    """One deployment's options: config.json's ray_serve block, then serve_config.yaml's args, key by key."""
+    merged: dict = {}
+    for source in (config.ray_serve.deployments, settings.deployments):
+        if name in source:
+            merged.update(source[name].model_dump(exclude_none=True))
+    return DeploymentOptions.model_validate(merged)
 
 
 def deployment_name(kind: str, name: str) -> str:
@@ -87,7 +100,8 @@ def pipelines_to_serve(config: ServerConfig) -> list[PipelineConfig]:
     return kept
 
 
-def pipeline_app(pipeline: PipelineConfig, config: ServerConfig, config_dir: Path, models: dict) -> Application:
+def pipeline_app(pipeline: PipelineConfig, config: ServerConfig, config_dir: Path, models: dict,
+                 settings: AppArgs) -> Application:
     """A pipeline's deployment bound to its models and to one deployment per custom node."""
     libraries = {library.name: library.base_path for library in config.custom_node_library_config_list}
     nodes, library_errors = {}, {}
@@ -105,10 +119,12 @@ def pipeline_app(pipeline: PipelineConfig, config: ServerConfig, config_dir: Pat
             continue
         name = deployment_name("node", f"{pipeline.name}.{node.name}")
         params = resolve_param_paths(node.params, config_dir)
-        nodes[node.name] = node_app(factory, params, node.name, deployment_name=name)
+        options = deployment_options(config, settings, name).serve_options()
+        nodes[node.name] = node_app(factory, params, node.name, deployment_name=name, **options)
     used = {node.model_name: models[node.model_name] for node in pipeline.nodes
             if node.type == "DL model" and node.model_name in models}
-    deployment = PipelineDeployment.options(name=deployment_name("pipeline", pipeline.name))
+    name = deployment_name("pipeline", pipeline.name)
+    deployment = PipelineDeployment.options(name=name, **deployment_options(config, settings, name).serve_options())
     return deployment.bind(pipeline, used, nodes, library_errors)
 
 
@@ -117,11 +133,12 @@ def build_app(args: dict) -> Application:
     config = load_config(settings.config_path)
     config_dir = Path(settings.config_path).resolve().parent
     loader_actor = start_loader_actor(config, config_dir, settings)
-    models = {
-        model.name: ModelDeployment.options(name=deployment_name("model", model.name)).bind(model, loader_actor)
-        for model in config.models
-    }
-    pipelines = {p.name: pipeline_app(p, config, config_dir, models) for p in pipelines_to_serve(config)}
+    models = {}
+    for model in config.models:
+        name = deployment_name("model", model.name)
+        options = deployment_options(config, settings, name).serve_options()
+        models[model.name] = ModelDeployment.options(name=name, **options).bind(model, loader_actor)
+    pipelines = {p.name: pipeline_app(p, config, config_dir, models, settings) for p in pipelines_to_serve(config)}
     log.info("serving %d models and %d pipelines from %s", len(models), len(pipelines), settings.config_path)
     return Ingress.options(name="ingress").bind(
         {**models, **pipelines}, settings.max_request_bytes, loader_actor, config.monitoring

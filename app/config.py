@@ -374,6 +374,89 @@ class MonitoringConfig(_Strict):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
 
+# --- our extension: Ray Serve options per deployment ------------------------------------------
+
+
+class DynamicBatching(_Strict):
+    """Opt-in dynamic batching of one model's requests (Serve's ``@serve.batch``)."""
+
+    max_batch_size: int = Field(ge=1, description="Requests merged into one inference at most.")
+    batch_wait_timeout_s: float = Field(
+        0.005, ge=0, description="How long the first request of a batch waits for others."
+    )
+
+
+class DeploymentOptions(_Strict):
+    """Ray Serve options of one deployment, keyed by its name (``model.<n>``, ``node.<p>.<n>``, ...)."""
+
+    num_replicas: int | Literal["auto"] | None = Field(None, description="Fixed replica count, or 'auto'.")
+    autoscaling_config: dict[str, Any] | None = Field(None, description="Ray Serve's AutoscalingConfig.")
+    max_ongoing_requests: int | None = Field(None, ge=1, description="Requests one replica runs at once.")
+    max_replicas_per_node: int | None = Field(None, ge=1, description="Spread replicas over nodes.")
+    ray_actor_options: dict[str, Any] | None = Field(None, description="Resources and runtime env per replica.")
+    dynamic_batching: DynamicBatching | None = Field(None, description="Model deployments only.")
+
+    @field_validator("num_replicas")
+    @classmethod
+    def _positive(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("num_replicas must be 0 or more, or 'auto'")
+        return value
+
+    @field_validator("autoscaling_config")
+    @classmethod
+    def _autoscaling(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            import difflib
+
+            from ray.serve.config import AutoscalingConfig  # Serve's own rules, not a copy of them
+
+            for key in value:  # Serve ignores unknown keys; a typo would silently do nothing
+                if key not in AutoscalingConfig.model_fields:
+                    guess = difflib.get_close_matches(key, list(AutoscalingConfig.model_fields), n=1)
+                    hint = f"did you mean '{guess[0]}'? " if guess else ""
+                    raise ValueError(f"autoscaling_config has unknown key '{key}'; {hint}"
+                                     f"expected some of: {', '.join(AutoscalingConfig.model_fields)}")
+            try:
+                AutoscalingConfig(**value)
+            except ValidationError as exc:
+                reasons = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+                raise ValueError(f"not a valid Ray Serve autoscaling_config: {reasons}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_scale(self) -> DeploymentOptions:
+        if isinstance(self.num_replicas, int) and self.autoscaling_config is not None:
+            raise ValueError("set num_replicas or autoscaling_config, not both")
+        return self
+
+    def serve_options(self) -> dict[str, Any]:
+        """The options ``Deployment.options()`` takes (dynamic batching is ours, applied by the model)."""
+        return self.model_dump(exclude_none=True, exclude={"dynamic_batching"})
+
+
+DEPLOYMENT_NAME = re.compile(r"^(model|pipeline|node)\.[A-Za-z0-9_.-]+$|^ingress$")
+
+
+class ServeExtension(_Strict):
+    """``"ray_serve"`` in config.json: rayvino's one extension block; OVMS does not read it."""
+
+    deployments: dict[str, DeploymentOptions] = Field(
+        default_factory=dict, description="Options per deployment name, e.g. 'model.face-detection'."
+    )
+
+    @field_validator("deployments")
+    @classmethod
+    def _known_names(cls, value: dict[str, DeploymentOptions]) -> dict[str, DeploymentOptions]:
+        for name in value:
+            if not DEPLOYMENT_NAME.match(name):
+                raise ValueError(
+                    f"'{name}' is not a deployment name; expected model.<model>, pipeline.<pipeline>, "
+                    "node.<pipeline>.<node> or ingress"
+                )
+        return value
+
+
 class ServerConfig(_Strict):
     """The whole ``config.json``."""
 
@@ -383,6 +466,7 @@ class ServerConfig(_Strict):
     pipeline_config_list: list[PipelineConfig] = Field(default_factory=list)
     mediapipe_config_list: list[Any] = Field(default_factory=list)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    ray_serve: ServeExtension = Field(default_factory=ServeExtension, description="rayvino's extension block.")
 
     @field_validator("mediapipe_config_list")
     @classmethod
@@ -479,12 +563,15 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
     model: Any = ServerConfig
     annotation: Any = ServerConfig
+    keyed = False  # inside a dict[str, Model]: the next part is a key, not a field
     for part in loc:
-        if isinstance(part, int) or _is_union_tag(str(part)):
+        if isinstance(part, int) or _is_union_tag(str(part)) or keyed:
+            keyed = False
             continue
         if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
             return None
         annotation = model.model_fields[part].annotation
+        keyed = typing.get_origin(annotation) is dict
         model = _unwrap(annotation, typing)
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 

@@ -204,8 +204,8 @@ def model_server(ray_cluster, served_dir, demo_models) -> str:
         "route_prefix": "/",
         "import_path": "app.build:build_app",
         "args": {"config_path": str(path), "max_request_bytes": MAX_REQUEST_BYTES,
-                 "loader_actor_name": "rayvino-test-loader"},
-        "deployments": [{"name": "model.sample", "num_replicas": 2}],
+                 "loader_actor_name": "rayvino-test-loader",
+                 "deployments": {"model.sample": {"num_replicas": 2}}},
     }]}))
     wait_for(lambda: _app_running("rayvino"), timeout=240, what="the app to be RUNNING")
     yield ray_cluster

@@ -154,3 +154,46 @@ def test_cli_prints_json_schema(capsys):
 
 def test_repository_config_is_valid():
     assert load_config(Path(__file__).resolve().parents[2] / "configs" / "config.json").models
+
+
+# --- the ray_serve extension block -------------------------------------------------------------
+
+
+def _with_options(deployments: dict) -> dict:
+    return {"model_config_list": [], "ray_serve": {"deployments": deployments}}
+
+
+def test_deployment_options_are_read_by_deployment_name():
+    config = parse_config(_with_options({
+        "model.face-detection": {"num_replicas": 2, "max_ongoing_requests": 32,
+                                 "dynamic_batching": {"max_batch_size": 8}},
+        "node.ocr.crops": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 3}},
+    }))
+    face = config.ray_serve.deployments["model.face-detection"]
+    assert face.serve_options() == {"num_replicas": 2, "max_ongoing_requests": 32}
+    assert face.dynamic_batching.max_batch_size == 8 and face.dynamic_batching.batch_wait_timeout_s == 0.005
+    assert config.ray_serve.deployments["node.ocr.crops"].serve_options()["autoscaling_config"]["max_replicas"] == 3
+
+
+def test_misspelt_deployment_option_names_the_fix():
+    with pytest.raises(ConfigError) as exc:
+        parse_config(_with_options({"model.a": {"num_replica": 2}}))
+    assert "ray_serve.deployments.model.a.num_replica: unknown key; did you mean 'num_replicas'?" in str(exc.value)
+
+
+def test_autoscaling_config_is_checked_by_serve_rules_and_for_typos():
+    with pytest.raises(ConfigError) as exc:
+        parse_config(_with_options({"model.a": {"autoscaling_config": {"min_replicas": 3, "max_replicas": 1}}}))
+    assert "max_replicas (1) must be greater than or equal to min_replicas (3)" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        parse_config(_with_options({"model.a": {"autoscaling_config": {"max_replica": 3}}}))
+    assert "unknown key 'max_replica'; did you mean 'max_replicas'?" in str(exc.value)
+
+
+def test_options_name_a_deployment_and_scale_one_way():
+    with pytest.raises(ConfigError) as exc:
+        parse_config(_with_options({"face-detection": {"num_replicas": 2}}))
+    assert "'face-detection' is not a deployment name; expected model.<model>" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        parse_config(_with_options({"model.a": {"num_replicas": 2, "autoscaling_config": {"max_replicas": 2}}}))
+    assert "set num_replicas or autoscaling_config, not both" in str(exc.value)
