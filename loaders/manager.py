@@ -309,8 +309,16 @@ class LoaderManager:
             self._retire_hook(model)
 
     def _retire(self, model: _Model) -> None:
-        for version in sorted(model.versions):
-            self._end(model, version)
+        # The model left the config, so its deployment is going away with its replicas: nothing
+        # will acknowledge a drain. Unload at once, so unload_model runs before retire_model.
+        for version, entry in sorted(model.versions.items()):
+            if entry.drain_to is not None:
+                entry.drain_to = None
+                self._finish_unload(model, version, VersionStatus(version, S.END))
+            elif entry.status.available:
+                self._finish_unload(model, version, VersionStatus(version, S.END))
+            else:
+                self._set(model, version, VersionStatus(version, S.END))
         if model.loader_name is not None:
             self._retire_hook(model)
         model.retired = True

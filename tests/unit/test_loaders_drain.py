@@ -143,3 +143,16 @@ def test_shutdown_unloads_before_it_retires_and_deinitialises(dummy, clock, tmp_
     manager.shutdown()
     assert loader.calls[-4:] == [("unload_model", "dummy", 2), ("unload_model", "dummy", 1),
                                  ("retire_model", "dummy"), ("loader_deinit",)]
+
+
+def test_removing_a_model_from_the_config_unloads_before_it_retires(dummy, clock, tmp_path):
+    manager = LoaderManager(clock, gate_unloads=True)
+    loader_spec = recording(tmp_path)
+    manager.apply([loader_spec], [model_spec(dummy, loader="rec", versions=(1, 2))])
+    disable(dummy, 2)
+    manager.poll()  # version 2 is draining when a reload removes the model
+    loader = manager.loader("rec")
+    manager.apply([loader_spec], [])
+    assert loader.calls[-3:] == [("unload_model", "dummy", 1), ("unload_model", "dummy", 2),
+                                 ("retire_model", "dummy")]
+    assert {s.version: s.state.name for s in manager.statuses("dummy")} == {1: "END", 2: "END"}
