@@ -6,12 +6,13 @@ know which.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
-from app.errors import ModelNotFound
+from app.errors import ModelNotFound, ModelVersionNotLoadedAnymore
 from app.inference import InferRequest, InferResponse
 from app.model import ModelServable
-from app.status import VersionStatus, model_status_body, require_available
+from app.status import ModelVersionState, VersionStatus, model_status_body, require_available
 
 SERVER_NAME = "rayvino"
 SERVER_VERSION = "0.1.0"
@@ -41,9 +42,31 @@ class LocalServable:
         return await self.model.infer(request)
 
 
+class RetiredServable:
+    """A model or pipeline a config reload removed: every version END, every request 404."""
+
+    def __init__(self, name: str, versions: tuple[int, ...]) -> None:
+        self.name, self.versions = name, versions
+
+    async def statuses(self) -> list[VersionStatus]:
+        return [VersionStatus(v, ModelVersionState.END) for v in self.versions]
+
+    async def metadata(self, version: int | None) -> dict:
+        raise ModelVersionNotLoadedAnymore(f"'{self.name}' was removed from the config")
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        raise ModelVersionNotLoadedAnymore(f"'{self.name}' was removed from the config")
+
+
 class DataPlane:
-    def __init__(self, servables: dict[str, Servable]) -> None:
+    def __init__(self, servables: dict[str, Servable], ready: bool = True) -> None:
         self.servables = servables
+        self.ready = ready  # /v2/health/ready: every deployment of the config has started
+        self.config_errors: tuple[str, ...] = ()
+
+    def update(self, servables: dict[str, Servable], ready: bool, config_errors: tuple[str, ...] = ()) -> None:
+        """Swap in a new catalog at once: a request sees the old one or the new one, never a mix."""
+        self.servables, self.ready, self.config_errors = servables, ready, config_errors
 
     def servable(self, name: str) -> Servable:
         try:
@@ -63,7 +86,9 @@ class DataPlane:
 
     async def config_status(self) -> dict:
         """``GET /v1/config``: every servable's version statuses, in OVMS form."""
-        return {name: model_status_body(await servable.statuses()) for name, servable in sorted(self.servables.items())}
+        names = sorted(self.servables)
+        statuses = await asyncio.gather(*(self.servables[name].statuses() for name in names))
+        return {name: model_status_body(status) for name, status in zip(names, statuses)}
 
     @staticmethod
     def server_metadata() -> dict:

@@ -9,8 +9,9 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from app.config import ModelConfig, MonitoringConfig, PipelineConfig
-from app.dataplane import DataPlane
-from app.errors import ServingError
+from app.config_actor import Catalog, ConfigActorRef
+from app.dataplane import DataPlane, RetiredServable, Servable
+from app.errors import ConfigReloadFailed, ServingError
 from app.inference import InferRequest, InferResponse, RequestedOutput
 from app.metrics import ServingMetrics
 from app.model import ModelServable
@@ -19,7 +20,7 @@ from app.pipeline.catalog import INITIALIZE_FAILED, INVALID_NODE_LIBRARY, METADA
 from app.pipeline.servable import PipelineServable
 from app.refs import fetch, resolve, to_refs
 from app.rest import build_rest_app
-from app.status import VersionStatus
+from app.status import ModelVersionState, VersionStatus
 from app.tensors import TensorInfo, Tensors
 from loaders.actor import LoaderActorConfig
 from nodes.deployment import NodeClient
@@ -27,7 +28,16 @@ from nodes.errors import NodeInitializeFailed
 
 log = logging.getLogger(__name__)
 
-LONG_POLL_SECONDS = 2.0  # a replica's heartbeat to the loader actor; keep well under its grace period
+LONG_POLL_SECONDS = 2.0  # a replica's heartbeat to the loader and config actors; keep well under their grace
+SIGNATURE_WAIT_SECONDS = 30.0  # a pipeline waits this long for a starting model or node before it reports it
+
+
+def handle_for(deployment: str) -> DeploymentHandle:
+    """A handle to a plan entry: the deployment and its application share the name (app/plan.py).
+
+    Not checked to exist: the entry may still be deploying, and calls wait for its first replica.
+    """
+    return serve.get_deployment_handle(deployment, app_name=deployment, _check_exists=False)
 
 
 class LoaderFollower:
@@ -132,12 +142,13 @@ class PipelineDeployment:
     async def __init__(
         self,
         config: PipelineConfig,
-        models: dict[str, DeploymentHandle],
-        nodes: dict[str, DeploymentHandle],
+        models: dict[str, str],
+        nodes: dict[str, str],
         library_errors: dict[str, str],
     ) -> None:
-        self.models = models
-        self.nodes = {name: NodeClient(handle, name) for name, handle in nodes.items()}
+        """``models``: model name -> deployment; ``nodes``: node name -> deployment (each its own app)."""
+        self.models = {name: handle_for(deployment) for name, deployment in models.items()}
+        self.nodes = {name: NodeClient(handle_for(deployment), name) for name, deployment in nodes.items()}
         self.library_errors = library_errors  # node name -> why its library could not be loaded
         self.pipeline = PipelineServable(config, self._catalog, self._call, fetch)
         await self.pipeline.validate()
@@ -173,9 +184,12 @@ class PipelineDeployment:
         if handle is None:
             return  # not in model_config_list: validation reports the missing model
         try:
-            served, inputs, outputs = await handle.signature.remote(version)
+            served, inputs, outputs = await asyncio.wait_for(handle.signature.remote(version), SIGNATURE_WAIT_SECONDS)
         except ServingError as exc:
             catalog.models.setdefault(name, CatalogError(MISSING_MODEL, exc.message))
+            return
+        except asyncio.TimeoutError:  # its deployment is still starting: validated again when asked
+            catalog.models.setdefault(name, CatalogError(MISSING_MODEL, f"model '{name}' is not deployed yet"))
             return
         catalog.add_model(name, served, Signature.of(inputs, outputs))
 
@@ -184,7 +198,10 @@ class PipelineDeployment:
             return CatalogError(INVALID_NODE_LIBRARY, self.library_errors[node])
         client = self.nodes[node]
         try:
-            return Signature.of(await client.inputs_info(), await client.outputs_info())
+            inputs = await asyncio.wait_for(client.inputs_info(), SIGNATURE_WAIT_SECONDS)
+            return Signature.of(inputs, await client.outputs_info())
+        except asyncio.TimeoutError:
+            return CatalogError(METADATA_FAILED, f"node '{node}' is not deployed yet")
         except NodeInitializeFailed as exc:
             return CatalogError(INITIALIZE_FAILED, exc.message)
         except ServingError as exc:
@@ -194,10 +211,14 @@ class PipelineDeployment:
 class HandleServable:
     """A servable behind a deployment handle: the DataPlane calls it like an in-process one."""
 
-    def __init__(self, handle: DeploymentHandle) -> None:
-        self.handle = handle
+    def __init__(self, deployment: str, versions: tuple[int, ...]) -> None:
+        self.deployment, self.versions = deployment, versions
+        self.handle = handle_for(deployment)
+        self.starting = False  # set from the catalog: the deployment has no running replica yet
 
     async def statuses(self) -> list[VersionStatus]:
+        if self.starting:  # OVMS shows a model being loaded as LOADING; asking would wait for it
+            return [VersionStatus(v, ModelVersionState.LOADING) for v in self.versions]
         return await self.handle.statuses.remote()
 
     async def metadata(self, version: int | None) -> dict:
@@ -207,31 +228,91 @@ class HandleServable:
         return await self.handle.infer.remote(request)
 
 
+class CatalogFollower:
+    """Keeps one ingress replica's DataPlane in step with the config actor's catalog (a long-poll).
+
+    The long-poll is also the ingress's heartbeat: the config actor cleans up once none calls.
+    """
+
+    def __init__(self, dataplane: DataPlane, config_actor: ConfigActorRef) -> None:
+        self.dataplane, self.config_actor = dataplane, config_actor
+        self.actor = config_actor.get()
+        self.seen: int | None = None
+        self.task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self._step()  # serve nothing before the first catalog
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def refresh(self) -> None:
+        """Take the current catalog now, whatever revision this replica has seen."""
+        self.apply(await self.actor.wait_for_change.remote(None, 0))
+
+    async def _step(self) -> None:
+        catalog = await self.actor.wait_for_change.remote(self.seen, LONG_POLL_SECONDS)
+        if catalog.revision != self.seen:
+            self.apply(catalog)
+            self.seen = catalog.revision
+
+    def apply(self, catalog: Catalog) -> None:
+        current = self.dataplane.servables
+        servables: dict[str, Servable] = {}
+        for name, deployment in catalog.servables.items():
+            kept = current.get(name)
+            reuse = isinstance(kept, HandleServable) and kept.deployment == deployment
+            servable = kept if reuse else HandleServable(deployment, catalog.versions.get(name, (1,)))
+            servable.starting = deployment in catalog.starting
+            servables[name] = servable
+        for name, versions in catalog.retired.items():
+            servables[name] = RetiredServable(name, versions)
+        self.dataplane.update(servables, catalog.ready, catalog.errors)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the actor restarting: keep serving what we have
+                log.warning("config actor unreachable (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+                self.actor, self.seen = self.config_actor.get(), None
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
 @serve.ingress()
 class Ingress:
     """KServe v2 REST front end: decodes the wire, routes to servables by name, encodes the reply."""
 
-    def __init__(
+    async def __init__(
         self,
-        servables: dict[str, DeploymentHandle],
+        config_actor: ConfigActorRef,
         max_request_bytes: int,
-        loader_actor: LoaderActorConfig | None = None,
         monitoring: MonitoringConfig | None = None,
     ) -> None:
-        self.dataplane = DataPlane({name: HandleServable(handle) for name, handle in servables.items()})
+        self.dataplane = DataPlane({})
+        self.config_actor = config_actor
+        self.follower = CatalogFollower(self.dataplane, config_actor)
+        await self.follower.start()
         self.max_request_bytes = max_request_bytes
-        self.loader_actor = loader_actor
         enabled = monitoring is not None and monitoring.metrics.enable
         self.metrics = ServingMetrics(monitoring.metrics.metrics_list) if enabled else None
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return build_rest_app(self.dataplane, self.max_request_bytes, reload=self.reload, metrics=self.metrics)
 
+    def __del__(self) -> None:
+        if getattr(self, "follower", None) is not None:
+            self.follower.stop()
+
     async def reload(self) -> bool:
-        """``POST /v1/config/reload``: poll the loaders at once; True if any state changed."""
-        if self.loader_actor is None:
-            return False
-        actor = self.loader_actor.get_or_create()
-        before = await actor.generation.remote()
-        return await actor.poll_now.remote() != before
+        """``POST /v1/config/reload``: load config.json now (and poll the loaders); True if anything changed."""
+        changed, error = await self.config_actor.get().reload.remote()
+        if error is not None:
+            raise ConfigReloadFailed(error)
+        await self.follower.refresh()  # answer with the catalog the reload made
+        return changed

@@ -107,7 +107,14 @@ class NoContent(ServingError):
     title = "No content"
 
 
+class ConfigReloadFailed(ServingError):
+    """config.json failed to load (schema or JSON): nothing of it was applied."""
+
+    title = "Reloading config file failed. Check server logs for more info."
+
+
 HTTP_STATUS: dict[type[BaseException], int] = {
+    ConfigReloadFailed: 400,
     NotFound: 404,
     InvalidRequest: 400,
     JsonInvalid: 412,

@@ -53,9 +53,13 @@ def build_rest_app(
         return dataplane.server_metadata()
 
     @app.get("/v2/health/live")
-    @app.get("/v2/health/ready")
-    async def health() -> Response:
+    async def live() -> Response:
         return Response(status_code=200)
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        # Not ready until every deployment of the config has started once (OVMS: all models loaded).
+        return Response(status_code=200 if dataplane.ready else 503)
 
     @app.get("/v2/models/{model}")
     @app.get("/v2/models/{model}/versions/{version}")

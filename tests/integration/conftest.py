@@ -204,16 +204,27 @@ def model_server(ray_cluster, served_dir, demo_models) -> str:
         "route_prefix": "/",
         "import_path": "app.build:build_app",
         "args": {"config_path": str(path), "max_request_bytes": MAX_REQUEST_BYTES,
-                 "loader_actor_name": "rayvino-test-loader",
+                 "loader_actor_name": LOADER_ACTOR, "config_actor_name": CONFIG_ACTOR,
                  "deployments": {"model.sample": {"num_replicas": 2}}},
     }]}))
-    wait_for(lambda: _app_running("rayvino"), timeout=240, what="the app to be RUNNING")
+    wait_for(lambda: _app_running("rayvino"), timeout=240, what="the ingress app to be RUNNING")
+    wait_for(lambda: _server_ready(ray_cluster), timeout=300, what="every deployment of the config to start")
     yield ray_cluster
     serve.delete("rayvino")
-    try:
-        ray.kill(ray.get_actor("rayvino-test-loader", namespace="rayvino"), no_restart=True)
-    except ValueError:
-        pass
+    for name in (CONFIG_ACTOR, LOADER_ACTOR):  # detached: they would outlive the session's Serve
+        try:
+            ray.kill(ray.get_actor(name, namespace="rayvino"), no_restart=True)
+        except ValueError:
+            pass
+
+
+LOADER_ACTOR, CONFIG_ACTOR = "rayvino-test-loader", "rayvino-test-config"
+
+
+def _server_ready(address: str) -> bool:
+    import httpx
+
+    return httpx.get(f"http://{address}/v2/health/ready", timeout=30).status_code == 200
 
 
 @pytest.fixture(scope="session")

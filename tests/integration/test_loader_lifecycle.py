@@ -1,10 +1,12 @@
-"""The loader actor lives as long as the app: deleting the app retires its models and
-deinitialises its loaders (OVMS calls loaderDeInit at shutdown), then the actor ends."""
+"""Graceful shutdown: deleting the app deletes every deployment its config made, runs every
+node's ``deinitialize`` and every loader's ``loader_deinit`` (after unloading and retiring its
+models, as OVMS does at shutdown), ends the config and loader actors, and leaves no process."""
 from __future__ import annotations
 
 import json
 import textwrap
 import uuid
+from pathlib import Path
 
 from tests import factory
 from tests.integration.conftest import wait_for
@@ -38,36 +40,100 @@ RECORDING_LOADER = textwrap.dedent('''
 ''')
 
 
-def test_deleting_the_app_deinitialises_its_loaders(ray_cluster, tmp_path):
-    import ray
+RECORDING_NODE = textwrap.dedent('''
+    """A pass-through node that appends initialize and deinitialize to params["log"]."""
+    from app.tensors import TensorInfo
+    from nodes.base import Node
+
+
+    class RecordingNode(Node):
+        def initialize(self, params):
+            self.log = params["log"]
+            self.record("initialize")
+
+        def record(self, what):
+            with open(self.log, "a") as log:
+                log.write(what + "\\n")
+
+        def inputs_info(self):
+            return [TensorInfo("x", "FP32", (-1, -1))]
+
+        def outputs_info(self):
+            return [TensorInfo("y", "FP32", (-1, -1))]
+
+        def execute(self, inputs):
+            return {"y": inputs["x"]}
+
+        def deinitialize(self):
+            self.record("deinitialize")
+''')
+
+
+def test_deleting_the_app_shuts_everything_down_in_order(ray_cluster, tmp_path):
     from ray import serve
 
     from app.build import build_app
 
     factory.write_dummy(tmp_path / "tracked", [1])
     (tmp_path / "recording_loader.py").write_text(RECORDING_LOADER)
+    (tmp_path / "recording_node.py").write_text(RECORDING_NODE)
     (tmp_path / "recording.cfg").write_text("")
+    node_log = tmp_path / "node.log"
     (tmp_path / "config.json").write_text(json.dumps({
         "custom_loader_config_list": [{"config": {"loader_name": "rec", "library_path": "recording_loader.py",
                                                   "loader_config_file": "recording.cfg"}}],
         "model_config_list": [{"config": {"name": "tracked", "base_path": "tracked", "custom_loader_options": {
             "loader_name": "rec", "model_file": "model.xml", "bin_file": "model.bin"}}}],
+        "custom_node_library_config_list": [{"name": "recording", "base_path": "recording_node.py"}],
+        "pipeline_config_list": [{"name": "recorded", "inputs": ["x"], "nodes": [
+            {"name": "pass", "type": "custom", "library_name": "recording", "params": {"log": str(node_log)},
+             "inputs": [{"x": {"node_name": "request", "data_item": "x"}}],
+             "outputs": [{"data_item": "y", "alias": "y"}]}],
+            "outputs": [{"y": {"node_name": "pass", "data_item": "y"}}]}],
     }))
     log = tmp_path / "recording.cfg.log"
-    actor_name, app_name = f"lifecycle-{uuid.uuid4().hex[:6]}", "lifecycle"
-    serve.run(build_app({"config_path": str(tmp_path / "config.json"), "loader_actor_name": actor_name,
-                         "loader_idle_shutdown_seconds": 1.0}), name=app_name, route_prefix=None)
+    suffix = uuid.uuid4().hex[:6]
+    loader_actor, config_actor, app_name = f"lifecycle-loader-{suffix}", f"lifecycle-config-{suffix}", "lifecycle"
+    serve.run(build_app({"config_path": str(tmp_path / "config.json"), "loader_actor_name": loader_actor,
+                         "config_actor_name": config_actor, "loader_idle_shutdown_seconds": 1.0}),
+              name=app_name, route_prefix=None)
     assert log.read_text().splitlines() == ["loader_init", "load_model tracked 1"]
+    made = {"model.tracked", "pipeline.recorded", "node.recorded.pass"}
+    wait_for(lambda: made <= set(serve.status().applications), timeout=60, what="the config's deployments")
+    wait_for(lambda: node_log.exists() and "initialize" in node_log.read_text(), timeout=120,
+             what="the node to initialize")
+
+    pids = replica_pids(made | {app_name}) | {actor_pid(loader_actor), actor_pid(config_actor)}
 
     serve.delete(app_name)
     wait_for(lambda: "loader_deinit" in log.read_text(), timeout=60, what="loader_deinit after the app was deleted")
     assert log.read_text().splitlines()[-3:] == ["unload_model tracked 1", "retire_model tracked", "loader_deinit"]
+    wait_for(lambda: "deinitialize" in node_log.read_text(), timeout=60, what="the node's deinitialize")
+    assert node_log.read_text().splitlines() == ["initialize", "deinitialize"]
+    wait_for(lambda: not made & set(serve.status().applications), timeout=60, what="the deployments to go")
+    wait_for(lambda: not [pid for pid in pids if running(pid)], timeout=60,
+             what=f"every process of the app ({len(pids)}: replicas, config and loader actors) to exit")
 
-    def actor_gone() -> bool:
-        try:
-            ray.get_actor(actor_name, namespace="rayvino")
-        except ValueError:
-            return True
+
+def replica_pids(apps: set[str]) -> set[int]:
+    from ray.serve.context import _get_global_client
+
+    details = _get_global_client().get_serve_details()["applications"]
+    return {r["pid"] for app in apps for d in details[app]["deployments"].values() for r in d["replicas"]}
+
+
+def actor_pid(name: str) -> int:
+    import os
+
+    import ray
+
+    return ray.get(ray.get_actor(name, namespace="rayvino").__ray_call__.remote(lambda self: os.getpid()))
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (this container's PID 1 does not reap Ray's children, RAY.md)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-
-    wait_for(actor_gone, timeout=30, what="the loader actor to end")
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

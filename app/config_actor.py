@@ -1,0 +1,375 @@
+"""The config actor: one named Ray actor per cluster that owns the served config.json.
+
+``ConfigService`` is its body in plain asyncio (unit tests drive it with a fake deployer):
+
+* It reads config.json at start and whenever its checksum changes (every
+  ``file_system_poll_wait_seconds``, as OVMS's watcher) or ``POST /v1/config/reload`` asks.
+  A file that fails the schema applies nothing; the error is kept for the reload answer.
+* It turns the config into a plan (app/plan.py) and deploys only what changed: each model,
+  pipeline and node is a Serve application of its own, so unchanged ones keep their replicas
+  and their requests in flight. Removed models and pipelines stay listed as END (404).
+* It gives the loader actor the current loaders and loader-backed models on every change.
+* The ingress replicas follow its ``Catalog`` with a long-poll; the poll is also how the actor
+  knows the app is alive. When no ingress has called for ``idle_shutdown_seconds``, the app is
+  gone: the actor deletes the deployments it made, deinitialises the loaders and ends.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import ray
+
+from app.config import ConfigError, ServerConfig, load_config
+from app.plan import Plan, Planned, PlanSettings, loader_specs, plan_config
+
+log = logging.getLogger("rayvino.config")
+
+NAMESPACE = "rayvino"
+ACTOR_NAME = "rayvino-config"
+NEVER_CALLED_GRACE_SECONDS = 300.0  # no ingress ever came: give the app this long to start
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What the ingress serves: a name's deployment, or END for a name a reload removed."""
+
+    revision: int
+    servables: dict[str, str]  # model or pipeline name -> its deployment (and application) name
+    versions: dict[str, tuple[int, ...]]  # model -> versions its policy serves (shown while it starts)
+    retired: dict[str, tuple[int, ...]]  # name -> versions, all reported END
+    errors: tuple[str, ...]  # config entries skipped, and the last reload's failure if any
+    starting: frozenset[str]  # deployments (re)deployed and not RUNNING yet: their versions show LOADING
+
+    @property
+    def ready(self) -> bool:
+        return not self.starting
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    changed: bool
+    error: str | None = None  # the file failed to load: nothing was applied
+
+
+class Deployer(Protocol):
+    async def deploy(self, planned: list[Planned]) -> None: ...
+
+    async def delete(self, names: list[str]) -> None: ...
+
+    async def running(self, names: list[str]) -> set[str]: ...
+
+
+class LoaderOwner(Protocol):
+    async def apply(self, plan: Plan) -> list[str]: ...
+
+    async def ensure(self, plan: Plan) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+
+@dataclass
+class ConfigSettings:
+    config_path: str
+    plan: PlanSettings
+    poll_seconds: float = 1.0
+    idle_shutdown_seconds: float = 30.0
+
+
+@dataclass
+class _State:
+    checksum: str | None = None
+    config: ServerConfig | None = None
+    plan: Plan | None = None
+    retired: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    load_error: str | None = None
+    revision: int = 0
+    starting: set[str] = field(default_factory=set)
+
+
+class ConfigService:
+    def __init__(self, settings: ConfigSettings, deployer: Deployer, loaders: LoaderOwner,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings, self.deployer, self.loaders, self.clock = settings, deployer, loaders, clock
+        self.state = _State()
+        self._changed = asyncio.Condition()
+        self._lock = asyncio.Lock()  # one load at a time: the watcher and POST /v1/config/reload
+        self._started_at = clock()
+        self._last_ingress_call: float | None = None
+        self._loader_specs: tuple | None = None
+
+    # ----- loading ------------------------------------------------------------------------------
+
+    async def load(self) -> ReloadOutcome:
+        """Apply config.json if it changed since the last load; what changed, or why nothing was applied."""
+        async with self._lock:
+            path = Path(self.settings.config_path)
+            try:
+                checksum = hashlib.md5(path.read_bytes()).hexdigest()
+            except OSError as exc:
+                return await self._failed(f"{path}: cannot be read ({exc.strerror}); expected an OVMS config.json")
+            if checksum == self.state.checksum:
+                if self.state.load_error is not None:  # the watcher already found this file broken
+                    return ReloadOutcome(changed=False, error=self.state.load_error)
+                return ReloadOutcome(changed=await self._refresh_loaders())
+            try:
+                config = load_config(path)
+            except ConfigError as exc:
+                self.state.checksum = checksum  # report it once, not on every poll
+                return await self._failed("; ".join(exc.errors))
+            self.state.checksum, self.state.config, self.state.load_error = checksum, config, None
+            changed = await self._apply(plan_config(config, path.resolve().parent, self.settings.plan))
+            return ReloadOutcome(changed=changed)
+
+    async def _failed(self, error: str) -> ReloadOutcome:
+        log.error("config %s not applied: %s", self.settings.config_path, error)
+        if error != self.state.load_error:
+            self.state.load_error = error
+            await self._publish()
+        return ReloadOutcome(changed=False, error=error)
+
+    async def _apply(self, plan: Plan) -> bool:
+        """Deploy what changed; True if any deployment was added, replaced or deleted."""
+        before = self.state.plan
+        deploy, delete = plan.changes(before)
+        for error in await self.loaders.apply(plan):
+            plan.errors.append(error)
+        self._loader_specs = (tuple(plan.loaders), tuple(plan.loader_models))
+        if deploy:
+            await self.deployer.deploy(deploy)
+        if delete:
+            await self.deployer.delete(delete)
+        self._retire(before, plan)
+        self.state.plan = plan
+        for error in plan.errors:
+            log.error("config entry skipped: %s", error)
+        log.info("config applied: %d deployments (%d deployed, %d deleted, %d unchanged)", len(plan.deployments),
+                 len(deploy), len(delete), len(plan.deployments) - len(deploy))
+        self.state.starting = (self.state.starting - set(delete)) | {p.name for p in deploy}
+        await self._publish()
+        return bool(deploy or delete)
+
+    def _retire(self, before: Plan | None, plan: Plan) -> None:
+        """Names that left the config stay known, every version END, as OVMS reports them."""
+        if before is not None:
+            for name in before.servables.keys() - plan.servables.keys():
+                self.state.retired[name] = before.versions.get(name, (1,)) or (1,)
+        for name in plan.servables:
+            self.state.retired.pop(name, None)
+
+    async def _refresh_loaders(self) -> bool:
+        """Between config changes, version folders of loader-backed models may still come and go."""
+        if self.state.config is None:
+            return False
+        specs = loader_specs(self.state.config, Path(self.settings.config_path).resolve().parent)
+        if (tuple(specs[0]), tuple(specs[1])) == self._loader_specs or self.state.plan is None:
+            return False
+        self.state.plan.loaders, self.state.plan.loader_models = specs
+        self._loader_specs = (tuple(specs[0]), tuple(specs[1]))
+        await self.loaders.apply(self.state.plan)
+        return True
+
+    # ----- what the ingress sees ----------------------------------------------------------------
+
+    def catalog(self) -> Catalog:
+        plan = self.state.plan or Plan()
+        errors = tuple(plan.errors) + ((self.state.load_error,) if self.state.load_error else ())
+        return Catalog(self.state.revision, dict(plan.servables), dict(plan.versions), dict(self.state.retired),
+                       errors, frozenset(self.state.starting))
+
+    async def wait_for_change(self, seen: int | None, timeout: float) -> Catalog:
+        """The catalog once its revision differs from ``seen``, or after ``timeout`` (an ingress's long-poll)."""
+        self._last_ingress_call = self.clock()
+        async with self._changed:
+            if seen == self.state.revision:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), timeout)
+                except asyncio.TimeoutError:
+                    pass
+        self._last_ingress_call = self.clock()
+        return self.catalog()
+
+    async def _publish(self) -> None:
+        self.state.revision += 1
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def check_ready(self) -> None:
+        """Move deployments that reached RUNNING out of ``starting``."""
+        if not self.state.starting:
+            return
+        running = await self.deployer.running(sorted(self.state.starting))
+        if running:
+            self.state.starting -= running
+            await self._publish()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Until every deployment of the current config is RUNNING, or ``timeout``; whether it is."""
+        deadline = self.clock() + timeout
+        while self.state.starting and self.clock() < deadline:
+            await self.check_ready()
+            if self.state.starting:
+                await asyncio.sleep(0.2)
+        return not self.state.starting
+
+    # ----- the app going away -------------------------------------------------------------------
+
+    def app_gone(self) -> bool:
+        now = self.clock()
+        if self._last_ingress_call is None:
+            return now - self._started_at > NEVER_CALLED_GRACE_SECONDS
+        return now - self._last_ingress_call > self.settings.idle_shutdown_seconds
+
+    async def shutdown(self) -> None:
+        """Delete every deployment this config made, then deinitialise the loaders."""
+        plan = self.state.plan
+        if plan is not None and plan.deployments:
+            await self.deployer.delete(list(plan.deployments))
+        self.state.plan = Plan()
+        await self.loaders.shutdown()
+        await self._publish()
+
+
+# ----- the Ray side ---------------------------------------------------------------------------------
+
+
+class ServeDeployer:
+    """Deploys plan entries as Serve applications without a route (the ingress app has the route)."""
+
+    def __init__(self, logging_config: dict[str, Any] | None) -> None:
+        self.logging_config = logging_config
+
+    async def deploy(self, planned: list[Planned]) -> None:
+        from ray import serve
+
+        targets = [serve.RunTarget(p.application(), name=p.name, route_prefix=None,
+                                   logging_config=self.logging_config) for p in planned]
+        await asyncio.to_thread(serve.run_many, targets, wait_for_ingress_deployment_creation=False,
+                                wait_for_applications_running=False)
+
+    async def delete(self, names: list[str]) -> None:
+        from ray import serve
+
+        for name in names:
+            await asyncio.to_thread(serve.delete, name, _blocking=False)
+
+    async def running(self, names: list[str]) -> set[str]:
+        from ray import serve
+
+        applications = (await asyncio.to_thread(serve.status)).applications
+        return {name for name in names if name in applications and applications[name].status == "RUNNING"}
+
+
+class LoaderActorOwner:
+    """Keeps the loader actor in step with the plan; it exists only while the config has loaders."""
+
+    def __init__(self, settings: PlanSettings) -> None:
+        self.config = settings.loader_actor
+        self.actor = None
+        self.incarnation: int | None = None
+
+    async def apply(self, plan: Plan) -> list[str]:
+        if self.actor is None and not plan.loaders and not plan.loader_models:
+            return []
+        self.actor = self.config.get_or_create()  # the existing one, or a new one after it ended
+        errors = await self.actor.apply.remote(plan.loaders, plan.loader_models)
+        self.incarnation = await self.actor.incarnation.remote()
+        return [str(error) for error in errors]
+
+    async def ensure(self, plan: Plan) -> None:
+        """A restarted loader actor came back with its first specs: give it the current ones."""
+        if self.actor is not None and await self.actor.incarnation.remote() != self.incarnation:
+            await self.apply(plan)
+
+    async def shutdown(self) -> None:
+        if self.actor is not None:
+            from loaders.actor import shutdown_loader_actor
+
+            await shutdown_loader_actor(namespace=self.config.namespace, name=self.config.name)
+            self.actor = None
+
+
+@ray.remote(num_cpus=0)
+def _warm_worker() -> None:
+    """Leave an idle worker with the replica's imports done: Ray hands idle workers of the same job
+    to new actors, so a model added by a reload starts in about a second instead of four."""
+    import ray.serve._private.replica  # noqa: F401
+    import app.deployments  # noqa: F401
+    import nodes.deployment  # noqa: F401
+
+
+class _RayConfigService(ConfigService):
+    """The actor: starts the watcher once the first config is applied."""
+
+    def __init__(self, settings: ConfigSettings, logging_config: dict[str, Any] | None) -> None:
+        super().__init__(settings, ServeDeployer(logging_config), LoaderActorOwner(settings.plan))
+        self._watcher: asyncio.Task | None = None
+
+    async def start(self, settings: ConfigSettings | None = None) -> ReloadOutcome:
+        """Load the config and start watching it. A later build of the app (a redeploy, or a new
+        ``serve run`` on the same cluster) finds this actor and hands it its settings."""
+        if settings is not None and settings != self.settings:
+            self.settings, self.state.checksum = settings, None  # load again, even if the file is the same
+            self.loaders = LoaderActorOwner(settings.plan)
+        self._last_ingress_call, self._started_at = None, self.clock()
+        outcome = await self.load()
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        return outcome
+
+    async def reload(self, wait_seconds: float = 60.0) -> tuple[bool, str | None]:
+        """``POST /v1/config/reload``: load now, and answer once what changed is RUNNING."""
+        outcome = await self.load()
+        if outcome.changed:
+            await self.wait_ready(wait_seconds)
+        return outcome.changed, outcome.error
+
+    async def _watch(self) -> None:
+        poll = self.settings.poll_seconds
+        while True:
+            await asyncio.sleep(poll if poll > 0 else 1.0)
+            try:
+                if poll > 0:
+                    await self.load()
+                if self.state.plan is not None:
+                    await self.loaders.ensure(self.state.plan)
+                await self.check_ready()
+                await _warm_worker.remote()
+                if self.app_gone():
+                    log.info("no ingress has called for %.0f s: the app is gone; cleaning up",
+                             self.settings.idle_shutdown_seconds)
+                    await self.shutdown()
+                    ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let one bad tick end the watcher
+                log.exception("config watcher tick failed")
+
+
+ConfigActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(_RayConfigService)
+
+
+def get_or_create_config_actor(settings: ConfigSettings, logging_config: dict[str, Any] | None = None, *,
+                               name: str = ACTOR_NAME, namespace: str = NAMESPACE):
+    """The cluster's config actor (detached: it outlives the build task that creates it)."""
+    return ConfigActor.options(name=name, namespace=namespace, lifetime="detached",
+                               get_if_exists=True).remote(settings, logging_config)
+
+
+@dataclass(frozen=True)
+class ConfigActorRef:
+    """How the ingress finds the config actor, or brings it back (e.g. after its node died)."""
+
+    settings: ConfigSettings
+    logging_config: dict[str, Any] | None = None
+    name: str = ACTOR_NAME
+    namespace: str = NAMESPACE
+
+    def get(self):
+        return get_or_create_config_actor(self.settings, self.logging_config, name=self.name,
+                                          namespace=self.namespace)

@@ -1,0 +1,212 @@
+"""What a config.json asks Ray Serve to run: one plan entry per model, pipeline and custom node.
+
+Each entry becomes a Serve application of its own, named like its deployment
+(``model.face-detection``, ``pipeline.ocr``, ``node.ocr.crops``), so that a reload can add,
+replace or delete one without touching the others: Serve redeploys an application as a whole.
+An entry's fingerprint covers everything its replicas are built from; a reload redeploys the
+entries whose fingerprint changed, deletes the ones that left, and leaves the rest running.
+No Ray calls here: the config actor deploys the plan, unit tests read it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from ray.serve import Application
+
+from app.config import DeploymentOptions, ModelConfig, PipelineConfig, ServerConfig, resolve_param_paths
+from app.openvino_model import versions_on_disk
+from loaders.actor import LoaderActorConfig
+from loaders.specs import LoaderSpec, ModelSpec
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["model", "pipeline", "node"]
+CODE_REVISION = "1"  # bump when a deployment's constructor changes meaning: every entry redeploys
+
+
+def deployment_name(kind: str, name: str) -> str:
+    """A stable deployment name per servable, e.g. ``model.face-detection``; kinds never collide."""
+    return f"{kind}.{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}"
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One deployment, deployed as the Serve application of the same name."""
+
+    name: str
+    kind: Kind
+    fingerprint: str
+    application: Callable[[], Application] = field(compare=False, repr=False)
+
+
+@dataclass
+class Plan:
+    deployments: dict[str, Planned] = field(default_factory=dict)
+    servables: dict[str, str] = field(default_factory=dict)  # model or pipeline name -> deployment name
+    versions: dict[str, tuple[int, ...]] = field(default_factory=dict)  # model -> versions its policy serves
+    loaders: list[LoaderSpec] = field(default_factory=list)
+    loader_models: list[ModelSpec] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # entries skipped, and why
+
+    def changes(self, before: Plan | None) -> tuple[list[Planned], list[str]]:
+        """``(to deploy, to delete)`` to go from ``before`` to this plan."""
+        old = before.deployments if before is not None else {}
+        deploy = [p for name, p in self.deployments.items() if old.get(name) != p]
+        delete = [name for name in old if name not in self.deployments]
+        return deploy, delete
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """The application args a plan depends on (app.build.AppArgs without the ingress's own)."""
+
+    deployments: dict[str, DeploymentOptions]
+    loader_actor: LoaderActorConfig
+
+
+def fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps([CODE_REVISION, *parts], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def plan_config(config: ServerConfig, config_dir: Path, settings: PlanSettings) -> Plan:
+    """Every deployment ``config`` asks for, with the options that apply to each."""
+    plan = Plan()
+    plan.loaders, plan.loader_models = loader_specs(config, config_dir)
+    for model in config.models:
+        _plan_model(plan, model, config, settings)
+    for pipeline in pipelines_to_serve(config, plan.errors):
+        _plan_pipeline(plan, pipeline, config, config_dir, settings)
+    return plan
+
+
+def options_for(config: ServerConfig, settings: PlanSettings, name: str) -> DeploymentOptions:
+    """config.json's ray_serve block, then serve_config.yaml's args, key by key."""
+    merged: dict = {}
+    for source in (config.ray_serve.deployments, settings.deployments):
+        if name in source:
+            merged.update(source[name].model_dump(exclude_none=True))
+    return DeploymentOptions.model_validate(merged)
+
+
+def loader_specs(config: ServerConfig, config_dir: Path) -> tuple[list[LoaderSpec], list[ModelSpec]]:
+    """What the loader actor owns: every custom loader, and every model that names one."""
+    loaders = [
+        LoaderSpec(e.config.loader_name, e.config.library_path, e.config.loader_config_file, str(config_dir))
+        for e in config.custom_loader_config_list
+    ]
+    models = [
+        ModelSpec(m.name, m.base_path, tuple(m.model_version_policy.select(versions_on_disk(Path(m.base_path)))),
+                  dict(m.custom_loader_options or {}))
+        for m in config.models
+        if m.uses_loader
+    ]
+    return loaders, models
+
+
+def pipelines_to_serve(config: ServerConfig, errors: list[str]) -> list[PipelineConfig]:
+    """The pipelines that get registered: the first of a repeated name, none named like a model."""
+    models, seen, kept = {m.name for m in config.models}, set(), []
+    for pipeline in config.pipeline_config_list:
+        if pipeline.name in models:
+            errors.append(f"pipeline '{pipeline.name}' not registered (PIPELINE_NAME_OCCUPIED): a model has this name")
+        elif pipeline.name in seen:
+            errors.append(f"pipeline '{pipeline.name}' is defined twice; the first is served")
+        else:
+            seen.add(pipeline.name)
+            kept.append(pipeline)
+    return kept
+
+
+def _plan_model(plan: Plan, model: ModelConfig, config: ServerConfig, settings: PlanSettings) -> None:
+    from app.deployments import ModelDeployment  # deferred: Ray Serve classes load only where deployed
+
+    name = deployment_name("model", model.name)
+    options = options_for(config, settings, name)
+    loader = settings.loader_actor if model.uses_loader else None
+    # The loader actor's specs are not part of the fingerprint: the config actor re-applies them
+    # on every reload, and the replicas follow the actor.
+    print_ = fingerprint("model", model.model_dump(mode="json"), options.model_dump(mode="json"),
+                         loader and (loader.name, loader.namespace))
+
+    def application() -> Application:
+        return ModelDeployment.options(name=name, **options.serve_options()).bind(model, loader)
+
+    plan.deployments[name] = Planned(name, "model", print_, application)
+    plan.servables[model.name] = name
+    plan.versions[model.name] = tuple(model.model_version_policy.select(versions_on_disk(Path(model.base_path))))
+
+
+def _plan_pipeline(plan: Plan, pipeline: PipelineConfig, config: ServerConfig, config_dir: Path,
+                   settings: PlanSettings) -> None:
+    from app.deployments import PipelineDeployment
+
+    nodes, library_errors = {}, {}
+    for node in pipeline.nodes:
+        if node.type == "custom":
+            planned, problem = _plan_node(plan, pipeline, node, config, config_dir, settings)
+            if planned is not None:
+                nodes[node.name] = planned
+            else:
+                library_errors[node.name] = problem
+    models = {node.model_name: plan.servables.get(node.model_name) for node in pipeline.nodes
+              if node.type == "DL model"}
+    models = {model: deployment for model, deployment in models.items() if deployment is not None}
+    name = deployment_name("pipeline", pipeline.name)
+    options = options_for(config, settings, name)
+    # A changed model or node changes the pipeline's fingerprint: its redeploy re-validates it.
+    used = {dep: plan.deployments[dep].fingerprint for dep in [*models.values(), *nodes.values()]}
+    print_ = fingerprint("pipeline", pipeline.model_dump(mode="json"), models, nodes, library_errors, used,
+                         options.model_dump(mode="json"))
+
+    def application() -> Application:
+        deployment = PipelineDeployment.options(name=name, **options.serve_options())
+        return deployment.bind(pipeline, models, nodes, library_errors)
+
+    plan.deployments[name] = Planned(name, "pipeline", print_, application)
+    plan.servables[pipeline.name] = name
+
+
+def _plan_node(plan: Plan, pipeline: PipelineConfig, node: Any, config: ServerConfig, config_dir: Path,
+               settings: PlanSettings) -> tuple[str | None, str]:
+    """The node's deployment name, or None and why its library cannot be used."""
+    from nodes.deployment import node_app
+    from nodes.loading import load_node_class
+
+    libraries = {library.name: library.base_path for library in config.custom_node_library_config_list}
+    if node.library_name not in libraries:
+        return None, (f"library '{node.library_name}' is not in custom_node_library_config_list "
+                      f"(it has {sorted(libraries) or 'none'})")
+    base_path = libraries[node.library_name]
+    try:
+        factory = load_node_class(base_path, config_dir)
+    except Exception as exc:  # the pipeline reports it; the rest of the config still serves
+        return None, f"library '{node.library_name}': {exc}"
+    name = deployment_name("node", f"{pipeline.name}.{node.name}")
+    params = resolve_param_paths(node.params, config_dir)
+    options = options_for(config, settings, name)
+    if options.dynamic_batching is not None:
+        plan.errors.append(f"ray_serve.deployments.{name}.dynamic_batching: only model deployments batch; ignored")
+    print_ = fingerprint("node", node.name, base_path, _file_stamp(base_path, config_dir), params,
+                         options.model_dump(mode="json", exclude={"dynamic_batching"}))
+
+    def application() -> Application:
+        return node_app(factory, params, node.name, deployment_name=name, **options.serve_options())
+
+    plan.deployments[name] = Planned(name, "node", print_, application)
+    return name, ""
+
+
+def _file_stamp(base_path: str, config_dir: Path) -> tuple[int, int] | None:
+    """A library file's size and mtime: a rebuilt .so at the same path is a change."""
+    path = Path(base_path) if Path(base_path).is_absolute() else config_dir / base_path
+    try:
+        stat = path.stat()
+    except OSError:
+        return None  # builtin:<name> or module:Class, which are code, not files
+    return stat.st_size, stat.st_mtime_ns

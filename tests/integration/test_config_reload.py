@@ -1,0 +1,217 @@
+"""Config reload on the session app, under a steady load on models the reloads do not touch.
+
+Each test edits the session's config.json, applies it with ``POST /v1/config/reload`` (or lets
+the watcher find it) and puts the original back afterwards.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests import factory
+from tests.integration.conftest import wait_for
+
+DUMMY = {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": [1.0] * 10}]}
+NUMBERS = {"inputs": [{"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}
+
+
+class SteadyLoad:
+    """Requests to an unchanged model and an unchanged pipeline, back to back, until stopped."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.sent, self.failures = 0, []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=f"http://{self.address}", timeout=60) as http:
+            while not self.stopping.is_set():
+                for path, body in (("/v2/models/all/versions/1/infer", DUMMY), ("/v2/models/scale/infer", NUMBERS)):
+                    answer = http.post(path, json=body)
+                    self.sent += 1
+                    if answer.status_code != 200:
+                        self.failures.append((path, answer.status_code, answer.text))
+
+    def __enter__(self) -> SteadyLoad:
+        self.thread.start()
+        wait_for(lambda: self.sent >= 4, timeout=60, what="the steady load to start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=60)
+
+
+@pytest.fixture
+def config(model_server, served_dir, http):
+    """The session config as a dict to edit; ``apply()`` writes it and reloads. Restored afterwards."""
+    path = served_dir / "config.json"
+    original = path.read_text()
+
+    class Config(dict):
+        def apply(self, expect: int = 201) -> httpx.Response:
+            write(path, self)
+            answer = http.post("/v1/config/reload")
+            assert answer.status_code == expect, answer.text
+            return answer
+
+    yield Config(json.loads(original))
+    path.write_text(original)
+    assert http.post("/v1/config/reload").status_code in (200, 201)
+
+
+def write(path: Path, config: dict) -> None:
+    """Atomically, as an operator's editor or deploy tool would."""
+    staged = path.with_suffix(".staged")
+    staged.write_text(json.dumps(config))
+    staged.replace(path)
+
+
+def replicas() -> dict[str, set[str]]:
+    """Every application's replica ids, from the Serve controller."""
+    from ray.serve.context import _get_global_client
+
+    details = _get_global_client().get_serve_details()
+    return {
+        app: {r["replica_id"] for d in info["deployments"].values() for r in d["replicas"]}
+        for app, info in details["applications"].items()
+    }
+
+
+def model(name: str, base_path: str, **fields) -> dict:
+    return {"config": {"name": name, "base_path": base_path, **fields}}
+
+
+def states(http: httpx.Client, name: str) -> dict[str, str]:
+    status = http.get("/v1/config").json()[name]["model_version_status"]
+    return {s["version"]: s["state"] for s in status}
+
+
+def test_adding_a_model_serves_it_and_restarts_nothing_else(config, http, model_server):
+    before = replicas()
+    with SteadyLoad(model_server) as load:
+        config["model_config_list"].append(model("added", "all"))
+        answer = config.apply()
+        assert answer.json()["added"]["model_version_status"][0]["state"] == "AVAILABLE"
+        assert http.post("/v2/models/added/versions/3/infer", json=DUMMY).json()["outputs"][0]["data"][0] == 4.0
+    assert load.failures == [] and load.sent > 0
+    after = replicas()
+    assert {app: after[app] for app in before} == before  # not one replica replaced
+    assert "model.added" in after
+    assert http.post("/v1/config/reload").status_code == 200  # nothing changed since
+
+
+def test_removing_a_model_ends_it_and_answers_404(config, http, model_server):
+    config["model_config_list"].append(model("leaving", "all", model_version_policy={"specific": {"versions": [2]}}))
+    config.apply()
+    assert http.post("/v2/models/leaving/infer", json=DUMMY).status_code == 200
+    with SteadyLoad(model_server) as load:
+        config["model_config_list"].pop()
+        answer = config.apply()
+        assert answer.json()["leaving"]["model_version_status"][0]["state"] == "END"
+        gone = http.post("/v2/models/leaving/infer", json=DUMMY)
+        assert gone.status_code == 404 and "removed from the config" in gone.json()["error"]
+        assert http.get("/v2/models/leaving/ready").status_code == 404
+    assert load.failures == []
+    wait_for(lambda: "model.leaving" not in replicas(), timeout=60, what="the removed model's deployment to go")
+
+
+def test_changing_a_model_replaces_only_its_deployment(config, http, model_server):
+    before = replicas()
+    with SteadyLoad(model_server) as load:
+        entry = next(m for m in config["model_config_list"] if m["config"]["name"] == "latest")
+        entry["config"]["model_version_policy"] = {"latest": {"num_versions": 1}}
+        config.apply()
+        assert states(http, "latest") == {"3": "AVAILABLE"}
+    assert load.failures == []
+    after = replicas()
+    assert after["model.latest"].isdisjoint(before["model.latest"])
+    assert {app: ids for app, ids in after.items() if app != "model.latest"} == \
+           {app: ids for app, ids in before.items() if app != "model.latest"}
+
+
+def test_a_file_that_fails_the_schema_applies_nothing(config, http, model_server):
+    with SteadyLoad(model_server) as load:
+        config["model_config_list"].append(model("never", "all"))
+        config["model_config_list"][0]["config"]["nmae"] = "typo"
+        answer = config.apply(expect=400)
+        error = answer.json()["error"]
+        assert error.startswith("Reloading config file failed. Check server logs for more info.")
+        assert "model_config_list[0].config.nmae: unknown key; did you mean 'name'?" in error
+        assert http.get("/v2/models/never/ready").status_code == 404
+        assert http.get("/v2/models/all/ready").status_code == 200
+    assert load.failures == []
+
+
+def test_an_invalid_entry_is_skipped_and_the_rest_applied(config, http, served_dir):
+    factory.write_broken(served_dir / "broken-too")
+    config["model_config_list"] += [model("broken-too", "broken-too"), model("fine", "specific")]
+    config.apply()
+    assert states(http, "fine") == {"1": "AVAILABLE", "2": "AVAILABLE", "3": "AVAILABLE"}
+    status = http.get("/v1/config").json()["broken-too"]["model_version_status"][0]
+    assert (status["state"], status["status"]["error_code"]) == ("LOADING", "UNKNOWN")
+    assert "model.xml" in status["status"]["error_message"] or "read" in status["status"]["error_message"]
+
+
+def test_a_pipeline_is_revalidated_when_the_model_it_needs_arrives(config, http, served_dir):
+    pipeline = {"name": "waits-for-model", "inputs": ["b"],
+                "nodes": [{"name": "m", "type": "DL model", "model_name": "arriving",
+                           "inputs": [{"b": {"node_name": "request", "data_item": "b"}}],
+                           "outputs": [{"data_item": "a", "alias": "a"}]}],
+                "outputs": [{"a": {"node_name": "m", "data_item": "a"}}]}
+    config["pipeline_config_list"].append(pipeline)
+    config.apply()
+    assert http.get("/v2/models/waits-for-model/ready").status_code == 404
+    config["model_config_list"].append(model("arriving", "all", model_version_policy={"specific": {"versions": [1]}}))
+    config.apply()
+    wait_for(lambda: http.get("/v2/models/waits-for-model/ready").status_code == 200, timeout=60,
+             what="the pipeline to validate once its model exists")
+    assert http.post("/v2/models/waits-for-model/infer", json=DUMMY).json()["outputs"][0]["data"][0] == 2.0
+    config["pipeline_config_list"].pop()
+    config.apply()
+    assert http.post("/v2/models/waits-for-model/infer", json=DUMMY).status_code == 404
+
+
+def test_the_watcher_applies_an_edited_file_without_a_request(config, http, served_dir):
+    shutil.copytree(served_dir / "all", served_dir / "watched")
+    config["model_config_list"].append(model("watched", "watched"))
+    write(served_dir / "config.json", config)
+    wait_for(lambda: http.post("/v2/models/watched/versions/2/infer", json=DUMMY).status_code == 200,
+             timeout=60, what="the watcher to serve the model added to config.json")
+
+
+def test_changing_a_node_replaces_its_node_and_pipeline_only(config, http, model_server):
+    body = {"inputs": [{"name": "numbers", "shape": [1, 3], "datatype": "FP32", "data": [1.0, 2.0, 3.0]}]}
+    assert http.post("/v2/models/add-sub/infer", json=body).json()["outputs"][0]["data"] == [4.0, 5.0, 6.0]
+    before = replicas()
+    with SteadyLoad(model_server) as load:
+        entry = next(p for p in config["pipeline_config_list"] if p["name"] == "add-sub")
+        entry["nodes"][0]["params"] = {"add_value": "10", "sub_value": "2"}
+        config.apply()
+        assert http.post("/v2/models/add-sub/infer", json=body).json()["outputs"][0]["data"] == [9.0, 10.0, 11.0]
+    assert load.failures == []
+    after = replicas()
+    changed = {app for app in before if after.get(app) != before[app]}
+    assert changed == {"node.add-sub.node", "pipeline.add-sub"}
+
+
+def test_a_loader_and_its_model_added_by_a_reload_serve(config, http, served_dir):
+    factory.write_dummy(served_dir / "loaded-later", [1])
+    config["custom_loader_config_list"].append(
+        {"config": {"loader_name": "added-loader", "library_path": "loaders.sample:SampleLoader"}})
+    config["model_config_list"].append({"config": {
+        "name": "loaded-later", "base_path": "loaded-later",
+        "custom_loader_options": {"loader_name": "added-loader", "model_file": "model.xml", "bin_file": "model.bin"}}})
+    answer = config.apply()
+    assert answer.json()["loaded-later"]["model_version_status"][0]["state"] == "AVAILABLE"
+    assert http.post("/v2/models/loaded-later/infer", json=DUMMY).json()["outputs"][0]["data"][0] == 2.0
+    config["custom_loader_config_list"].pop()
+    config["model_config_list"].pop()
+    config.apply()
+    assert states(http, "loaded-later") == {"1": "END"}

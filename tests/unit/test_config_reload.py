@@ -1,0 +1,255 @@
+"""The config actor's core without Ray: what a reload deploys, deletes and leaves running."""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from app.config_actor import ConfigService, ConfigSettings
+from app.plan import Plan, Planned, PlanSettings
+from loaders.actor import LoaderActorConfig
+from tests import factory
+
+
+class FakeDeployer:
+    """Records what would reach Serve; every deployed application is RUNNING at once."""
+
+    def __init__(self) -> None:
+        self.deployed: list[list[str]] = []
+        self.deleted: list[list[str]] = []
+
+    async def deploy(self, planned: list[Planned]) -> None:
+        for entry in planned:
+            entry.application()  # the bound application must build
+        self.deployed.append(sorted(p.name for p in planned))
+
+    async def delete(self, names: list[str]) -> None:
+        self.deleted.append(sorted(names))
+
+    async def running(self, names: list[str]) -> set[str]:
+        return set(names)
+
+
+class FakeLoaders:
+    def __init__(self) -> None:
+        self.applied: list[Plan] = []
+        self.shut_down = False
+
+    async def apply(self, plan: Plan) -> list[str]:
+        self.applied.append(plan)
+        return []
+
+    async def ensure(self, plan: Plan) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        self.shut_down = True
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Path:
+    for name in ("a", "b"):
+        factory.write_dummy(tmp_path / name, [1])
+    return tmp_path
+
+
+def model(name: str, **fields) -> dict:
+    return {"config": {"name": name, "base_path": name, **fields}}
+
+
+def pipeline(name: str, model_name: str) -> dict:
+    return {"name": name, "inputs": ["x"],
+            "nodes": [{"name": "m", "type": "DL model", "model_name": model_name,
+                       "inputs": [{"b": {"node_name": "request", "data_item": "x"}}],
+                       "outputs": [{"data_item": "a", "alias": "y"}]},
+                      {"name": "decode", "type": "custom", "library_name": "ctc",
+                       "inputs": [{"logits": {"node_name": "m", "data_item": "y"}}],
+                       "outputs": [{"data_item": "texts", "alias": "texts"}]}],
+            "outputs": [{"texts": {"node_name": "decode", "data_item": "texts"}}]}
+
+
+def write(path: Path, models: list[dict], pipelines: list[dict] = (), **extra) -> None:
+    config = {"model_config_list": models, "pipeline_config_list": list(pipelines),
+              "custom_node_library_config_list": [{"name": "ctc", "base_path": "builtin:ctc_decode"}], **extra}
+    path.write_text(json.dumps(config))
+
+
+def service(path: Path, clock: Clock | None = None) -> tuple[ConfigService, FakeDeployer, FakeLoaders]:
+    settings = ConfigSettings(str(path), PlanSettings({}, LoaderActorConfig((), ())), idle_shutdown_seconds=10)
+    deployer, loaders = FakeDeployer(), FakeLoaders()
+    return ConfigService(settings, deployer, loaders, clock or Clock()), deployer, loaders
+
+
+def test_the_first_load_deploys_every_model_pipeline_and_node(served):
+    path = served / "config.json"
+    write(path, [model("a"), model("b")], [pipeline("p", "a")])
+    config, deployer, _ = service(path)
+    outcome = asyncio.run(config.load())
+    assert outcome.changed and outcome.error is None
+    assert deployer.deployed == [["model.a", "model.b", "node.p.decode", "pipeline.p"]]
+    catalog = config.catalog()
+    assert catalog.servables == {"a": "model.a", "b": "model.b", "p": "pipeline.p"}
+    assert catalog.versions["a"] == (1,)
+    assert not catalog.ready and catalog.starting == {"model.a", "model.b", "node.p.decode", "pipeline.p"}
+    assert asyncio.run(config.wait_ready(timeout=5)) and config.catalog().ready
+
+
+def test_an_unchanged_file_deploys_nothing_and_an_equivalent_one_changes_nothing(served):
+    path = served / "config.json"
+    write(path, [model("a")])
+
+    async def scenario():
+        config, deployer, _ = service(path)
+        await config.load()
+        again = await config.load()
+        path.write_text(json.dumps(json.loads(path.read_text()), indent=4))  # other bytes, same config
+        reformatted = await config.load()
+        return again, reformatted, deployer
+
+    again, reformatted, deployer = asyncio.run(scenario())
+    assert not again.changed and not reformatted.changed
+    assert deployer.deployed == [["model.a"]] and deployer.deleted == []
+
+
+def test_adding_a_model_deploys_only_that_model(served):
+    path = served / "config.json"
+    write(path, [model("a")], [pipeline("p", "a")])
+
+    async def scenario():
+        config, deployer, _ = service(path)
+        await config.load()
+        write(path, [model("a"), model("b")], [pipeline("p", "a")])
+        return await config.load(), deployer, config.catalog()
+
+    outcome, deployer, catalog = asyncio.run(scenario())
+    assert outcome.changed
+    assert deployer.deployed[-1] == ["model.b"]
+    assert catalog.servables["b"] == "model.b"
+
+
+def test_changing_a_model_redeploys_it_and_the_pipelines_that_use_it(served):
+    path = served / "config.json"
+    write(path, [model("a"), model("b")], [pipeline("p", "a"), pipeline("q", "b")])
+
+    async def scenario():
+        config, deployer, _ = service(path)
+        await config.load()
+        write(path, [model("a", nireq=2), model("b")], [pipeline("p", "a"), pipeline("q", "b")])
+        await config.load()
+        return deployer
+
+    deployer = asyncio.run(scenario())
+    assert deployer.deployed[-1] == ["model.a", "pipeline.p"]  # q, b and both nodes keep running
+
+
+def test_deployment_options_from_the_ray_serve_block_are_a_change(served):
+    path = served / "config.json"
+    write(path, [model("a"), model("b")])
+
+    async def scenario():
+        config, deployer, _ = service(path)
+        await config.load()
+        write(path, [model("a"), model("b")], ray_serve={"deployments": {"model.b": {"num_replicas": 2}}})
+        await config.load()
+        return deployer
+
+    assert asyncio.run(scenario()).deployed[-1] == ["model.b"]
+
+
+def test_a_removed_model_is_deleted_and_listed_as_end(served):
+    path = served / "config.json"
+    write(path, [model("a"), model("b")])
+
+    async def scenario():
+        config, deployer, _ = service(path)
+        await config.load()
+        write(path, [model("a")])
+        await config.load()
+        removed = config.catalog()
+        write(path, [model("a"), model("b")])
+        await config.load()
+        return deployer, removed, config.catalog()
+
+    deployer, removed, back = asyncio.run(scenario())
+    assert deployer.deleted == [["model.b"]]
+    assert "b" not in removed.servables and removed.retired == {"b": (1,)}
+    assert back.servables["b"] == "model.b" and back.retired == {}
+
+
+def test_a_file_that_fails_the_schema_applies_nothing(served):
+    path = served / "config.json"
+    write(path, [model("a")])
+
+    async def scenario():
+        config, deployer, _ = service(path)
+        await config.load()
+        before = config.catalog()
+        path.write_text(json.dumps({"model_config_list": [{"config": {"nmae": "b", "base_path": "b"}}]}))
+        outcome = await config.load()
+        assert (await config.load()).error == outcome.error  # asked again (the watcher was first): same answer
+        return deployer, before, config.catalog(), outcome
+
+    deployer, before, after, outcome = asyncio.run(scenario())
+    assert not outcome.changed
+    assert "model_config_list[0].config.nmae: unknown key; did you mean 'name'?" in outcome.error
+    assert deployer.deployed == [["model.a"]] and deployer.deleted == []
+    assert after.servables == before.servables and outcome.error in after.errors
+
+
+def test_an_invalid_entry_is_skipped_and_the_rest_applied(served):
+    path = served / "config.json"
+    write(path, [model("a")], [pipeline("a", "a"), pipeline("p", "a"), pipeline("p", "a")])
+    config, deployer, _ = service(path)
+    asyncio.run(config.load())
+    catalog = config.catalog()
+    assert catalog.servables == {"a": "model.a", "p": "pipeline.p"}
+    assert any("pipeline 'a' not registered (PIPELINE_NAME_OCCUPIED)" in e for e in catalog.errors)
+    assert any("pipeline 'p' is defined twice" in e for e in catalog.errors)
+
+
+def test_the_ingress_long_poll_returns_when_the_catalog_changes(served):
+    path = served / "config.json"
+    write(path, [model("a")])
+
+    async def scenario():
+        config, _, _ = service(path)
+        await config.load()
+        seen = config.catalog().revision
+        waiting = asyncio.create_task(config.wait_for_change(seen, timeout=30))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        write(path, [model("a"), model("b")])
+        await config.load()
+        return await asyncio.wait_for(waiting, 5)
+
+    assert "b" in asyncio.run(scenario()).servables
+
+
+def test_once_no_ingress_calls_the_config_cleans_up(served):
+    path = served / "config.json"
+    write(path, [model("a"), model("b")])
+    clock = Clock()
+
+    async def scenario():
+        config, deployer, loaders = service(path, clock)
+        await config.load()
+        await config.wait_for_change(None, 0)
+        clock.now += 5
+        assert not config.app_gone()
+        clock.now += 6
+        assert config.app_gone()
+        await config.shutdown()
+        return deployer, loaders
+
+    deployer, loaders = asyncio.run(scenario())
+    assert deployer.deleted == [["model.a", "model.b"]] and loaders.shut_down
