@@ -12,6 +12,7 @@ from app.config import ModelConfig, MonitoringConfig, PipelineConfig
 from app.dataplane import DataPlane
 from app.errors import ServingError
 from app.inference import InferRequest, InferResponse, RequestedOutput
+from app.kserve_grpc import KServeGrpcMethods
 from app.metrics import ServingMetrics
 from app.model import ModelServable
 from app.pipeline import CatalogError, DictCatalog, NodeSpec, Signature
@@ -209,7 +210,7 @@ class HandleServable:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
 @serve.ingress()
-class Ingress:
+class Ingress(KServeGrpcMethods):
     """KServe v2 REST front end: decodes the wire, routes to servables by name, encodes the reply."""
 
     def __init__(
