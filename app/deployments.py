@@ -13,6 +13,7 @@ from app.config_actor import Catalog, ConfigActorRef
 from app.dataplane import DataPlane, RetiredServable, Servable
 from app.errors import ConfigReloadFailed, ServingError
 from app.inference import InferRequest, InferResponse, RequestedOutput
+from app.kserve_grpc import KServeGrpcMethods
 from app.metrics import ServingMetrics
 from app.model import ModelServable
 from app.pipeline import CatalogError, DictCatalog, NodeSpec, Signature
@@ -285,7 +286,7 @@ class CatalogFollower:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
 @serve.ingress()
-class Ingress:
+class Ingress(KServeGrpcMethods):
     """KServe v2 REST front end: decodes the wire, routes to servables by name, encodes the reply."""
 
     async def __init__(

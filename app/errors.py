@@ -1,4 +1,4 @@
-"""Every error a request can meet, named by condition, and the one table that maps them to HTTP.
+"""Every error a request can meet, named by condition, and the tables that map them to HTTP and gRPC.
 
 Messages follow OVMS's wording (status.cpp) so that clients written against OVMS see what they
 expect; the detail after " - " names what was wrong and what was expected.
@@ -50,6 +50,12 @@ class InvalidRequest(ServingError):
     """The request is well-formed but does not fit the servable (HTTP 400)."""
 
     title = "Invalid request"
+
+
+class ModelVersionInvalidFormat(InvalidRequest):
+    """A gRPC model_version that is no integer (REST's URL routes cannot carry one)."""
+
+    title = "invalid model version format in request"
 
 
 class MissingInput(InvalidRequest):
@@ -125,12 +131,35 @@ HTTP_STATUS: dict[type[BaseException], int] = {
 }
 
 
+# gRPC status code names (members of grpc.StatusCode; this module imports no wire library), as
+# OVMS's grpc_utils.cpp maps the same conditions: a demultiplexer with no results is ABORTED there,
+# since gRPC has no empty success.
+GRPC_STATUS: dict[type[BaseException], str] = {
+    NotFound: "NOT_FOUND",
+    InvalidRequest: "INVALID_ARGUMENT",
+    JsonInvalid: "FAILED_PRECONDITION",
+    RequestTooLarge: "RESOURCE_EXHAUSTED",
+    ServerFault: "INTERNAL",
+    NoContent: "ABORTED",
+    ServingError: "INTERNAL",
+}
+
+
+def _nearest(table: dict[type[BaseException], object], exc: BaseException, default):
+    for cls in type(exc).__mro__:
+        if cls in table:
+            return table[cls]
+    return default
+
+
 def http_status(exc: BaseException) -> int:
     """The HTTP status for ``exc``: the entry of its nearest class in HTTP_STATUS, else 500."""
-    for cls in type(exc).__mro__:
-        if cls in HTTP_STATUS:
-            return HTTP_STATUS[cls]
-    return 500
+    return _nearest(HTTP_STATUS, exc, 500)
+
+
+def grpc_status(exc: BaseException) -> str:
+    """The gRPC status code name for ``exc``: the entry of its nearest class in GRPC_STATUS, else INTERNAL."""
+    return _nearest(GRPC_STATUS, exc, "INTERNAL")
 
 
 def find_serving_error(exc: BaseException | None) -> ServingError | None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from app.errors import InvalidContentSize, InvalidShape, JsonInvalid, MalformedRequest, ModelVersionNotFound
 from app.inference import InferRequest, InferResponse, RequestedOutput
-from app.tensors import datatype_of, dtype_of, pack_bytes, unpack_bytes
+from app.tensors import datatype_of, dtype_of, from_raw, to_raw
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -102,7 +102,7 @@ def _decode_input(spec: Any, index: int, binary: memoryview, offset: int, single
                 f"{where} declares binary_data_size {size}, but only {len(binary) - offset} bytes remain in the body"
             )
         chunk = binary[offset : offset + size]
-        return name, _from_binary(chunk, shape, datatype, dtype, name), size
+        return name, from_raw(chunk, shape, datatype, name), size
     if "data" not in spec:
         raise MalformedRequest(f"{where} has neither 'data' nor parameters.binary_data_size")
     return name, _from_json(spec["data"], shape, datatype, dtype, name), 0
@@ -112,18 +112,6 @@ def _shape(shape: list, where: str) -> tuple[int, ...]:
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise InvalidShape(f"{where} shape {shape}; expected non-negative integers")
     return tuple(shape)
-
-
-def _from_binary(chunk: memoryview, shape: tuple[int, ...], datatype: str, dtype: np.dtype, name: str) -> np.ndarray:
-    count = math.prod(shape)
-    if datatype == "BYTES":
-        return unpack_bytes(chunk, count, name).reshape(shape)
-    expected = count * dtype.itemsize
-    if len(chunk) != expected:
-        raise InvalidContentSize(
-            f"input '{name}': {len(chunk)} bytes given; expected {expected} for shape {list(shape)} of {datatype}"
-        )
-    return np.frombuffer(chunk, dtype=dtype).reshape(shape)
 
 
 def _from_json(data: Any, shape: tuple[int, ...], datatype: str, dtype: np.dtype, name: str) -> np.ndarray:
@@ -173,7 +161,7 @@ def encode_response(response: InferResponse, request: InferRequest) -> tuple[byt
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         binary = binary_flags.get(name)
         if binary if binary is not None else request.binary_outputs:
-            raw = pack_bytes(array) if datatype == "BYTES" else np.ascontiguousarray(array).tobytes()
+            raw = to_raw(array)
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:

@@ -18,7 +18,8 @@ from prometheus_client.core import Metric
 
 prometheus_client.disable_created_metrics()  # OVMS exposes no *_created series
 
-API, INTERFACE = "KServe", "REST"
+API = "KServe"
+REST, GRPC = "REST", "gRPC"  # OVMS's values of the interface label
 DEFAULT_METRICS = (
     "ovms_requests_success",
     "ovms_requests_fail",
@@ -73,7 +74,7 @@ class ServingMetrics:
         return kind(name, documentation, labels, registry=self.registry, **options) if name in enabled else None
 
     @contextmanager
-    def request(self, method: str, name: str, version: str) -> Iterator[dict]:
+    def request(self, method: str, name: str, version: str, interface: str = REST) -> Iterator[dict]:
         """Count one request; the body may set ``outcome["version"]`` to the version that served it."""
         outcome = {"version": version}
         if self._current is not None:
@@ -82,12 +83,12 @@ class ServingMetrics:
         try:
             yield outcome
         except Exception:
-            self._counters.inc("ovms_requests_fail", (API, INTERFACE, method, name, outcome["version"]))
+            self._counters.inc("ovms_requests_fail", (API, interface, method, name, outcome["version"]))
             raise
         else:
-            self._counters.inc("ovms_requests_success", (API, INTERFACE, method, name, outcome["version"]))
+            self._counters.inc("ovms_requests_success", (API, interface, method, name, outcome["version"]))
             if self._request_time is not None and method == "ModelInfer":
-                self._request_time.labels(INTERFACE, name, outcome["version"]).observe((time.perf_counter() - start) * 1e6)
+                self._request_time.labels(interface, name, outcome["version"]).observe((time.perf_counter() - start) * 1e6)
         finally:
             if self._current is not None:
                 self._current.labels(name, version).dec()

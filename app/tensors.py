@@ -5,6 +5,7 @@ BYTES tensors are object arrays of ``bytes``. Codecs for a protocol live beside 
 """
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -137,3 +138,24 @@ def unpack_bytes(buffer: bytes | memoryview, count: int, name: str) -> np.ndarra
     result = np.empty(count, dtype=object)
     result[:] = items
     return result
+
+
+def to_raw(array: np.ndarray) -> bytes:
+    """A tensor as KServe's raw bytes (REST binary extension, gRPC raw contents): flat, row-major."""
+    if datatype_of(array) == "BYTES":
+        return pack_bytes(array)
+    return np.ascontiguousarray(array).tobytes()
+
+
+def from_raw(buffer: bytes | memoryview, shape: tuple[int, ...], datatype: str, name: str) -> np.ndarray:
+    """KServe raw bytes as a tensor of ``shape``, checking the size against shape and datatype."""
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        return unpack_bytes(buffer, count, name).reshape(shape)
+    dtype = dtype_of(datatype)
+    expected = count * dtype.itemsize
+    if len(buffer) != expected:
+        raise InvalidContentSize(
+            f"input '{name}': {len(buffer)} bytes given; expected {expected} for shape {list(shape)} of {datatype}"
+        )
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape)

@@ -25,8 +25,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+GRPC_SERVICER = "app.kserve_v2.grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server"
+
+
 @pytest.fixture(scope="session")
-def ray_cluster():
+def grpc_port() -> int:
+    """Serve's gRPC proxy port (KServe v2 gRPC), fixed before the cluster starts."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(grpc_port):
     import ray
     from ray import serve
 
@@ -34,6 +43,7 @@ def ray_cluster():
              object_store_memory=512 << 20, namespace="rayvino-test")
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly",
+                grpc_options={"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]},
                 logging_config={"enable_access_log": False})
     yield f"127.0.0.1:{port}"
     serve.shutdown()
@@ -233,6 +243,12 @@ def client(model_server):
     import tritonclient.http as triton
 
     return triton.InferenceServerClient(model_server, concurrency=16, network_timeout=120)
+
+
+@pytest.fixture(scope="session")
+def grpc_url(model_server, grpc_port) -> str:
+    """The session app's KServe v2 gRPC address, for tritonclient.grpc."""
+    return f"127.0.0.1:{grpc_port}"
 
 
 @pytest.fixture(scope="session")
