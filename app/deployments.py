@@ -287,7 +287,7 @@ class CatalogFollower:
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
 @serve.ingress()
 class Ingress(KServeGrpcMethods):
-    """KServe v2 REST front end: decodes the wire, routes to servables by name, encodes the reply."""
+    """KServe v2 front end, REST and gRPC: decodes the wire, routes to servables by name, encodes the reply."""
 
     async def __init__(
         self,
