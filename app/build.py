@@ -28,7 +28,8 @@ class AppArgs(BaseModel):
     config_path: str = Field("configs/config.json", description="The OVMS config.json to serve.")
     max_request_bytes: int = Field(DEFAULT_MAX_REQUEST_BYTES, ge=1, description="Larger request bodies get 413.")
     file_system_poll_wait_seconds: float = Field(
-        1.0, ge=0, description="How often loaders' blacklists are polled (OVMS's flag); 0 disables polling."
+        1.0, ge=0, description="How often model version folders and loaders' blacklists are polled (OVMS's flag); "
+                               "0 disables polling."
     )
     loader_actor_name: str = Field(ACTOR_NAME, description="Name of the loader actor (one per app on a cluster).")
     loader_idle_shutdown_seconds: float = Field(
@@ -137,7 +138,8 @@ def build_app(args: dict) -> Application:
     for model in config.models:
         name = deployment_name("model", model.name)
         options = deployment_options(config, settings, name).serve_options()
-        models[model.name] = ModelDeployment.options(name=name, **options).bind(model, loader_actor)
+        models[model.name] = ModelDeployment.options(name=name, **options).bind(
+            model, loader_actor, file_system_poll_wait_seconds=settings.file_system_poll_wait_seconds)
     pipelines = {p.name: pipeline_app(p, config, config_dir, models, settings) for p in pipelines_to_serve(config)}
     log.info("serving %d models and %d pipelines from %s", len(models), len(pipelines), settings.config_path)
     return Ingress.options(name="ingress").bind(
