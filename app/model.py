@@ -71,7 +71,8 @@ class ModelServable:
         ENDs and is freed.
         """
         async with self._refreshing:  # one scan at a time: a second would see half-applied changes
-            changes = self._folders.scan(self._statuses)
+            # Listing a mounted (network) folder can stall: keep it off the event loop too.
+            changes = await asyncio.to_thread(self._folders.scan, dict(self._statuses))
             for version, stamp in changes.load.items():
                 self._statuses[version] = VersionStatus(version, ModelVersionState.LOADING)
                 self._record_load(version, stamp, await asyncio.to_thread(self._try_compile, version))

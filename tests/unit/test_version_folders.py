@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import shutil
+import time
 import weakref
 from pathlib import Path
 
@@ -201,10 +202,13 @@ def test_no_folders_at_start_then_one_appears(tmp_path):
     assert infer(model) == (5, 5.0)
 
 
-async def until(condition, turns: int = 1000) -> None:
-    """Let other tasks run until ``condition`` holds; fail if it never does."""
-    for _ in range(turns):
-        if condition():
-            return
+async def until(condition, timeout: float = 30.0) -> None:
+    """Give every other task a turn between checks of ``condition``; fail if it does not hold within ``timeout``.
+
+    Turns, not sleeps: a state that lasts while another task awaits a thread is seen for sure.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition never held")
         await asyncio.sleep(0)
-    raise AssertionError("condition never held")
