@@ -60,7 +60,8 @@ def build_app(args: dict) -> Application:
     loader_actor = LoaderActorConfig((), (), settings.file_system_poll_wait_seconds,
                                      settings.loader_idle_shutdown_seconds, settings.loader_actor_name)
     actor = ConfigActorRef(
-        ConfigSettings(config_path, PlanSettings(settings.deployments, loader_actor),
+        ConfigSettings(config_path,
+                       PlanSettings(settings.deployments, loader_actor, settings.file_system_poll_wait_seconds),
                        settings.file_system_poll_wait_seconds, settings.loader_idle_shutdown_seconds),
         settings.logging_config, settings.config_actor_name,
     )

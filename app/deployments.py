@@ -19,6 +19,7 @@ from app.model import ModelServable
 from app.pipeline import CatalogError, DictCatalog, NodeSpec, Signature
 from app.pipeline.catalog import INITIALIZE_FAILED, INVALID_NODE_LIBRARY, METADATA_FAILED, MISSING_MODEL
 from app.pipeline.servable import PipelineServable
+from app.polling import Poller
 from app.refs import fetch, resolve, to_refs
 from app.rest import build_rest_app
 from app.status import ModelVersionState, VersionStatus
@@ -95,22 +96,29 @@ class LoaderFollower:
 class ModelDeployment:
     """One model: every replica compiles each served version once.
 
-    A loader-backed model takes its versions from the loader actor instead of the disk.
+    A disk-backed model re-scans its version folders every ``file_system_poll_wait_seconds``; a
+    loader-backed model takes its versions from the loader actor instead of the disk.
     """
 
-    async def __init__(self, config: ModelConfig, loader_actor: LoaderActorConfig | None = None) -> None:
+    async def __init__(self, config: ModelConfig, loader_actor: LoaderActorConfig | None = None,
+                       file_system_poll_wait_seconds: float = 1.0) -> None:
         self.model = ModelServable(config)
         self.follower: LoaderFollower | None = None
+        self.poller: Poller | None = None
         if config.uses_loader and loader_actor is not None:
             replica = serve.get_replica_context().replica_id.unique_id
             self.follower = LoaderFollower(self.model, loader_actor, replica)
             await self.follower.start()
         else:
             self.model.load()
+            if file_system_poll_wait_seconds > 0:  # 0 disables watching the version folders, as in OVMS
+                self.poller = Poller(self.model.refresh, file_system_poll_wait_seconds, f"{config.name} folders").start()
 
     def __del__(self) -> None:
         if getattr(self, "follower", None) is not None:
             self.follower.stop()
+        if getattr(self, "poller", None) is not None:
+            self.poller.stop()
 
     async def statuses(self) -> list[VersionStatus]:
         return self.model.statuses()

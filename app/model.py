@@ -27,10 +27,10 @@ from app.openvino_model import (
     find_model_file,
     read_model,
     read_model_from_buffers,
-    versions_on_disk,
 )
 from app.status import ModelVersionState, VersionStatus, require_available
 from app.tensors import TensorInfo
+from app.version_folders import Stamp, VersionFolders
 from loaders.base import ModelBuffers
 from loaders.manager import ModelSnapshot
 
@@ -47,6 +47,8 @@ class ModelServable:
         self._statuses: dict[int, VersionStatus] = {}
         self._draining: set[int] = set()  # loader-backed: AVAILABLE in status, no longer served
         self._local_failures: dict[int, str] = {}  # loader-backed: buffers this replica could not compile
+        self._folders = VersionFolders(Path(config.base_path), config.model_version_policy)  # disk-backed
+        self._refreshing = asyncio.Lock()
 
     @property
     def name(self) -> str:
@@ -54,23 +56,55 @@ class ModelServable:
 
     def load(self) -> None:
         """Compile every version the policy selects from disk; a broken one is reported, not raised."""
-        on_disk = versions_on_disk(Path(self.config.base_path))
-        if not on_disk:
-            log.warning("model %s: no version folders under %s", self.name, self.config.base_path)
-        for version in self.config.model_version_policy.select(on_disk):
-            self._load_version(version)
+        changes = self._folders.scan(self._statuses)
+        if not changes.load:
+            log.warning("model %s: no version folders to serve under %s", self.name, self.config.base_path)
+        for version, stamp in changes.load.items():
+            self._record_load(version, stamp, self._try_compile(version))
 
-    def _load_version(self, version: int) -> None:
-        self._statuses[version] = VersionStatus(version, ModelVersionState.LOADING)
+    async def refresh(self) -> bool:
+        """Follow the version folders on disk (a disk-backed model); True if it loaded, retried or retired any.
+
+        New versions are compiled in a worker thread (the event loop keeps serving) before the
+        versions they replace retire, so a request without a version always finds one. A retiring
+        version refuses new requests at once (UNLOADING), lets its in-flight ones finish, then
+        ENDs and is freed.
+        """
+        async with self._refreshing:  # one scan at a time: a second would see half-applied changes
+            # Listing a mounted (network) folder can stall: keep it off the event loop too.
+            changes = await asyncio.to_thread(self._folders.scan, dict(self._statuses))
+            for version, stamp in changes.load.items():
+                self._statuses[version] = VersionStatus(version, ModelVersionState.LOADING)
+                self._record_load(version, stamp, await asyncio.to_thread(self._try_compile, version))
+            await asyncio.gather(*(self._retire(version) for version in changes.retire))
+            return bool(changes)
+
+    def _try_compile(self, version: int) -> CompiledVersion | ModelFileError:
         try:
             path = find_model_file(Path(self.config.base_path) / str(version))
-            self._compiled[version] = compile_version(self.core, read_model(self.core, path), version, self.config)
+            return compile_version(self.core, read_model(self.core, path), version, self.config)
         except ModelFileError as exc:
-            log.error("model %s version %d not loaded: %s", self.name, version, exc)
-            self._statuses[version] = VersionStatus.loading_failed(version, str(exc))
+            return exc
+
+    def _record_load(self, version: int, stamp: Stamp, result: CompiledVersion | ModelFileError) -> None:
+        if isinstance(result, ModelFileError):
+            log.error("model %s version %d not loaded (tried again once its files change): %s", self.name, version, result)
+            self._statuses[version] = VersionStatus.loading_failed(version, str(result))
+            self._folders.failed(version, stamp)
             return
+        self._compiled[version] = result
+        self._folders.loaded(version)
         self._statuses[version] = VersionStatus(version, ModelVersionState.AVAILABLE)
         log.info("model %s version %d available", self.name, version)
+
+    async def _retire(self, version: int) -> None:
+        compiled = self._compiled.get(version)
+        if compiled is not None:
+            self._statuses[version] = VersionStatus(version, ModelVersionState.UNLOADING)
+            await compiled.drained()
+            del self._compiled[version]  # the last reference: OpenVINO frees the compiled model
+        self._statuses[version] = VersionStatus(version, ModelVersionState.END)
+        log.info("model %s version %d retired", self.name, version)
 
     async def follow(self, snapshot: ModelSnapshot, fetch: FetchBuffers) -> None:
         """Mirror the loader actor's state for a loader-backed model.

@@ -68,6 +68,7 @@ class PlanSettings:
 
     deployments: dict[str, DeploymentOptions]
     loader_actor: LoaderActorConfig
+    poll_seconds: float = 1.0  # how often each model replica re-scans its version folders
 
 
 def fingerprint(*parts: Any) -> str:
@@ -132,10 +133,11 @@ def _plan_model(plan: Plan, model: ModelConfig, config: ServerConfig, settings: 
     # The loader actor's specs are not part of the fingerprint: the config actor re-applies them
     # on every reload, and the replicas follow the actor.
     print_ = fingerprint("model", model.model_dump(mode="json"), options.model_dump(mode="json"),
-                         loader and (loader.name, loader.namespace))
+                         loader and (loader.name, loader.namespace), settings.poll_seconds)
 
     def application() -> Application:
-        return ModelDeployment.options(name=name, **options.serve_options()).bind(model, loader)
+        return ModelDeployment.options(name=name, **options.serve_options()).bind(
+            model, loader, file_system_poll_wait_seconds=settings.poll_seconds)
 
     plan.deployments[name] = Planned(name, "model", print_, application)
     plan.servables[model.name] = name

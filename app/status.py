@@ -65,7 +65,7 @@ def require_available(
     status = by_version.get(version)
     if status is None:
         raise ModelVersionNotFound(f"model '{model}' serves versions {sorted(by_version) or 'none'}, not {version}")
-    if status.state is ModelVersionState.END or version in retiring:
+    if status.state in (ModelVersionState.UNLOADING, ModelVersionState.END) or version in retiring:
         raise ModelVersionNotLoadedAnymore(f"model '{model}' version {version}")
     if not status.available:
         raise ModelVersionNotLoadedYet(f"model '{model}' version {version}: {status.error_message}")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests import factory
+from tests.integration._version_folders import add_versioned_model
 
 MAX_REQUEST_BYTES = 8 << 20
 
@@ -207,6 +208,7 @@ def model_server(ray_cluster, served_dir, demo_models) -> str:
     config["model_config_list"] += pipelines["models"]
     config["custom_node_library_config_list"] = pipelines["libraries"]
     config["pipeline_config_list"] = pipelines["pipelines"]
+    add_versioned_model(config, base)
     path = base / "config.json"
     path.write_text(json.dumps(config))
     _get_global_client().deploy_apps(ServeDeploySchema.model_validate({"applications": [{
