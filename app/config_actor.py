@@ -33,6 +33,9 @@ log = logging.getLogger("rayvino.config")
 NAMESPACE = "rayvino"
 ACTOR_NAME = "rayvino-config"
 NEVER_CALLED_GRACE_SECONDS = 300.0  # no ingress ever came: give the app this long to start
+# On the head node, as Serve's controller: a worker node that leaves must not take the actor
+# (and a restarted one knows no fingerprints, so it would roll every deployment).
+ON_HEAD_NODE = {"node:__internal_head__": 0.001}
 
 
 @dataclass(frozen=True)
@@ -357,8 +360,8 @@ ConfigActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(_RayC
 def get_or_create_config_actor(settings: ConfigSettings, logging_config: dict[str, Any] | None = None, *,
                                name: str = ACTOR_NAME, namespace: str = NAMESPACE):
     """The cluster's config actor (detached: it outlives the build task that creates it)."""
-    return ConfigActor.options(name=name, namespace=namespace, lifetime="detached",
-                               get_if_exists=True).remote(settings, logging_config)
+    return ConfigActor.options(name=name, namespace=namespace, lifetime="detached", get_if_exists=True,
+                               resources=ON_HEAD_NODE).remote(settings, logging_config)
 
 
 @dataclass(frozen=True)

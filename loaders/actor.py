@@ -271,7 +271,9 @@ def get_or_create_loader_actor(
 
     If it exists, the specs are ignored: call ``apply`` on the handle with the current ones.
     """
-    options = dict(name=name, namespace=namespace, lifetime="detached", get_if_exists=True)
+    # On the head node, as Serve's controller: a worker node that leaves must not take the loaders.
+    options = dict(name=name, namespace=namespace, lifetime="detached", get_if_exists=True,
+                   resources={"node:__internal_head__": 0.001})
     return LoaderActor.options(**options).remote(
         list(loaders), list(models), poll_wait_seconds, time.time, idle_shutdown_seconds
     )
