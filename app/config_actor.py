@@ -105,11 +105,35 @@ class ConfigService:
         self._started_at = clock()
         self._last_ingress_call: float | None = None
         self._loader_specs: tuple | None = None
+        self.changes = 0  # loads that deployed, deleted or re-applied something
+        self._changes_answered = 0
 
     # ----- loading ------------------------------------------------------------------------------
 
+    async def reload(self, wait_seconds: float = 60.0) -> tuple[bool, str | None]:
+        """``POST /v1/config/reload``: load now, and answer once what changed is RUNNING.
+
+        Changed means since the previous reload request (or the start), whoever applied it: the
+        watcher may have found the edited file a moment before the request came.
+        """
+        outcome = await self.load()
+        changed, self._changes_answered = self.changes != self._changes_answered, self.changes
+        if changed:
+            await self.wait_ready(wait_seconds)
+        return changed, outcome.error
+
+    def mark_answered(self) -> None:
+        """What is applied now counts as known: the next reload answers 200 unless something changes."""
+        self._changes_answered = self.changes
+
     async def load(self) -> ReloadOutcome:
         """Apply config.json if it changed since the last load; what changed, or why nothing was applied."""
+        outcome = await self._load()
+        if outcome.changed:
+            self.changes += 1
+        return outcome
+
+    async def _load(self) -> ReloadOutcome:
         async with self._lock:
             path = Path(self.settings.config_path)
             try:
@@ -321,16 +345,10 @@ class _RayConfigService(ConfigService):
             self.loaders = LoaderActorOwner(settings.plan)
         self._last_ingress_call, self._started_at = None, self.clock()
         outcome = await self.load()
+        self.mark_answered()
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
         return outcome
-
-    async def reload(self, wait_seconds: float = 60.0) -> tuple[bool, str | None]:
-        """``POST /v1/config/reload``: load now, and answer once what changed is RUNNING."""
-        outcome = await self.load()
-        if outcome.changed:
-            await self.wait_ready(wait_seconds)
-        return outcome.changed, outcome.error
 
     async def _watch(self) -> None:
         poll = self.settings.poll_seconds

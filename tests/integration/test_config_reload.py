@@ -84,6 +84,12 @@ def replicas() -> dict[str, set[str]]:
     }
 
 
+def replaced(before: dict[str, set[str]], after: dict[str, set[str]]) -> set[str]:
+    """Applications present before and after whose replicas changed (a previous test's deletions
+    may still be finishing, so applications that come or go are not counted)."""
+    return {app for app in before.keys() & after.keys() if before[app] != after[app]}
+
+
 def model(name: str, base_path: str, **fields) -> dict:
     return {"config": {"name": name, "base_path": base_path, **fields}}
 
@@ -102,7 +108,7 @@ def test_adding_a_model_serves_it_and_restarts_nothing_else(config, http, model_
         assert http.post("/v2/models/added/versions/3/infer", json=DUMMY).json()["outputs"][0]["data"][0] == 4.0
     assert load.failures == [] and load.sent > 0
     after = replicas()
-    assert {app: after[app] for app in before} == before  # not one replica replaced
+    assert replaced(before, after) == set()  # not one replica of another deployment
     assert "model.added" in after
     assert http.post("/v1/config/reload").status_code == 200  # nothing changed since
 
@@ -132,8 +138,7 @@ def test_changing_a_model_replaces_only_its_deployment(config, http, model_serve
     assert load.failures == []
     after = replicas()
     assert after["model.latest"].isdisjoint(before["model.latest"])
-    assert {app: ids for app, ids in after.items() if app != "model.latest"} == \
-           {app: ids for app, ids in before.items() if app != "model.latest"}
+    assert replaced(before, after) == {"model.latest"}
 
 
 def test_a_file_that_fails_the_schema_applies_nothing(config, http, model_server):
@@ -153,7 +158,7 @@ def test_an_invalid_entry_is_skipped_and_the_rest_applied(config, http, served_d
     factory.write_broken(served_dir / "broken-too")
     config["model_config_list"] += [model("broken-too", "broken-too"), model("fine", "specific")]
     config.apply()
-    assert states(http, "fine") == {"1": "AVAILABLE", "2": "AVAILABLE", "3": "AVAILABLE"}
+    assert states(http, "fine") == {"3": "AVAILABLE"}  # the default policy: latest 1
     status = http.get("/v1/config").json()["broken-too"]["model_version_status"][0]
     assert (status["state"], status["status"]["error_code"]) == ("LOADING", "UNKNOWN")
     assert "model.xml" in status["status"]["error_message"] or "read" in status["status"]["error_message"]
@@ -182,7 +187,7 @@ def test_the_watcher_applies_an_edited_file_without_a_request(config, http, serv
     shutil.copytree(served_dir / "all", served_dir / "watched")
     config["model_config_list"].append(model("watched", "watched"))
     write(served_dir / "config.json", config)
-    wait_for(lambda: http.post("/v2/models/watched/versions/2/infer", json=DUMMY).status_code == 200,
+    wait_for(lambda: http.post("/v2/models/watched/infer", json=DUMMY).status_code == 200,
              timeout=60, what="the watcher to serve the model added to config.json")
 
 
@@ -196,9 +201,7 @@ def test_changing_a_node_replaces_its_node_and_pipeline_only(config, http, model
         config.apply()
         assert http.post("/v2/models/add-sub/infer", json=body).json()["outputs"][0]["data"] == [9.0, 10.0, 11.0]
     assert load.failures == []
-    after = replicas()
-    changed = {app for app in before if after.get(app) != before[app]}
-    assert changed == {"node.add-sub.node", "pipeline.add-sub"}
+    assert replaced(before, replicas()) == {"node.add-sub.node", "pipeline.add-sub"}
 
 
 def test_a_loader_and_its_model_added_by_a_reload_serve(config, http, served_dir):

@@ -253,3 +253,21 @@ def test_once_no_ingress_calls_the_config_cleans_up(served):
 
     deployer, loaders = asyncio.run(scenario())
     assert deployer.deleted == [["model.a", "model.b"]] and loaders.shut_down
+
+
+def test_a_reload_request_reports_what_the_watcher_applied_just_before(served):
+    path = served / "config.json"
+    write(path, [model("a")])
+
+    async def scenario():
+        config, _, _ = service(path)
+        await config.load()
+        config.mark_answered()
+        write(path, [model("a"), model("b")])
+        await config.load()  # the watcher's tick comes first
+        first = await config.reload(wait_seconds=5)
+        second = await config.reload(wait_seconds=5)
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    assert first == (True, None) and second == (False, None)
