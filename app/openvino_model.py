@@ -1,13 +1,14 @@
 """One compiled model version: read, reshape, compile, describe and run it with OpenVINO.
 
 Requests run on OpenVINO's async API with ``nireq`` infer requests per version: a request waits
-for a free infer request, starts it, and is resumed by OpenVINO's completion callback, so the
+for a free infer request, starts it, and is resumed when a waiter thread sees it finish, so the
 event loop never blocks on inference.
 """
 from __future__ import annotations
 
 import asyncio
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -167,6 +168,7 @@ class CompiledVersion:
     def __post_init__(self) -> None:
         self._output_ports = {info.name: port for info, port in zip(self.outputs, self.compiled.outputs)}
         self._free: asyncio.Queue[ov.InferRequest] | None = None
+        self._waiters = ThreadPoolExecutor(self.nireq, thread_name_prefix=f"openvino-wait-v{self.version}")
         self._in_flight = 0
         self._idle: asyncio.Event | None = None
 
@@ -201,17 +203,12 @@ class CompiledVersion:
         return self._free
 
     async def _run(self, request: ov.InferRequest, inputs: Tensors) -> None:
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-
-        def on_done(_: object) -> None:
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
-
-        request.set_callback(on_done, None)
+        # OpenVINO's Python completion callback is never called when an inference fails, so
+        # awaiting it would hang that request and keep its infer request out of the pool for
+        # good. A thread blocked in wait() returns on success and raises the failure instead.
         try:
             request.start_async(inputs, share_inputs=True)
-            await done
-            request.wait()  # re-raises an inference failure the callback could not carry
+            await asyncio.get_running_loop().run_in_executor(self._waiters, request.wait)
         except RuntimeError as exc:
             raise InferenceFailed(f"version {self.version}: {_first_line(exc)}") from exc
 
