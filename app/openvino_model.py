@@ -122,6 +122,45 @@ def _configured_shape(port: ov.Output, index: int, config: ModelConfig) -> ov.Pa
     return ov.PartialShape(dims)
 
 
+def make_batch_dynamic(model: ov.Model, model_name: str) -> ov.Model:
+    """Make dim 0 of every input dynamic, so that requests merged along it run as one inference.
+
+    Splitting the outputs back is only right if each output carries the batch on its dim 0. The
+    batch dimension gets one OpenVINO symbol, which shape inference carries through the graph: an
+    output whose dim 0 does not carry it (face-detection's DetectionOutput [1,1,200,7], which lists
+    every image's boxes in one table) makes the model refuse dynamic batching.
+    """
+    batch = ov.Symbol()
+    shapes = {}
+    for port in model.inputs:
+        shape = port.get_partial_shape()
+        if shape.rank.is_dynamic or shape.rank.get_length() == 0:
+            raise _not_batchable(model_name, f"input '{port.get_any_name()}' has shape {shape}, with no batch dimension")
+        if _batch_index(port) != 0:
+            raise _not_batchable(model_name, f"input '{port.get_any_name()}' has its batch (N) at index "
+                                             f"{_batch_index(port)}, and requests are merged along dim 0")
+        dims = list(shape)
+        dims[0] = ov.Dimension()
+        dims[0].set_symbol(batch)
+        shapes[port] = ov.PartialShape(dims)
+    try:
+        model.reshape(shapes)
+    except RuntimeError as exc:
+        raise _not_batchable(model_name, f"its inputs' dim 0 cannot be made dynamic: {_first_line(exc)}") from exc
+    for index, port in enumerate(model.outputs):
+        shape = port.get_partial_shape()
+        first = shape[0] if shape.rank.is_static and shape.rank.get_length() > 0 else None
+        if first is None or not first.has_symbol() or not first.get_symbol() == batch:
+            raise _not_batchable(model_name, f"output '{_port_name(port, 'output', index)}' has shape {shape}, whose dim 0 "
+                                             "is not the batch of the inputs, so a merged result cannot be split back")
+    return model
+
+
+def _not_batchable(model_name: str, why: str) -> ModelFileError:
+    return ModelFileError(f"dynamic_batching is set for model '{model_name}', which cannot batch: {why}; "
+                          "remove dynamic_batching from its deployment options")
+
+
 def _batch_index(port: ov.Output) -> int:
     layout = port.get_node().get_layout() if hasattr(port.get_node(), "get_layout") else ov.Layout()
     return ov.layout_helpers.batch_idx(layout) if ov.layout_helpers.has_batch(layout) else 0
@@ -213,8 +252,13 @@ class CompiledVersion:
             raise InferenceFailed(f"version {self.version}: {_first_line(exc)}") from exc
 
 
-def compile_version(core: ov.Core, model: ov.Model, version: int, config: ModelConfig) -> CompiledVersion:
+def compile_version(
+    core: ov.Core, model: ov.Model, version: int, config: ModelConfig, batched: bool = False
+) -> CompiledVersion:
+    """``batched``: dynamic batching is on, so dim 0 becomes dynamic after the config's reshape."""
     model = prepare(model, config)
+    if batched:
+        model = make_batch_dynamic(model, config.name)
     properties = {key: str(value) if not isinstance(value, bool) else value for key, value in config.plugin_config.items()}
     try:
         compiled = core.compile_model(model, config.target_device, properties)
