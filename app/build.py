@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
 from app.config import DeploymentOptions, PipelineConfig, ServerConfig, load_config, resolve_param_paths
+from app.config import ConfigError, batching_target_errors
 from app.deployments import Ingress, ModelDeployment, PipelineDeployment
 from app.openvino_model import versions_on_disk
 from app.rest import DEFAULT_MAX_REQUEST_BYTES
@@ -52,6 +53,17 @@ def deployment_options(config: ServerConfig, settings: AppArgs, name: str) -> De
 def deployment_name(kind: str, name: str) -> str:
     """A stable deployment name per servable, e.g. ``model.face-detection``; kinds never collide."""
     return f"{kind}.{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}"
+
+
+def check_batching_targets(config: ServerConfig, settings: AppArgs) -> None:
+    """dynamic_batching is a model's option: raise ConfigError naming each other deployment that sets it."""
+    models = {deployment_name("model", model.name) for model in config.models}
+    errors = [f"{where}: {error}"
+              for where, deployments in (("config.json ray_serve.deployments", config.ray_serve.deployments),
+                                         ("serve_config args.deployments", settings.deployments))
+              for error in batching_target_errors(deployments, models)]
+    if errors:
+        raise ConfigError(errors)
 
 
 def loader_specs(config: ServerConfig, config_dir: Path) -> tuple[list[LoaderSpec], list[ModelSpec]]:
@@ -131,13 +143,16 @@ def pipeline_app(pipeline: PipelineConfig, config: ServerConfig, config_dir: Pat
 def build_app(args: dict) -> Application:
     settings = AppArgs.model_validate(args)
     config = load_config(settings.config_path)
+    check_batching_targets(config, settings)
     config_dir = Path(settings.config_path).resolve().parent
     loader_actor = start_loader_actor(config, config_dir, settings)
     models = {}
     for model in config.models:
         name = deployment_name("model", model.name)
-        options = deployment_options(config, settings, name).serve_options()
-        models[model.name] = ModelDeployment.options(name=name, **options).bind(model, loader_actor)
+        options = deployment_options(config, settings, name)
+        models[model.name] = ModelDeployment.options(name=name, **options.serve_options()).bind(
+            model, loader_actor, batching=options.dynamic_batching
+        )
     pipelines = {p.name: pipeline_app(p, config, config_dir, models, settings) for p in pipelines_to_serve(config)}
     log.info("serving %d models and %d pipelines from %s", len(models), len(pipelines), settings.config_path)
     return Ingress.options(name="ingress").bind(

@@ -197,3 +197,34 @@ def test_options_name_a_deployment_and_scale_one_way():
     with pytest.raises(ConfigError) as exc:
         parse_config(_with_options({"model.a": {"num_replicas": 2, "autoscaling_config": {"max_replicas": 2}}}))
     assert "set num_replicas or autoscaling_config, not both" in str(exc.value)
+
+
+def test_dynamic_batching_is_for_model_deployments_only():
+    (error,) = errors_of(_with_options({"pipeline.ocr": {"dynamic_batching": {"max_batch_size": 4}}}))
+    assert error.startswith("ray_serve.deployments: 'pipeline.ocr' sets dynamic_batching, which only model "
+                            "deployments (model.<model>) take")
+    assert "'ingress' sets dynamic_batching" in errors_of(_with_options({"ingress": {"dynamic_batching": {"max_batch_size": 4}}}))[0]
+
+
+def test_dynamic_batching_needs_room_for_a_batch_in_a_replica():
+    (error,) = errors_of(_with_options({"model.a": {"max_ongoing_requests": 4, "dynamic_batching": {"max_batch_size": 8}}}))
+    assert "max_ongoing_requests 4 is below dynamic_batching.max_batch_size 8" in error
+    big = parse_config(_with_options({"model.a": {"dynamic_batching": {"max_batch_size": 100}}}))
+    assert big.ray_serve.deployments["model.a"].serve_options() == {"max_ongoing_requests": 100}
+
+
+def test_dynamic_batching_on_a_deployment_that_serves_no_model_is_refused_at_build(tmp_path):
+    from app.build import AppArgs, check_batching_targets
+
+    config = parse_config({**model(), "ray_serve": {"deployments": {"model.m": {"dynamic_batching": {"max_batch_size": 4}}}}})
+    check_batching_targets(config, AppArgs())  # model.m is the model's deployment: accepted
+    settings = AppArgs(deployments={"model.typo": {"dynamic_batching": {"max_batch_size": 4}},
+                                    "node.ocr.crop": {"dynamic_batching": {"max_batch_size": 4}}})
+    with pytest.raises(ConfigError) as caught:
+        check_batching_targets(config, settings)
+    assert caught.value.errors == [
+        "serve_config args.deployments: 'model.typo' sets dynamic_batching but serves no model; "
+        "the models' deployments are model.m",
+        "serve_config args.deployments: 'node.ocr.crop' sets dynamic_batching, which only model deployments "
+        "(model.<model>) take",
+    ]
