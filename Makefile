@@ -46,6 +46,7 @@ bench: setup
 	$(PY) benchmarks/face_detection.py
 	$(PY) benchmarks/custom_node.py
 	$(PY) benchmarks/pipelines.py
+	$(PY) benchmarks/batching.py
 
 # Regenerate the lock after changing pyproject.toml's pins.
 lock:
