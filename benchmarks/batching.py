@@ -1,7 +1,7 @@
 """Dynamic batching: the text recognizer batched and unbatched through the server at concurrency
 16, against raw OpenVINO in-process, measured in one run and printed as ratios.
 
-    make bench            # or: .venv/bin/python benchmarks/batching.py --seconds 10
+    make bench            # or: .venv/bin/python benchmarks/batching.py --rounds 3 --seconds 5 --batch-wait 0.01
 
 The server is a real local Ray cluster serving PP-OCRv4's recognizer twice from the same files,
 with a fixed line width (shape (1,3,48,320)): `recognizer` unbatched and `recognizer-batched` with
@@ -139,9 +139,15 @@ def batch_sizes() -> Counter:
     return Counter(handle.batch_sizes.remote().result(timeout_s=60))
 
 
+def pooled(results: list[Result]) -> Result:
+    return Result(sum(r.requests for r in results), sum(r.seconds for r in results),
+                  [ms for r in results for ms in r.latencies_ms])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured time per configuration")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured time per configuration and round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over every configuration, interleaved")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-batch-size", type=int, default=8)
@@ -150,16 +156,22 @@ def main() -> int:
     if not (MODEL / "1" / "model.onnx").is_file():
         sys.exit("models/text-recognition is missing: run `make models` first")
 
-    raw = run_raw(args.concurrency, args.seconds, args.warmup)
-    raw_batches = run_raw_batches(args.max_batch_size, args.seconds, args.warmup)
     url = start_server(args.max_batch_size, args.batch_wait)
-    unbatched = asyncio.run(run_server(url, "recognizer", args.concurrency, args.seconds, args.warmup))
-    before = batch_sizes()
-    batched = asyncio.run(run_server(url, "recognizer-batched", args.concurrency, args.seconds, args.warmup))
-    sizes = batch_sizes() - before
+    runs: dict[str, list[Result]] = {"raw": [], "raw batches": [], "unbatched": [], "batched": []}
+    sizes: Counter = Counter()
+    for _ in range(args.rounds):  # interleaved, so that load from outside this run hits every path alike
+        runs["raw"].append(run_raw(args.concurrency, args.seconds, args.warmup))
+        runs["raw batches"].append(run_raw_batches(args.max_batch_size, args.seconds, args.warmup))
+        runs["unbatched"].append(asyncio.run(run_server(url, "recognizer", args.concurrency, args.seconds, args.warmup)))
+        before = batch_sizes()
+        runs["batched"].append(
+            asyncio.run(run_server(url, "recognizer-batched", args.concurrency, args.seconds, args.warmup)))
+        sizes += batch_sizes() - before
+    raw, raw_batches, unbatched, batched = (pooled(results) for results in runs.values())
 
     print(f"text-recognition {list(SHAPE)} FP32, concurrency {args.concurrency}, max_batch_size "
-          f"{args.max_batch_size}, batch_wait_timeout_s {args.batch_wait}, {args.seconds:.0f} s per run, "
+          f"{args.max_batch_size}, batch_wait_timeout_s {args.batch_wait}, {args.rounds} rounds of "
+          f"{args.seconds:.0f} s per path, "
           f"{os.cpu_count()} cores")
     print(f"{'path':<26} {'lines/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     rows = (("raw OpenVINO, batch 1", raw), (f"raw OpenVINO, batch {args.max_batch_size}", raw_batches),
