@@ -47,6 +47,7 @@ bench: setup
 	$(PY) benchmarks/custom_node.py
 	$(PY) benchmarks/pipelines.py
 	$(PY) benchmarks/grpc_rest.py
+	$(PY) benchmarks/batching.py
 
 # Regenerate the lock after changing pyproject.toml's pins.
 lock:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray.serve import Application
 
-from app.config import DeploymentOptions, load_config
+from app.config import DeploymentOptions, batching_target_errors, load_config
 from app.config_actor import ACTOR_NAME as CONFIG_ACTOR_NAME
 from app.config_actor import ConfigActorRef, ConfigSettings
 from app.deployments import Ingress
@@ -49,6 +49,14 @@ class AppArgs(BaseModel):
         default_factory=dict,
         description="Ray Serve options by deployment name; they override config.json's ray_serve block key by key.",
     )
+
+    @field_validator("deployments")
+    @classmethod
+    def _batching_on_models_only(cls, value: dict[str, DeploymentOptions]) -> dict[str, DeploymentOptions]:
+        errors = batching_target_errors(value, models=None)
+        if errors:
+            raise ValueError("; ".join(errors))
+        return value
 
 
 def build_app(args: dict) -> Application:

@@ -386,6 +386,9 @@ class DynamicBatching(_Strict):
     )
 
 
+MODEL_MAX_ONGOING_REQUESTS = 64  # a model replica's default; Serve never batches more requests than this
+
+
 class DeploymentOptions(_Strict):
     """Ray Serve options of one deployment, keyed by its name (``model.<n>``, ``node.<p>.<n>``, ...)."""
 
@@ -430,12 +433,43 @@ class DeploymentOptions(_Strict):
             raise ValueError("set num_replicas or autoscaling_config, not both")
         return self
 
+    @model_validator(mode="after")
+    def _room_for_a_batch(self) -> DeploymentOptions:
+        batching, ongoing = self.dynamic_batching, self.max_ongoing_requests
+        if batching is not None and ongoing is not None and ongoing < batching.max_batch_size:
+            raise ValueError(
+                f"max_ongoing_requests {ongoing} is below dynamic_batching.max_batch_size {batching.max_batch_size}; "
+                "a replica batches only the requests it holds, so set max_ongoing_requests >= max_batch_size"
+            )
+        return self
+
     def serve_options(self) -> dict[str, Any]:
         """The options ``Deployment.options()`` takes (dynamic batching is ours, applied by the model)."""
-        return self.model_dump(exclude_none=True, exclude={"dynamic_batching"})
+        options = self.model_dump(exclude_none=True, exclude={"dynamic_batching"})
+        if self.dynamic_batching is not None and self.max_ongoing_requests is None:
+            # Serve caps a batch at the requests one replica holds (RAY.md §8): leave room for a full one.
+            options["max_ongoing_requests"] = max(self.dynamic_batching.max_batch_size, MODEL_MAX_ONGOING_REQUESTS)
+        return options
 
 
 DEPLOYMENT_NAME = re.compile(r"^(model|pipeline|node)\.[A-Za-z0-9_.-]+$|^ingress$")
+
+
+def batching_target_errors(deployments: dict[str, DeploymentOptions], models: set[str] | None) -> list[str]:
+    """One line per deployment that sets dynamic_batching but is not a model's deployment.
+
+    ``models``: the model deployments' names, when known; None checks the kind only.
+    """
+    errors = []
+    for name, options in deployments.items():
+        if options.dynamic_batching is None:
+            continue
+        if not name.startswith("model."):
+            errors.append(f"'{name}' sets dynamic_batching, which only model deployments (model.<model>) take")
+        elif models is not None and name not in models:
+            errors.append(f"'{name}' sets dynamic_batching but serves no model; the models' deployments are "
+                          f"{', '.join(sorted(models)) or 'none'}")
+    return errors
 
 
 class ServeExtension(_Strict):
@@ -454,6 +488,9 @@ class ServeExtension(_Strict):
                     f"'{name}' is not a deployment name; expected model.<model>, pipeline.<pipeline>, "
                     "node.<pipeline>.<node> or ingress"
                 )
+        errors = batching_target_errors(value, models=None)
+        if errors:
+            raise ValueError("; ".join(errors))
         return value
 
 

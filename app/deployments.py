@@ -8,7 +8,9 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from app.batching import BatchedModel
 from app.config import ModelConfig, MonitoringConfig, PipelineConfig
+from app.config import MODEL_MAX_ONGOING_REQUESTS, DynamicBatching
 from app.config_actor import Catalog, ConfigActorRef
 from app.dataplane import DataPlane, RetiredServable, Servable
 from app.errors import ConfigReloadFailed, ServingError
@@ -92,17 +94,44 @@ class LoaderFollower:
         self.actor.leave.remote(self.model.name, self.replica)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
+class ServeBatcher:
+    """A model's requests gathered by Serve's ``@serve.batch`` and run by the Ray-free BatchedModel.
+
+    The batch function is made per instance, so each replica's model has its own queue and sizes.
+    """
+
+    def __init__(self, model: ModelServable, options: DynamicBatching) -> None:
+        self.batches = BatchedModel(model)
+
+        @serve.batch(max_batch_size=options.max_batch_size, batch_wait_timeout_s=options.batch_wait_timeout_s)
+        async def run_batch(requests: list[InferRequest]) -> list[InferResponse | Exception]:
+            return await self.batches.infer(requests)
+
+        self.run_batch = run_batch
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        outcome = await self.run_batch(request)
+        if isinstance(outcome, Exception):
+            raise outcome  # this request's own error; the rest of its batch was answered
+        return outcome
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=MODEL_MAX_ONGOING_REQUESTS)
 class ModelDeployment:
     """One model: every replica compiles each served version once.
 
     A disk-backed model re-scans its version folders every ``file_system_poll_wait_seconds``; a
-    loader-backed model takes its versions from the loader actor instead of the disk.
+    loader-backed model takes its versions from the loader actor instead of the disk. With
+    ``batching``, concurrent requests are merged into shared inferences (app/batching.py).
     """
 
-    async def __init__(self, config: ModelConfig, loader_actor: LoaderActorConfig | None = None,
-                       file_system_poll_wait_seconds: float = 1.0) -> None:
-        self.model = ModelServable(config)
+    async def __init__(
+        self, config: ModelConfig, loader_actor: LoaderActorConfig | None = None,
+        file_system_poll_wait_seconds: float = 1.0, batching: DynamicBatching | None = None,
+    ) -> None:
+        self.model = ModelServable(config, batched=batching is not None)
+        self.batcher = ServeBatcher(self.model, batching) if batching is not None else None
+        self._infer = self.batcher.infer if self.batcher is not None else self.model.infer
         self.follower: LoaderFollower | None = None
         self.poller: Poller | None = None
         if config.uses_loader and loader_actor is not None:
@@ -129,13 +158,17 @@ class ModelDeployment:
     async def signature(self, version: int | None) -> tuple[int, list[TensorInfo], list[TensorInfo]]:
         return self.model.signature(version)
 
+    async def batch_sizes(self) -> dict[int, int]:
+        """Inferences this replica ran, by how many requests each merged; empty without batching."""
+        return dict(self.batcher.batches.sizes) if self.batcher is not None else {}
+
     async def infer(self, request: InferRequest) -> InferResponse:
-        return await self.model.infer(request)
+        return await self._infer(request)
 
     async def infer_by_reference(self, request: InferRequest) -> InferResponse:
         """For a pipeline: inputs may be references, and large outputs go back as references."""
         request.inputs = await resolve(request.inputs)
-        response = await self.model.infer(request)
+        response = await self._infer(request)
         response.outputs = to_refs(response.outputs)
         return response
 

@@ -40,9 +40,11 @@ log = logging.getLogger(__name__)
 
 
 class ModelServable:
-    def __init__(self, config: ModelConfig, core: ov.Core | None = None) -> None:
+    def __init__(self, config: ModelConfig, core: ov.Core | None = None, batched: bool = False) -> None:
+        """``batched``: dynamic batching is on, so every version is compiled with a dynamic batch."""
         self.config = config
         self.core = core or ov.Core()
+        self.batched = batched
         self._compiled: dict[int, CompiledVersion] = {}
         self._statuses: dict[int, VersionStatus] = {}
         self._draining: set[int] = set()  # loader-backed: AVAILABLE in status, no longer served
@@ -82,7 +84,7 @@ class ModelServable:
     def _try_compile(self, version: int) -> CompiledVersion | ModelFileError:
         try:
             path = find_model_file(Path(self.config.base_path) / str(version))
-            return compile_version(self.core, read_model(self.core, path), version, self.config)
+            return compile_version(self.core, read_model(self.core, path), version, self.config, self.batched)
         except ModelFileError as exc:
             return exc
 
@@ -129,7 +131,9 @@ class ModelServable:
         try:
             model = read_model_from_buffers(self.core, kind, buffers.model, buffers.weights)
             # Compiling takes seconds for big models: keep the event loop answering meanwhile.
-            self._compiled[version] = await asyncio.to_thread(compile_version, self.core, model, version, self.config)
+            self._compiled[version] = await asyncio.to_thread(
+                compile_version, self.core, model, version, self.config, self.batched
+            )
             self._local_failures.pop(version, None)
         except ModelFileError as exc:
             log.error("model %s version %d from the loader not compiled: %s", self.name, version, exc)
@@ -165,7 +169,8 @@ class ModelServable:
             "outputs": [info.metadata() for info in compiled.outputs],
         }
 
-    async def infer(self, request: InferRequest) -> InferResponse:
+    def plan(self, request: InferRequest) -> tuple[CompiledVersion, list[str]]:
+        """The version that serves ``request`` and the outputs to return, once its inputs are checked."""
         compiled = self.resolve(request.version)
         check_inputs(compiled, request)
         wanted = request.output_names() or [info.name for info in compiled.outputs]
@@ -173,6 +178,10 @@ class ModelServable:
         for name in wanted:
             if name not in known:
                 raise InvalidOutput(f"output '{name}' of model '{self.name}'; expected one of {sorted(known)}")
+        return compiled, wanted
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        compiled, wanted = self.plan(request)
         start = time.perf_counter()
         outputs = await compiled.infer(request.inputs, wanted)
         elapsed_us = (time.perf_counter() - start) * 1e6

@@ -1,13 +1,14 @@
 """One compiled model version: read, reshape, compile, describe and run it with OpenVINO.
 
 Requests run on OpenVINO's async API with ``nireq`` infer requests per version: a request waits
-for a free infer request, starts it, and is resumed by OpenVINO's completion callback, so the
+for a free infer request, starts it, and is resumed when a waiter thread sees it finish, so the
 event loop never blocks on inference.
 """
 from __future__ import annotations
 
 import asyncio
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -121,6 +122,45 @@ def _configured_shape(port: ov.Output, index: int, config: ModelConfig) -> ov.Pa
     return ov.PartialShape(dims)
 
 
+def make_batch_dynamic(model: ov.Model, model_name: str) -> ov.Model:
+    """Make dim 0 of every input dynamic, so that requests merged along it run as one inference.
+
+    Splitting the outputs back is only right if each output carries the batch on its dim 0. The
+    batch dimension gets one OpenVINO symbol, which shape inference carries through the graph: an
+    output whose dim 0 does not carry it (face-detection's DetectionOutput [1,1,200,7], which lists
+    every image's boxes in one table) makes the model refuse dynamic batching.
+    """
+    batch = ov.Symbol()
+    shapes = {}
+    for port in model.inputs:
+        shape = port.get_partial_shape()
+        if shape.rank.is_dynamic or shape.rank.get_length() == 0:
+            raise _not_batchable(model_name, f"input '{port.get_any_name()}' has shape {shape}, with no batch dimension")
+        if _batch_index(port) != 0:
+            raise _not_batchable(model_name, f"input '{port.get_any_name()}' has its batch (N) at index "
+                                             f"{_batch_index(port)}, and requests are merged along dim 0")
+        dims = list(shape)
+        dims[0] = ov.Dimension()
+        dims[0].set_symbol(batch)
+        shapes[port] = ov.PartialShape(dims)
+    try:
+        model.reshape(shapes)
+    except RuntimeError as exc:
+        raise _not_batchable(model_name, f"its inputs' dim 0 cannot be made dynamic: {_first_line(exc)}") from exc
+    for index, port in enumerate(model.outputs):
+        shape = port.get_partial_shape()
+        first = shape[0] if shape.rank.is_static and shape.rank.get_length() > 0 else None
+        if first is None or not first.has_symbol() or not first.get_symbol() == batch:
+            raise _not_batchable(model_name, f"output '{_port_name(port, 'output', index)}' has shape {shape}, whose dim 0 "
+                                             "is not the batch of the inputs, so a merged result cannot be split back")
+    return model
+
+
+def _not_batchable(model_name: str, why: str) -> ModelFileError:
+    return ModelFileError(f"dynamic_batching is set for model '{model_name}', which cannot batch: {why}; "
+                          "remove dynamic_batching from its deployment options")
+
+
 def _batch_index(port: ov.Output) -> int:
     layout = port.get_node().get_layout() if hasattr(port.get_node(), "get_layout") else ov.Layout()
     return ov.layout_helpers.batch_idx(layout) if ov.layout_helpers.has_batch(layout) else 0
@@ -167,6 +207,7 @@ class CompiledVersion:
     def __post_init__(self) -> None:
         self._output_ports = {info.name: port for info, port in zip(self.outputs, self.compiled.outputs)}
         self._free: asyncio.Queue[ov.InferRequest] | None = None
+        self._waiters = ThreadPoolExecutor(self.nireq, thread_name_prefix=f"openvino-wait-v{self.version}")
         self._in_flight = 0
         self._idle: asyncio.Event | None = None
 
@@ -201,23 +242,23 @@ class CompiledVersion:
         return self._free
 
     async def _run(self, request: ov.InferRequest, inputs: Tensors) -> None:
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-
-        def on_done(_: object) -> None:
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
-
-        request.set_callback(on_done, None)
+        # OpenVINO's Python completion callback is never called when an inference fails, so
+        # awaiting it would hang that request and keep its infer request out of the pool for
+        # good. A thread blocked in wait() returns on success and raises the failure instead.
         try:
             request.start_async(inputs, share_inputs=True)
-            await done
-            request.wait()  # re-raises an inference failure the callback could not carry
+            await asyncio.get_running_loop().run_in_executor(self._waiters, request.wait)
         except RuntimeError as exc:
             raise InferenceFailed(f"version {self.version}: {_first_line(exc)}") from exc
 
 
-def compile_version(core: ov.Core, model: ov.Model, version: int, config: ModelConfig) -> CompiledVersion:
+def compile_version(
+    core: ov.Core, model: ov.Model, version: int, config: ModelConfig, batched: bool = False
+) -> CompiledVersion:
+    """``batched``: dynamic batching is on, so dim 0 becomes dynamic after the config's reshape."""
     model = prepare(model, config)
+    if batched:
+        model = make_batch_dynamic(model, config.name)
     properties = {key: str(value) if not isinstance(value, bool) else value for key, value in config.plugin_config.items()}
     try:
         compiled = core.compile_model(model, config.target_device, properties)

@@ -83,7 +83,23 @@ def plan_config(config: ServerConfig, config_dir: Path, settings: PlanSettings) 
         _plan_model(plan, model, config, settings)
     for pipeline in pipelines_to_serve(config, plan.errors):
         _plan_pipeline(plan, pipeline, config, config_dir, settings)
+    _check_option_names(plan, config, settings)
     return plan
+
+
+def _check_option_names(plan: Plan, config: ServerConfig, settings: PlanSettings) -> None:
+    """Options for a deployment the config does not make are a typo or a leftover: say so."""
+    import difflib
+
+    known = [*plan.deployments, "ingress"]
+    for where, options in (("config.json ray_serve.deployments", config.ray_serve.deployments),
+                           ("serve_config.yaml args.deployments", settings.deployments)):
+        for name in options:
+            if name not in known:
+                guess = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean '{guess[0]}'? " if guess else ""
+                plan.errors.append(f"{where}.{name}: this config deploys no such deployment; {hint}"
+                                   f"it deploys {', '.join(sorted(known))}")
 
 
 def options_for(config: ServerConfig, settings: PlanSettings, name: str) -> DeploymentOptions:
@@ -137,7 +153,7 @@ def _plan_model(plan: Plan, model: ModelConfig, config: ServerConfig, settings: 
 
     def application() -> Application:
         return ModelDeployment.options(name=name, **options.serve_options()).bind(
-            model, loader, file_system_poll_wait_seconds=settings.poll_seconds)
+            model, loader, file_system_poll_wait_seconds=settings.poll_seconds, batching=options.dynamic_batching)
 
     plan.deployments[name] = Planned(name, "model", print_, application)
     plan.servables[model.name] = name
@@ -192,8 +208,6 @@ def _plan_node(plan: Plan, pipeline: PipelineConfig, node: Any, config: ServerCo
     name = deployment_name("node", f"{pipeline.name}.{node.name}")
     params = resolve_param_paths(node.params, config_dir)
     options = options_for(config, settings, name)
-    if options.dynamic_batching is not None:
-        plan.errors.append(f"ray_serve.deployments.{name}.dynamic_batching: only model deployments batch; ignored")
     print_ = fingerprint("node", node.name, base_path, _file_stamp(base_path, config_dir), params,
                          options.model_dump(mode="json", exclude={"dynamic_batching"}))
 

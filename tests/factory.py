@@ -47,3 +47,24 @@ def write_broken(base: Path, version: int = 1) -> Path:
     (folder / "model.xml").write_text("<net>this is not an IR</net>")
     (folder / "model.bin").write_bytes(b"\0" * 8)
     return base
+
+
+def batchable() -> ov.Model:
+    """``x`` FP32 [1,4] and ``n`` INT32 [1,1] to ``shifted`` = x + n and ``total`` = the sum of x's row:
+    every input and output has the batch on dim 0, and the two outputs can be asked for apart."""
+    x = ops.parameter(ov.PartialShape([1, 4]), ov.Type.f32, name="x")
+    n = ops.parameter(ov.PartialShape([1, 1]), ov.Type.i32, name="n")
+    shifted = ops.add(x, ops.convert(n, ov.Type.f32))
+    shifted.output(0).get_tensor().set_names({"shifted"})
+    total = ops.reduce_sum(x, np.int64([1]), keep_dims=True)
+    total.output(0).get_tensor().set_names({"total"})
+    return ov.Model([shifted, total], [x, n], "batchable")
+
+
+def flattening() -> ov.Model:
+    """``x`` FP32 [1,3] to ``flat`` = x reshaped to [1,-1]: the batch folds into dim 1, as in a
+    DetectionOutput table, so a merged result could not be split back by rows."""
+    x = ops.parameter(ov.PartialShape([1, 3]), ov.Type.f32, name="x")
+    flat = ops.reshape(x, np.int64([1, -1]), False)
+    flat.output(0).get_tensor().set_names({"flat"})
+    return ov.Model([flat], [x], "flattening")

@@ -165,6 +165,22 @@ def prepare_pipelines(base: Path) -> dict:
     }
 
 
+BATCH_SIZE = 8  # tests/integration/test_batching.py sends 16 requests: two full batches
+RECOGNIZER_SHAPE = (1, 3, 48, 320)
+
+
+def prepare_batching() -> dict:
+    """The text recognizer twice on the same files, with a fixed line width: unbatched, and batched
+    with a wait long enough that concurrent requests always fill a batch."""
+    shape = "(" + ",".join(map(str, RECOGNIZER_SHAPE)) + ")"
+    return {
+        "models": [{"config": {"name": name, "base_path": "models/text-recognition", "shape": shape}}
+                   for name in ("recognizer", "recognizer-batched")],
+        "deployments": {"model.recognizer-batched": {
+            "dynamic_batching": {"max_batch_size": BATCH_SIZE, "batch_wait_timeout_s": 10.0}}},
+    }
+
+
 def issue_licence(base: Path, until: str, models: str = "licensed") -> None:
     import subprocess
     import sys
@@ -209,6 +225,9 @@ def model_server(ray_cluster, served_dir, demo_models) -> str:
     config["custom_node_library_config_list"] = pipelines["libraries"]
     config["pipeline_config_list"] = pipelines["pipelines"]
     add_versioned_model(config, base)
+    batching = prepare_batching()
+    config["model_config_list"] += batching["models"]
+    config.setdefault("ray_serve", {}).setdefault("deployments", {}).update(batching["deployments"])
     path = base / "config.json"
     path.write_text(json.dumps(config))
     _get_global_client().deploy_apps(ServeDeploySchema.model_validate({"applications": [{

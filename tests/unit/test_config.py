@@ -197,3 +197,30 @@ def test_options_name_a_deployment_and_scale_one_way():
     with pytest.raises(ConfigError) as exc:
         parse_config(_with_options({"model.a": {"num_replicas": 2, "autoscaling_config": {"max_replicas": 2}}}))
     assert "set num_replicas or autoscaling_config, not both" in str(exc.value)
+
+
+def test_dynamic_batching_is_for_model_deployments_only():
+    (error,) = errors_of(_with_options({"pipeline.ocr": {"dynamic_batching": {"max_batch_size": 4}}}))
+    assert error.startswith("ray_serve.deployments: 'pipeline.ocr' sets dynamic_batching, which only model "
+                            "deployments (model.<model>) take")
+    assert "'ingress' sets dynamic_batching" in errors_of(_with_options({"ingress": {"dynamic_batching": {"max_batch_size": 4}}}))[0]
+
+
+def test_dynamic_batching_needs_room_for_a_batch_in_a_replica():
+    (error,) = errors_of(_with_options({"model.a": {"max_ongoing_requests": 4, "dynamic_batching": {"max_batch_size": 8}}}))
+    assert "max_ongoing_requests 4 is below dynamic_batching.max_batch_size 8" in error
+    big = parse_config(_with_options({"model.a": {"dynamic_batching": {"max_batch_size": 100}}}))
+    assert big.ray_serve.deployments["model.a"].serve_options() == {"max_ongoing_requests": 100}
+
+
+def test_dynamic_batching_in_serve_config_args_is_for_model_deployments_only():
+    from pydantic import ValidationError
+
+    from app.build import AppArgs
+
+    AppArgs(deployments={"model.m": {"dynamic_batching": {"max_batch_size": 4}}})  # a model: accepted
+    with pytest.raises(ValidationError) as caught:
+        AppArgs(deployments={"node.ocr.crop": {"dynamic_batching": {"max_batch_size": 4}}})
+    assert "'node.ocr.crop' sets dynamic_batching, which only model deployments (model.<model>) take" in str(caught.value)
+    # A model deployment the config does not make is reported when the config is planned
+    # (tests/unit/test_config_reload.py), where the config's models are known.

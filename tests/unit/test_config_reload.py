@@ -271,3 +271,13 @@ def test_a_reload_request_reports_what_the_watcher_applied_just_before(served):
 
     first, second = asyncio.run(scenario())
     assert first == (True, None) and second == (False, None)
+
+
+def test_options_for_a_deployment_the_config_does_not_make_are_reported(served):
+    path = served / "config.json"
+    write(path, [model("a")], ray_serve={"deployments": {"model.aa": {"num_replicas": 2}}})
+    config, _, _ = service(path)
+    asyncio.run(config.load())
+    (error,) = config.catalog().errors
+    assert error.startswith("config.json ray_serve.deployments.model.aa: this config deploys no such deployment; "
+                            "did you mean 'model.a'?")

@@ -99,7 +99,8 @@ def test_get_or_create_uses_a_named_detached_actor(monkeypatch):
     monkeypatch.setattr(actor_module, "LoaderActor", FakeActorClass())
     assert get_or_create_loader_actor([], [], 2.0) == "handle"
     assert calls == [
-        {"name": "rayvino-loader", "namespace": "rayvino", "lifetime": "detached", "get_if_exists": True},
+        {"name": "rayvino-loader", "namespace": "rayvino", "lifetime": "detached", "get_if_exists": True,
+         "resources": {"node:__internal_head__": 0.001}},  # on the head node, as Serve's controller
         ([], [], 2.0, time.time, 0.0),
     ]
 
