@@ -39,7 +39,8 @@ def batch_sizes() -> Counter:
     """The inferences the batched recognizer's replica has run, by requests merged."""
     from ray import serve
 
-    handle = serve.get_deployment_handle("model.recognizer-batched", app_name="rayvino")
+    # Each model is a Serve application named like its deployment (app/plan.py).
+    handle = serve.get_deployment_handle("model.recognizer-batched", app_name="model.recognizer-batched")
     return Counter(handle.batch_sizes.remote().result(timeout_s=60))
 
 
