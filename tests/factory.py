@@ -68,3 +68,27 @@ def flattening() -> ov.Model:
     flat = ops.reshape(x, np.int64([1, -1]), False)
     flat.output(0).get_tensor().set_names({"flat"})
     return ov.Model([flat], [x], "flattening")
+
+
+def local_dataplane(base: Path):
+    """A DataPlane over in-process models, as both front ends' unit tests use it: ``dummy``
+    (versions 1 and 3 of 1..3) and ``broken``."""
+    from app.config import parse_config
+    from app.dataplane import DataPlane, LocalServable
+    from app.model import ModelServable
+
+    write_dummy(base / "dummy", [1, 2, 3])
+    write_broken(base / "broken")
+    config = parse_config(
+        {"model_config_list": [
+            {"config": {"name": "dummy", "base_path": "dummy", "model_version_policy": {"specific": {"versions": [1, 3]}}}},
+            {"config": {"name": "broken", "base_path": "broken"}},
+        ]},
+        base,
+    )
+    servables = {}
+    for model_config in config.models:
+        model = ModelServable(model_config)
+        model.load()
+        servables[model.name] = LocalServable(model)
+    return DataPlane(servables)

@@ -9,13 +9,11 @@ import numpy as np
 import pytest
 
 from app import errors
-from app.config import parse_config
-from app.dataplane import DataPlane, LocalServable
+from app.dataplane import DataPlane
 from app.inference import InferResponse
 from app.kserve_grpc import TYPED_FIELDS, KServeGrpcMethods, decode_request, encode_response, error_status
 from app.kserve_v2 import grpc_predict_v2_pb2 as pb
 from app.metrics import ServingMetrics
-from app.model import ModelServable
 from app.pipeline.errors import DemultiplexerNoResults, PipelineInvalid
 from app.tensors import DTYPES, pack_bytes
 from tests import factory
@@ -243,22 +241,8 @@ class Front(KServeGrpcMethods):
 
 @pytest.fixture(scope="module")
 def front(tmp_path_factory) -> Front:
-    base = tmp_path_factory.mktemp("models")
-    factory.write_dummy(base / "dummy", [1, 2, 3])
-    factory.write_broken(base / "broken")
-    config = parse_config(
-        {"model_config_list": [
-            {"config": {"name": "dummy", "base_path": "dummy", "model_version_policy": {"specific": {"versions": [1, 3]}}}},
-            {"config": {"name": "broken", "base_path": "broken"}},
-        ]},
-        base,
-    )
-    servables = {}
-    for model_config in config.models:
-        model = ModelServable(model_config)
-        model.load()
-        servables[model.name] = LocalServable(model)
-    return Front(DataPlane(servables), ServingMetrics(), max_request_bytes=4096)
+    dataplane = factory.local_dataplane(tmp_path_factory.mktemp("models"))
+    return Front(dataplane, ServingMetrics(), max_request_bytes=4096)
 
 
 def call(front: Front, method: str, request):

@@ -5,9 +5,6 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import parse_config
-from app.dataplane import DataPlane, LocalServable
-from app.model import ModelServable
 from app.rest import build_rest_app
 from tests import factory
 
@@ -17,22 +14,8 @@ TRUNCATED_HEADER = b'{"inputs":[{"name":"b","shape":[1,10],"datatype":"FP32","pa
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    base = tmp_path_factory.mktemp("models")
-    factory.write_dummy(base / "dummy", [1, 2, 3])
-    factory.write_broken(base / "broken")
-    config = parse_config(
-        {"model_config_list": [
-            {"config": {"name": "dummy", "base_path": "dummy", "model_version_policy": {"specific": {"versions": [1, 3]}}}},
-            {"config": {"name": "broken", "base_path": "broken"}},
-        ]},
-        base,
-    )
-    servables = {}
-    for model_config in config.models:
-        model = ModelServable(model_config)
-        model.load()
-        servables[model.name] = LocalServable(model)
-    with TestClient(build_rest_app(DataPlane(servables), max_request_bytes=LIMIT)) as test_client:
+    dataplane = factory.local_dataplane(tmp_path_factory.mktemp("models"))
+    with TestClient(build_rest_app(dataplane, max_request_bytes=LIMIT)) as test_client:
         yield test_client
 
 
