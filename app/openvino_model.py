@@ -129,6 +129,11 @@ def make_batch_dynamic(model: ov.Model, model_name: str) -> ov.Model:
     batch dimension gets one OpenVINO symbol, which shape inference carries through the graph: an
     output whose dim 0 does not carry it (face-detection's DetectionOutput [1,1,200,7], which lists
     every image's boxes in one table) makes the model refuse dynamic batching.
+
+    Every input's dim 0 is taken as the batch, as Triton's batching takes it; no check can tell
+    an input that is a per-request setting of fixed size (tests/factory.py's two_inputs ``k``
+    [1]) from a batch. Merging such inputs fails (and those requests are then run one by one)
+    or, where the merged sizes happen to broadcast, gives wrong results: do not batch such models.
     """
     batch = ov.Symbol()
     shapes = {}
