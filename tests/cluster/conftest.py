@@ -26,7 +26,6 @@ def pytest_collection_modifyitems(config, items):
 def cluster():
     """A head node (resource ``head``) the driver connects to; tests add and remove workers."""
     import ray
-    from ray import serve
     from ray.cluster_utils import Cluster
 
     if ray.is_initialized():  # a Ray session in this process already: not ours to replace
@@ -39,7 +38,7 @@ def cluster():
         ray.init(address=nodes.address, namespace="rayvino-cluster-test", log_to_driver=False)
         yield nodes
     finally:
-        if ray.is_initialized():
-            serve.shutdown()
-            ray.shutdown()
+        # No serve.shutdown(): its graceful replica stops cost seconds, and removing every node
+        # ends Serve's actors with the processes that host them.
+        ray.shutdown()
         nodes.shutdown()

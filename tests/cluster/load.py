@@ -13,10 +13,13 @@ from typing import Callable
 
 from tritonclient.utils import InferenceServerException
 
-# A replica or its node went away under the request: the next attempt reaches a live replica.
-# Ray's names for it (ray.exceptions), as the server's 500 body quotes them.
-LOST_REPLICA = ("ActorDiedError", "RayActorError", "ActorUnavailableError", "OwnerDiedError",
-                "ObjectLostError", "ObjectFetchTimedOutError", "NodeDiedError", "replica died")
+# The server lost the request in flight with a node: a replica, or a tensor passed by reference,
+# went away under it, and the next attempt reaches live ones. Ray's names for it (ray.exceptions),
+# as the server's 500 body quotes them. ReferenceCountingAssertionError was seen once, right
+# after the kill, for a tensor whose owner had already dropped it (ray PR #63560).
+LOST_IN_FLIGHT = ("ActorDiedError", "RayActorError", "ActorUnavailableError", "OwnerDiedError",
+                  "ObjectLostError", "ObjectFetchTimedOutError", "ReferenceCountingAssertionError",
+                  "NodeDiedError", "replica died")
 RETRYABLE_STATUS = {"502", "503", "504"}  # the proxy has no live replica, or gave up waiting
 
 
@@ -26,7 +29,7 @@ def retryable(exc: BaseException) -> bool:
         status = exc.status()
         if status in RETRYABLE_STATUS:
             return True
-        return status == "500" and any(name in (exc.message() or "") for name in LOST_REPLICA)
+        return status == "500" and any(name in (exc.message() or "") for name in LOST_IN_FLIGHT)
     return isinstance(exc, OSError)  # refused, reset or timed out: ConnectionError and TimeoutError are OSErrors
 
 
@@ -34,7 +37,7 @@ def describe(exc: BaseException) -> str:
     """A short key to count failures by: the status and Ray's error name if any, else the class."""
     if isinstance(exc, InferenceServerException):
         message = exc.message() or ""
-        cause = next((name for name in LOST_REPLICA if name in message), "other")
+        cause = next((name for name in LOST_IN_FLIGHT if name in message), "other")
         return f"{exc.status()} {cause}"
     return type(exc).__name__
 

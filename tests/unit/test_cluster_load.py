@@ -12,13 +12,15 @@ LOST = ("Pipeline execution failed - pipeline 'ocr': node 'recognize' failed: mo
 
 @pytest.mark.parametrize("error, expected", [
     (InferenceServerException(LOST, status="500"), True),
+    (InferenceServerException("Internal server error - RayTaskError(ReferenceCountingAssertionError): "
+                              "Failed to retrieve object 00f5", status="500"), True),
     (InferenceServerException("no replica available", status="503"), True),
     (ConnectionRefusedError(111, "Connection refused"), True),
     (TimeoutError("timed out"), True),
     (InferenceServerException("Pipeline execution failed - Custom node failed during execution", status="500"), False),
     (InferenceServerException("Invalid input shape", status="400"), False),
     (ValueError("a bug in the client"), False),
-], ids=["lost-replica", "503", "refused", "timeout", "node-failed", "bad-request", "client-bug"])
+], ids=["lost-replica", "lost-tensor", "503", "refused", "timeout", "node-failed", "bad-request", "client-bug"])
 def test_only_failures_where_the_server_lost_the_request_are_retried(error, expected):
     assert retryable(error) is expected
 
