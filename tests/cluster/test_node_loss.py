@@ -98,8 +98,8 @@ def ready(http) -> bool:
 
 
 def start_on_two_workers(cluster, app):
-    """Worker A, serve.run in a thread (it returns once every replica runs), then worker B once
-    A holds its replica: so the recognizer's second replica can only start on B."""
+    """Worker A, serve.run in a thread (it may wait for every replica, and one waits for B), then
+    worker B once A holds its replica: so the recognizer's second replica can only start on B."""
     from ray import serve
 
     failures: list[BaseException] = []
@@ -117,6 +117,9 @@ def start_on_two_workers(cluster, app):
              what="the first recognizer replica to run on worker A")
     assert not failures, failures
     worker_b = cluster.add_node(num_cpus=1, resources={"worker": 2}, object_store_memory=OBJECT_STORE_BYTES)
+    # serve.run may return before the models run (when a config actor deploys them): wait for both.
+    wait_for(lambda: sorted(replicas(RECOGNIZER).values()) == sorted([worker_a.node_id, worker_b.node_id])
+             or failures, timeout=300, what="a recognizer replica on each worker")
     deploying.join(300)
     assert not deploying.is_alive() and not failures, failures
     return worker_a, worker_b
@@ -159,6 +162,7 @@ def test_ocr_keeps_answering_when_a_worker_node_is_lost(cluster, tmp_path, free_
     placement = replicas(RECOGNIZER)
     assert sorted(placement.values()) == sorted([worker_a.node_id, worker_b.node_id]), placement
     for name in set(options) - {RECOGNIZER}:
+        wait_for(lambda: replicas(name), timeout=120, what=f"{name} to run")
         assert set(replicas(name).values()) == {cluster.head_node.node_id}, (name, replicas(name))
 
     clients = 3
