@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup models nodes run test unit integration bench lock clean
+.PHONY: setup models nodes run test unit integration cluster bench lock clean
 
 setup: $(STAMP) models nodes
 
@@ -32,14 +32,19 @@ else
 	$(VENV)/bin/serve run app.build:build_app config_path=$(CONFIG)
 endif
 
+# The cluster tier starts a multi-node Ray cluster of its own, so it runs in a pytest process of its own.
 test: setup
 	$(PY) -m pytest tests/unit tests/integration
+	$(PY) -m pytest tests/cluster
 
 unit: setup
 	$(PY) -m pytest tests/unit
 
 integration: setup
 	$(PY) -m pytest tests/integration
+
+cluster: setup
+	$(PY) -m pytest tests/cluster
 
 # Benchmarks run on demand, never in the test suite; each prints ratios against a baseline.
 bench: setup
