@@ -18,7 +18,7 @@ from app.config import DeploymentOptions, batching_target_errors, load_config
 from app.config_actor import ACTOR_NAME as CONFIG_ACTOR_NAME
 from app.config_actor import ConfigActorRef, ConfigSettings
 from app.deployments import Ingress
-from app.plan import PlanSettings
+from app.plan import PlanSettings, options_for
 from app.rest import DEFAULT_MAX_REQUEST_BYTES
 from loaders.actor import ACTOR_NAME, LoaderActorConfig
 
@@ -78,10 +78,5 @@ def build_app(args: dict) -> Application:
         log.error("config %s: %s", config_path, outcome.error)
     log.info("serving %d models and %d pipelines from %s", len(config.models), len(config.pipeline_config_list),
              settings.config_path)
-    ingress = Ingress.options(name="ingress", **_ingress_options(settings))
-    return ingress.bind(actor, settings.max_request_bytes, config.monitoring)
-
-
-def _ingress_options(settings: AppArgs) -> dict:
-    options = settings.deployments.get("ingress")
-    return options.serve_options() if options is not None else {}
+    options = options_for(config, actor.settings.plan, "ingress").serve_options()
+    return Ingress.options(name="ingress", **options).bind(actor, settings.max_request_bytes, config.monitoring)

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Awaitable, Callable, TypeVar
 
 from fastapi import FastAPI
 from ray import serve
+from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 
 from app.batching import BatchedModel
@@ -31,9 +33,22 @@ from nodes.deployment import NodeClient
 from nodes.errors import NodeInitializeFailed
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LONG_POLL_SECONDS = 2.0  # a replica's heartbeat to the loader and config actors; keep well under their grace
 SIGNATURE_WAIT_SECONDS = 30.0  # a pipeline waits this long for a starting model or node before it reports it
+
+
+async def call_model(call: Callable[[], Awaitable[T]]) -> T:
+    """One model call of a pipeline, sent once more if the replica was lost while it ran (its node
+    died): inference has no side effects, and Serve routes the second try to a live replica.
+    Serve itself re-routes only calls no replica has accepted yet. A model's own error is its
+    answer, and custom nodes are not retried (a crashing library would crash again, as in OVMS)."""
+    try:
+        return await call()
+    except RayActorError as exc:  # ActorUnavailableError, ActorDiedError: the replica, not the request
+        log.warning("model replica lost mid-call (%s); sending the call once more", type(exc).__name__)
+        return await call()
 
 
 def handle_for(deployment: str) -> DeploymentHandle:
@@ -208,7 +223,8 @@ class PipelineDeployment:
         # Values are tensors or object references: they go on to the next deployment as they are.
         if node.kind == "model":
             request = InferRequest(node.model_name, node.version, inputs, [RequestedOutput(o) for o in node.outputs])
-            return (await self.models[node.model_name].infer_by_reference.remote(request)).outputs
+            handle = self.models[node.model_name]
+            return (await call_model(lambda: handle.infer_by_reference.remote(request))).outputs
         return await self.nodes[node.name].run(inputs, node.outputs, by_reference=True)
 
     async def _catalog(self) -> DictCatalog:
