@@ -4,10 +4,11 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
-from app.config_actor import ConfigService, ConfigSettings
+from app.config_actor import ConfigService, ConfigSettings, ReloadOutcome
 from app.plan import Plan, Planned, PlanSettings
 from loaders.actor import LoaderActorConfig
 from tests import factory
@@ -90,6 +91,20 @@ def service(path: Path, clock: Clock | None = None) -> tuple[ConfigService, Fake
     return ConfigService(settings, deployer, loaders, clock or Clock()), deployer, loaders
 
 
+def reloads(path: Path, *edits: Callable[[], None]) -> tuple[ConfigService, FakeDeployer, list[ReloadOutcome]]:
+    """A config actor's core that loaded ``path``, then again after each edit of it, in turn."""
+
+    async def scenario():
+        config, deployer, _ = service(path)
+        outcomes = [await config.load()]
+        for edit in edits:
+            edit()
+            outcomes.append(await config.load())
+        return config, deployer, outcomes
+
+    return asyncio.run(scenario())
+
+
 def test_the_first_load_deploys_every_model_pipeline_and_node(served):
     path = served / "config.json"
     write(path, [model("a"), model("b")], [pipeline("p", "a")])
@@ -124,46 +139,26 @@ def test_an_unchanged_file_deploys_nothing_and_an_equivalent_one_changes_nothing
 def test_adding_a_model_deploys_only_that_model(served):
     path = served / "config.json"
     write(path, [model("a")], [pipeline("p", "a")])
-
-    async def scenario():
-        config, deployer, _ = service(path)
-        await config.load()
-        write(path, [model("a"), model("b")], [pipeline("p", "a")])
-        return await config.load(), deployer, config.catalog()
-
-    outcome, deployer, catalog = asyncio.run(scenario())
-    assert outcome.changed
+    config, deployer, outcomes = reloads(path, lambda: write(path, [model("a"), model("b")], [pipeline("p", "a")]))
+    assert outcomes[-1].changed
     assert deployer.deployed[-1] == ["model.b"]
-    assert catalog.servables["b"] == "model.b"
+    assert config.catalog().servables["b"] == "model.b"
 
 
 def test_changing_a_model_redeploys_it_and_the_pipelines_that_use_it(served):
     path = served / "config.json"
-    write(path, [model("a"), model("b")], [pipeline("p", "a"), pipeline("q", "b")])
-
-    async def scenario():
-        config, deployer, _ = service(path)
-        await config.load()
-        write(path, [model("a", nireq=2), model("b")], [pipeline("p", "a"), pipeline("q", "b")])
-        await config.load()
-        return deployer
-
-    deployer = asyncio.run(scenario())
+    pipelines = [pipeline("p", "a"), pipeline("q", "b")]
+    write(path, [model("a"), model("b")], pipelines)
+    _, deployer, _ = reloads(path, lambda: write(path, [model("a", nireq=2), model("b")], pipelines))
     assert deployer.deployed[-1] == ["model.a", "pipeline.p"]  # q, b and both nodes keep running
 
 
 def test_deployment_options_from_the_ray_serve_block_are_a_change(served):
     path = served / "config.json"
     write(path, [model("a"), model("b")])
-
-    async def scenario():
-        config, deployer, _ = service(path)
-        await config.load()
-        write(path, [model("a"), model("b")], ray_serve={"deployments": {"model.b": {"num_replicas": 2}}})
-        await config.load()
-        return deployer
-
-    assert asyncio.run(scenario()).deployed[-1] == ["model.b"]
+    options = {"deployments": {"model.b": {"num_replicas": 2}}}
+    _, deployer, _ = reloads(path, lambda: write(path, [model("a"), model("b")], ray_serve=options))
+    assert deployer.deployed[-1] == ["model.b"]
 
 
 def test_a_removed_model_is_deleted_and_listed_as_end(served):
