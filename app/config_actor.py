@@ -321,15 +321,6 @@ class LoaderActorOwner:
             self.actor = None
 
 
-@ray.remote(num_cpus=0)
-def _warm_worker() -> None:
-    """Leave an idle worker with the replica's imports done: Ray hands idle workers of the same job
-    to new actors, so a model added by a reload starts in about a second instead of four."""
-    import ray.serve._private.replica  # noqa: F401
-    import app.deployments  # noqa: F401
-    import nodes.deployment  # noqa: F401
-
-
 class _RayConfigService(ConfigService):
     """The actor: starts the watcher once the first config is applied."""
 
@@ -360,7 +351,6 @@ class _RayConfigService(ConfigService):
                 if self.state.plan is not None:
                     await self.loaders.ensure(self.state.plan)
                 await self.check_ready()
-                await _warm_worker.remote()
                 if self.app_gone():
                     log.info("no ingress has called for %.0f s: the app is gone; cleaning up",
                              self.settings.idle_shutdown_seconds)
