@@ -113,6 +113,15 @@ class Load:
         with self.lock:
             return list(self.requests)
 
+    def mark(self) -> int:
+        """A point in the load: the number of requests begun so far (an event order, not a clock)."""
+        with self.lock:
+            return len(self.requests)
+
+    def succeeded_since(self, mark: int) -> int:
+        """Requests begun after ``mark`` that succeeded."""
+        return sum(1 for r in self.snapshot()[mark:] if r.succeeded)
+
     def succeeded_after(self, moment: float) -> int:
         """Requests whose successful attempt started after ``moment``."""
         return sum(1 for r in self.snapshot() if r.succeeded and r.attempts[-1].started > moment)

@@ -49,3 +49,4 @@ def test_a_request_is_retried_until_it_succeeds_and_a_fatal_failure_is_not_retri
     assert not second.succeeded and len(second.attempts) == 1 and not second.attempts[0].retryable
     assert load.failures() == {"500 ActorUnavailableError": 1, "ConnectionResetError": 1, "400 other": 1}
     assert [a.error for a in load.fatal()] == ["400 other"]
+    assert load.mark() == 2 and load.succeeded_since(0) == 1 and load.succeeded_since(1) == 0
