@@ -104,7 +104,6 @@ class ConfigService:
         self._lock = asyncio.Lock()  # one load at a time: the watcher and POST /v1/config/reload
         self._started_at = clock()
         self._last_ingress_call: float | None = None
-        self._loader_specs: tuple | None = None
         self.changes = 0  # loads that deployed, deleted or re-applied something
         self._changes_answered = 0
 
@@ -166,7 +165,6 @@ class ConfigService:
         deploy, delete = plan.changes(before)
         for error in await self.loaders.apply(plan):
             plan.errors.append(error)
-        self._loader_specs = (tuple(plan.loaders), tuple(plan.loader_models))
         if deploy:
             await self.deployer.deploy(deploy)
         if delete:
@@ -191,14 +189,14 @@ class ConfigService:
 
     async def _refresh_loaders(self) -> bool:
         """Between config changes, version folders of loader-backed models may still come and go."""
-        if self.state.config is None:
+        plan = self.state.plan
+        if self.state.config is None or plan is None:
             return False
-        specs = loader_specs(self.state.config, Path(self.settings.config_path).resolve().parent)
-        if (tuple(specs[0]), tuple(specs[1])) == self._loader_specs or self.state.plan is None:
+        loaders, models = loader_specs(self.state.config, Path(self.settings.config_path).resolve().parent)
+        if (loaders, models) == (plan.loaders, plan.loader_models):
             return False
-        self.state.plan.loaders, self.state.plan.loader_models = specs
-        self._loader_specs = (tuple(specs[0]), tuple(specs[1]))
-        await self.loaders.apply(self.state.plan)
+        plan.loaders, plan.loader_models = loaders, models
+        await self.loaders.apply(plan)
         return True
 
     # ----- what the ingress sees ----------------------------------------------------------------
