@@ -62,11 +62,10 @@ class DataPlane:
     def __init__(self, servables: dict[str, Servable], ready: bool = True) -> None:
         self.servables = servables
         self.ready = ready  # /v2/health/ready: every deployment of the config has started
-        self.config_errors: tuple[str, ...] = ()
 
-    def update(self, servables: dict[str, Servable], ready: bool, config_errors: tuple[str, ...] = ()) -> None:
+    def update(self, servables: dict[str, Servable], ready: bool) -> None:
         """Swap in a new catalog at once: a request sees the old one or the new one, never a mix."""
-        self.servables, self.ready, self.config_errors = servables, ready, config_errors
+        self.servables, self.ready = servables, ready
 
     def servable(self, name: str) -> Servable:
         try:

@@ -323,7 +323,7 @@ class CatalogFollower:
             servables[name] = servable
         for name, versions in catalog.retired.items():
             servables[name] = RetiredServable(name, versions)
-        self.dataplane.update(servables, catalog.ready, catalog.errors)
+        self.dataplane.update(servables, catalog.ready)
 
     async def _run(self) -> None:
         while True:
