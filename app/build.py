@@ -65,8 +65,9 @@ def build_app(args: dict) -> Application:
     settings = AppArgs.model_validate(args)
     config = load_config(settings.config_path)  # raises ConfigError: nothing is deployed
     config_path = str(Path(settings.config_path).resolve())
-    loader_actor = LoaderActorConfig((), (), settings.file_system_poll_wait_seconds,
-                                     settings.loader_idle_shutdown_seconds, settings.loader_actor_name)
+    # The config actor ends the loader actor with the app, so the loader actor's own idle
+    # shutdown is off: under load it could take slow replicas for gone and end the loaders early.
+    loader_actor = LoaderActorConfig((), (), settings.file_system_poll_wait_seconds, 0.0, settings.loader_actor_name)
     actor = ConfigActorRef(
         ConfigSettings(config_path,
                        PlanSettings(settings.deployments, loader_actor, settings.file_system_poll_wait_seconds),
