@@ -10,8 +10,8 @@
   and their requests in flight. Removed models and pipelines stay listed as END (404).
 * It gives the loader actor the current loaders and loader-backed models on every change.
 * The ingress replicas follow its ``Catalog`` with a long-poll; the poll is also how the actor
-  knows the app is alive. When no ingress has called for ``idle_shutdown_seconds``, the app is
-  gone: the actor deletes the deployments it made, deinitialises the loaders and ends.
+  knows the app is alive. When no poll is pending and none has been for ``idle_shutdown_seconds``,
+  the app is gone: the actor deletes the deployments it made, deinitialises the loaders and ends.
 """
 from __future__ import annotations
 
@@ -104,6 +104,7 @@ class ConfigService:
         self._lock = asyncio.Lock()  # one load at a time: the watcher and POST /v1/config/reload
         self._started_at = clock()
         self._last_ingress_call: float | None = None
+        self._polls_waiting = 0  # an ingress with a long-poll pending is alive, however long it waits
         self.changes = 0  # loads that deployed, deleted or re-applied something
         self._changes_answered = 0
 
@@ -209,14 +210,17 @@ class ConfigService:
 
     async def wait_for_change(self, seen: int | None, timeout: float) -> Catalog:
         """The catalog once its revision differs from ``seen``, or after ``timeout`` (an ingress's long-poll)."""
-        self._last_ingress_call = self.clock()
-        async with self._changed:
-            if seen == self.state.revision:
-                try:
-                    await asyncio.wait_for(self._changed.wait(), timeout)
-                except asyncio.TimeoutError:
-                    pass
-        self._last_ingress_call = self.clock()
+        self._polls_waiting += 1
+        try:
+            async with self._changed:
+                if seen == self.state.revision:
+                    try:
+                        await asyncio.wait_for(self._changed.wait(), timeout)
+                    except asyncio.TimeoutError:
+                        pass
+        finally:
+            self._polls_waiting -= 1
+            self._last_ingress_call = self.clock()
         return self.catalog()
 
     async def _publish(self) -> None:
@@ -245,6 +249,9 @@ class ConfigService:
     # ----- the app going away -------------------------------------------------------------------
 
     def app_gone(self) -> bool:
+        """No ingress is polling, and none has for ``idle_shutdown_seconds`` (since start, if none ever has)."""
+        if self._polls_waiting:
+            return False
         now = self.clock()
         if self._last_ingress_call is None:
             return now - self._started_at > NEVER_CALLED_GRACE_SECONDS

@@ -95,7 +95,7 @@ def test_deleting_the_app_shuts_everything_down_in_order(ray_cluster, tmp_path):
     suffix = uuid.uuid4().hex[:6]
     loader_actor, config_actor, app_name = f"lifecycle-loader-{suffix}", f"lifecycle-config-{suffix}", "lifecycle"
     serve.run(build_app({"config_path": str(tmp_path / "config.json"), "loader_actor_name": loader_actor,
-                         "config_actor_name": config_actor, "loader_idle_shutdown_seconds": 1.0}),
+                         "config_actor_name": config_actor, "loader_idle_shutdown_seconds": 3.0}),
               name=app_name, route_prefix=None)
     assert log.read_text().splitlines() == ["loader_init", "load_model tracked 1"]
     made = {"model.tracked", "pipeline.recorded", "node.recorded.pass"}

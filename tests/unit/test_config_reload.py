@@ -250,6 +250,28 @@ def test_once_no_ingress_calls_the_config_cleans_up(served):
     assert deployer.deleted == [["model.a", "model.b"]] and loaders.shut_down
 
 
+def test_an_ingress_waiting_in_a_long_poll_keeps_the_app_alive(served):
+    """A poll pending longer than the idle time (a slow or loaded ingress) is a live ingress."""
+    path = served / "config.json"
+    write(path, [model("a")])
+    clock = Clock()
+
+    async def scenario():
+        config, _, _ = service(path, clock)
+        await config.load()
+        polling = asyncio.create_task(config.wait_for_change(config.state.revision, 30))
+        await asyncio.sleep(0)  # the poll is now waiting
+        clock.now += 60
+        alive_while_polling = not config.app_gone()
+        polling.cancel()  # the ingress went away mid-poll
+        await asyncio.gather(polling, return_exceptions=True)
+        gone_at_once = config.app_gone()
+        clock.now += 11
+        return alive_while_polling, gone_at_once, config.app_gone()
+
+    assert asyncio.run(scenario()) == (True, False, True)
+
+
 def test_a_reload_request_reports_what_the_watcher_applied_just_before(served):
     path = served / "config.json"
     write(path, [model("a")])
