@@ -25,7 +25,7 @@ from typing import Any, Callable, Protocol
 
 import ray
 
-from app.config import ConfigError, ServerConfig, load_config
+from app.config import ConfigError, ModelConfig, ServerConfig, load_config
 from app.plan import Plan, Planned, PlanSettings, loader_specs, plan_config
 
 log = logging.getLogger("rayvino.config")
@@ -48,6 +48,9 @@ class Catalog:
     retired: dict[str, tuple[int, ...]]  # name -> versions, all reported END
     errors: tuple[str, ...]  # config entries skipped, and the last reload's failure if any
     starting: frozenset[str]  # deployments (re)deployed and not RUNNING yet: their versions show LOADING
+    # Models a reload added whose deployment is still starting: the ingress serves them itself
+    # until it runs (app/bridge.py), so a new model answers in about a second, not a process start.
+    bridges: dict[str, ModelConfig] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -93,6 +96,7 @@ class _State:
     load_error: str | None = None
     revision: int = 0
     starting: set[str] = field(default_factory=set)
+    bridges: set[str] = field(default_factory=set)  # see Catalog.bridges
 
 
 class ConfigService:
@@ -177,8 +181,16 @@ class ConfigService:
         log.info("config applied: %d deployments (%d deployed, %d deleted, %d unchanged)", len(plan.deployments),
                  len(deploy), len(delete), len(plan.deployments) - len(deploy))
         self.state.starting = (self.state.starting - set(delete)) | {p.name for p in deploy}
+        self._bridge(before, plan)
         await self._publish()
         return bool(deploy or delete)
+
+    def _bridge(self, before: Plan | None, plan: Plan) -> None:
+        """Bridge the models this load added. Not on the first load: then everything starts at once,
+        and the ingress would compile the whole config."""
+        added = plan.servables.keys() - before.servables.keys() if before is not None else set()
+        self.state.bridges = {name for name in self.state.bridges | added
+                              if name in plan.bridgeable and plan.servables[name] in self.state.starting}
 
     def _retire(self, before: Plan | None, plan: Plan) -> None:
         """Names that left the config stay known, every version END, as OVMS reports them."""
@@ -205,8 +217,10 @@ class ConfigService:
     def catalog(self) -> Catalog:
         plan = self.state.plan or Plan()
         errors = tuple(plan.errors) + ((self.state.load_error,) if self.state.load_error else ())
+        bridges = {name: plan.bridgeable[name] for name in self.state.bridges
+                   if name in plan.bridgeable and plan.servables[name] in self.state.starting}
         return Catalog(self.state.revision, dict(plan.servables), dict(plan.versions), dict(self.state.retired),
-                       errors, frozenset(self.state.starting))
+                       errors, frozenset(self.state.starting), bridges)
 
     async def wait_for_change(self, seen: int | None, timeout: float) -> Catalog:
         """The catalog once its revision differs from ``seen``, or after ``timeout`` (an ingress's long-poll)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Awaitable, Callable, TypeVar
 
@@ -11,6 +12,7 @@ from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 
 from app.batching import BatchedModel
+from app.bridge import BridgedServable
 from app.config import ModelConfig, MonitoringConfig, PipelineConfig
 from app.config import MODEL_MAX_ONGOING_REQUESTS, DynamicBatching
 from app.config_actor import Catalog, ConfigActorRef
@@ -271,8 +273,11 @@ class HandleServable:
 
     def __init__(self, deployment: str, versions: tuple[int, ...]) -> None:
         self.deployment, self.versions = deployment, versions
-        self.handle = handle_for(deployment)
         self.starting = False  # set from the catalog: the deployment has no running replica yet
+
+    @functools.cached_property
+    def handle(self) -> DeploymentHandle:
+        return handle_for(self.deployment)
 
     async def statuses(self) -> list[VersionStatus]:
         if self.starting:  # OVMS shows a model being loaded as LOADING; asking would wait for it
@@ -316,14 +321,27 @@ class CatalogFollower:
         current = self.dataplane.servables
         servables: dict[str, Servable] = {}
         for name, deployment in catalog.servables.items():
-            kept = current.get(name)
-            reuse = isinstance(kept, HandleServable) and kept.deployment == deployment
-            servable = kept if reuse else HandleServable(deployment, catalog.versions.get(name, (1,)))
-            servable.starting = deployment in catalog.starting
-            servables[name] = servable
+            servables[name] = self._servable(name, deployment, catalog, current.get(name))
         for name, versions in catalog.retired.items():
             servables[name] = RetiredServable(name, versions)
         self.dataplane.update(servables, catalog.ready)
+
+    @staticmethod
+    def _servable(name: str, deployment: str, catalog: Catalog, kept: Servable | None) -> Servable:
+        """Keep what this replica has for ``name`` when it still fits, so handles and compiled bridges live on."""
+        bridge = catalog.bridges.get(name)
+        if bridge is not None:
+            if isinstance(kept, BridgedServable) and kept.config == bridge and kept.deployment.deployment == deployment:
+                return kept
+            handle = HandleServable(deployment, catalog.versions.get(name, (1,)))
+            handle.starting = True
+            return BridgedServable(bridge, handle)
+        if isinstance(kept, BridgedServable):
+            kept = kept.deployment
+        if not (isinstance(kept, HandleServable) and kept.deployment == deployment):
+            kept = HandleServable(deployment, catalog.versions.get(name, (1,)))
+        kept.starting = deployment in catalog.starting
+        return kept
 
     async def _run(self) -> None:
         while True:

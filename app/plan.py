@@ -53,6 +53,9 @@ class Plan:
     loaders: list[LoaderSpec] = field(default_factory=list)
     loader_models: list[ModelSpec] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # entries skipped, and why
+    # Models an ingress may serve in its own process while their deployment starts (app/bridge.py):
+    # disk-backed and unbatched, since loaders live in the loader actor and batching in Serve.
+    bridgeable: dict[str, ModelConfig] = field(default_factory=dict)
 
     def changes(self, before: Plan | None) -> tuple[list[Planned], list[str]]:
         """``(to deploy, to delete)`` to go from ``before`` to this plan."""
@@ -158,6 +161,8 @@ def _plan_model(plan: Plan, model: ModelConfig, config: ServerConfig, settings: 
     plan.deployments[name] = Planned(name, "model", print_, application)
     plan.servables[model.name] = name
     plan.versions[model.name] = tuple(model.model_version_policy.select(versions_on_disk(Path(model.base_path))))
+    if not model.uses_loader and options.dynamic_batching is None:
+        plan.bridgeable[model.name] = model
 
 
 def _plan_pipeline(plan: Plan, pipeline: PipelineConfig, config: ServerConfig, config_dir: Path,

@@ -298,3 +298,46 @@ def test_options_for_a_deployment_the_config_does_not_make_are_reported(served):
     (error,) = config.catalog().errors
     assert error.startswith("config.json ray_serve.deployments.model.aa: this config deploys no such deployment; "
                             "did you mean 'model.a'?")
+
+
+def test_a_model_a_reload_adds_is_bridged_until_its_deployment_runs(served):
+    """The ingress serves a newly added model itself while its replica process starts (app/bridge.py)."""
+    path = served / "config.json"
+    for name in ("c", "d"):
+        factory.write_dummy(served / name, [1])
+    write(path, [model("a")])
+    batched = {"deployments": {"model.d": {"dynamic_batching": {"max_batch_size": 4}}}}
+
+    async def scenario():
+        config, _, _ = service(path)
+        await config.load()
+        first = config.catalog().bridges
+        write(path, [model("a"), model("b"), model("c"), model("d")], ray_serve=batched)
+        await config.load()
+        added = config.catalog().bridges
+        await config.check_ready()
+        return first, added, config.catalog().bridges
+
+    first, added, running = asyncio.run(scenario())
+    assert first == {}  # the first load starts everything at once: nothing to bridge from
+    assert sorted(added) == ["b", "c"] and added["b"].base_path == str(served / "b")
+    assert running == {}  # RUNNING: requests go to the deployment
+
+
+def test_a_loader_backed_model_is_not_bridged(served):
+    """Its versions live in the loader actor, not on disk where the ingress could read them."""
+    path = served / "config.json"
+    (served / "loader.py").write_text("from loaders.base import CustomLoader\n")
+    write(path, [model("a")])
+    loader = {"custom_loader_config_list": [{"config": {"loader_name": "l", "library_path": "loader.py"}}]}
+    options = {"loader_name": "l", "model_file": "model.xml", "bin_file": "model.bin"}
+
+    async def scenario():
+        config, _, _ = service(path)
+        await config.load()
+        write(path, [model("a"), model("b", custom_loader_options=options)], **loader)
+        await config.load()
+        return config.catalog()
+
+    catalog = asyncio.run(scenario())
+    assert "b" in catalog.servables and catalog.bridges == {}
