@@ -8,7 +8,7 @@ from typing import Awaitable, Callable, TypeVar
 
 from fastapi import FastAPI
 from ray import serve
-from ray.exceptions import RayActorError
+from ray.exceptions import ObjectLostError, RayActorError
 from ray.serve.handle import DeploymentHandle
 
 from app.batching import BatchedModel
@@ -17,7 +17,7 @@ from app.config import ModelConfig, MonitoringConfig, PipelineConfig
 from app.config import MODEL_MAX_ONGOING_REQUESTS, DynamicBatching
 from app.config_actor import Catalog, ConfigActorRef
 from app.dataplane import DataPlane, RetiredServable, Servable
-from app.errors import ConfigReloadFailed, ServingError
+from app.errors import ConfigReloadFailed, ServingError, causes
 from app.inference import InferRequest, InferResponse, RequestedOutput
 from app.kserve_grpc import KServeGrpcMethods
 from app.metrics import ServingMetrics
@@ -51,6 +51,21 @@ async def call_model(call: Callable[[], Awaitable[T]]) -> T:
     except RayActorError as exc:  # ActorUnavailableError, ActorDiedError: the replica, not the request
         log.warning("model replica lost mid-call (%s); sending the call once more", type(exc).__name__)
         return await call()
+
+
+async def rerun_if_tensor_lost(run: Callable[[], Awaitable[T]]) -> T:
+    """A pipeline request, run once more if a tensor it passed by reference was lost with the
+    replica or node that held it (OwnerDiedError, ObjectLostError). The loss shows only when a
+    later stage reads the tensor, after the call that made it has returned, so ``call_model``
+    cannot see it. The graph has no side effects, and the second run's calls go to live replicas."""
+    try:
+        return await run()
+    except Exception as exc:
+        lost = next((e for e in causes(exc) if isinstance(e, ObjectLostError)), None)
+        if lost is None:
+            raise
+        log.warning("a tensor passed by reference was lost (%s); running the request once more", type(lost).__name__)
+        return await run()
 
 
 def handle_for(deployment: str) -> DeploymentHandle:
@@ -219,7 +234,7 @@ class PipelineDeployment:
         return await self.pipeline.metadata(version)
 
     async def infer(self, request: InferRequest) -> InferResponse:
-        return await self.pipeline.infer(request)
+        return await rerun_if_tensor_lost(lambda: self.pipeline.infer(request))
 
     async def _call(self, node: NodeSpec, inputs: Tensors) -> Tensors:
         # Values are tensors or object references: they go on to the next deployment as they are.

@@ -8,6 +8,8 @@ re-raises a replica's exception in the caller only if it unpickles (ray#20830).
 """
 from __future__ import annotations
 
+from typing import Iterator
+
 
 class ServingError(Exception):
     """Base of every error that is answered to a client rather than crashing the server."""
@@ -162,11 +164,11 @@ def grpc_status(exc: BaseException) -> str:
     return _nearest(GRPC_STATUS, exc, "INTERNAL")
 
 
-def find_serving_error(exc: BaseException | None) -> ServingError | None:
-    """The ServingError behind ``exc``, looking through Ray's wrappers and exception chains.
+def causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and the exceptions behind it, looking through Ray's wrappers and exception chains.
 
     Ray re-raises a replica's exception as a class deriving from both RayTaskError and the
-    original, holding the original in ``.cause``: prefer that original, whose fields are its own.
+    original, holding the original in ``.cause``: that original is yielded, not the wrapper.
     """
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
@@ -175,7 +177,10 @@ def find_serving_error(exc: BaseException | None) -> ServingError | None:
         if isinstance(cause, BaseException):
             exc = cause
             continue
-        if isinstance(exc, ServingError):
-            return exc
+        yield exc
         exc = exc.__cause__
-    return None
+
+
+def find_serving_error(exc: BaseException | None) -> ServingError | None:
+    """The ServingError behind ``exc`` (see ``causes``), or None."""
+    return next((e for e in causes(exc) if isinstance(e, ServingError)), None)
