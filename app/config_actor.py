@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -69,6 +70,10 @@ class Deployer(Protocol):
     async def delete(self, names: list[str]) -> None: ...
 
     async def running(self, names: list[str]) -> set[str]: ...
+
+    async def previously_deployed(self) -> dict[str, Planned]:
+        """What an earlier incarnation of this actor deployed and Serve still runs (by fingerprint)."""
+        ...
 
 
 class LoaderOwner(Protocol):
@@ -166,7 +171,7 @@ class ConfigService:
 
     async def _apply(self, plan: Plan) -> bool:
         """Deploy what changed; True if any deployment was added, replaced or deleted."""
-        before = self.state.plan
+        before = self.state.plan or await self._recovered()
         deploy, delete = plan.changes(before)
         for error in await self.loaders.apply(plan):
             plan.errors.append(error)
@@ -185,10 +190,21 @@ class ConfigService:
         await self._publish()
         return bool(deploy or delete)
 
+    async def _recovered(self) -> Plan | None:
+        """After a restart (Ray restarts this actor if its process dies), what Serve still runs from
+        before, so that only what changed meanwhile is redeployed; None on a first start."""
+        deployed = await self.deployer.previously_deployed()
+        if not deployed:
+            return None
+        log.info("config actor restarted: %d deployments of the previous incarnation still run", len(deployed))
+        return Plan(deployments=deployed)
+
     def _bridge(self, before: Plan | None, plan: Plan) -> None:
         """Bridge the models this load added. Not on the first load: then everything starts at once,
         and the ingress would compile the whole config."""
-        added = plan.servables.keys() - before.servables.keys() if before is not None else set()
+        if before is None:
+            return
+        added = {name for name, deployment in plan.servables.items() if deployment not in before.deployments}
         self.state.bridges = {name for name in self.state.bridges | added
                               if name in plan.bridgeable and plan.servables[name] in self.state.starting}
 
@@ -285,10 +301,14 @@ class ConfigService:
 
 
 class ServeDeployer:
-    """Deploys plan entries as Serve applications without a route (the ingress app has the route)."""
+    """Deploys plan entries as Serve applications without a route (the ingress app has the route).
 
-    def __init__(self, logging_config: dict[str, Any] | None) -> None:
-        self.logging_config = logging_config
+    What it deployed is also written to Ray's GCS key-value store, which outlives this actor's
+    process, so a restarted config actor redeploys only what changed (``previously_deployed``).
+    """
+
+    def __init__(self, logging_config: dict[str, Any] | None, record_key: str) -> None:
+        self.logging_config, self.record_key = logging_config, record_key
 
     async def deploy(self, planned: list[Planned]) -> None:
         from ray import serve
@@ -297,18 +317,42 @@ class ServeDeployer:
                                    logging_config=self.logging_config) for p in planned]
         await asyncio.to_thread(serve.run_many, targets, wait_for_ingress_deployment_creation=False,
                                 wait_for_applications_running=False)
+        self._record({**self._read(), **{p.name: [p.kind, p.fingerprint] for p in planned}})
 
     async def delete(self, names: list[str]) -> None:
         from ray import serve
 
         for name in names:
             await asyncio.to_thread(serve.delete, name, _blocking=False)
+        self._record({name: entry for name, entry in self._read().items() if name not in names})
+
+    async def previously_deployed(self) -> dict[str, Planned]:
+        from ray import serve
+
+        running = (await asyncio.to_thread(serve.status)).applications
+        return {name: Planned(name, kind, fingerprint, application=_redeploy_only)
+                for name, (kind, fingerprint) in self._read().items() if name in running}
+
+    def _read(self) -> dict[str, list[str]]:
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        value = _internal_kv_get(self.record_key, namespace=NAMESPACE)
+        return json.loads(value) if value else {}
+
+    def _record(self, deployed: dict[str, list[str]]) -> None:
+        from ray.experimental.internal_kv import _internal_kv_put
+
+        _internal_kv_put(self.record_key, json.dumps(deployed), namespace=NAMESPACE)
 
     async def running(self, names: list[str]) -> set[str]:
         from ray import serve
 
         applications = (await asyncio.to_thread(serve.status)).applications
         return {name for name in names if name in applications and applications[name].status == "RUNNING"}
+
+
+def _redeploy_only() -> Any:
+    raise AssertionError("a recovered deployment is compared by fingerprint, never deployed from the record")
 
 
 class LoaderActorOwner:
@@ -344,8 +388,27 @@ class _RayConfigService(ConfigService):
     """The actor: starts the watcher once the first config is applied."""
 
     def __init__(self, settings: ConfigSettings, logging_config: dict[str, Any] | None) -> None:
-        super().__init__(settings, ServeDeployer(logging_config), LoaderActorOwner(settings.plan))
+        record_key = f"{ray.get_runtime_context().get_actor_name()}/deployed"
+        super().__init__(settings, ServeDeployer(logging_config, record_key), LoaderActorOwner(settings.plan))
         self._watcher: asyncio.Task | None = None
+        self._resuming: asyncio.Task | None = None
+
+    async def wait_for_change(self, seen: int | None, timeout: float) -> Catalog:
+        await self._resume()
+        return await super().wait_for_change(seen, timeout)
+
+    async def reload(self, wait_seconds: float = 60.0) -> tuple[bool, str | None]:
+        await self._resume()
+        return await super().reload(wait_seconds)
+
+    async def _resume(self) -> None:
+        """Ray restarts this actor when its process dies, and then nobody calls ``start``: the
+        first ingress call does, and only what changed meanwhile is redeployed (``_recovered``)."""
+        if self._watcher is None and ray.get_runtime_context().was_current_actor_reconstructed:
+            if self._resuming is None:
+                log.warning("config actor restarted: loading the config again")
+                self._resuming = asyncio.get_running_loop().create_task(self.start())
+            await asyncio.shield(self._resuming)
 
     async def start(self, settings: ConfigSettings | None = None) -> ReloadOutcome:
         """Load the config and start watching it. A later build of the app (a redeploy, or a new

@@ -218,3 +218,31 @@ def test_a_loader_and_its_model_added_by_a_reload_serve(config, http, served_dir
     config["model_config_list"].pop()
     config.apply()
     assert states(http, "loaded-later") == {"1": "END"}
+
+
+def test_a_config_actor_crash_keeps_serving_and_restarts_nothing(config, http, model_server):
+    """Ray restarts the config actor when its process dies (say, out of memory). The ingress keeps
+    what it serves meanwhile; the new incarnation resumes the config without rolling anything."""
+    import os
+    import signal
+
+    import ray
+
+    from tests.integration.conftest import CONFIG_ACTOR
+
+    def pid() -> int:
+        actor = ray.get_actor(CONFIG_ACTOR, namespace="rayvino")
+        return ray.get(actor.__ray_call__.remote(lambda self: os.getpid()), timeout=60)
+
+    assert http.post("/v1/config/reload").status_code == 200
+    before, served, crashed = replicas(), set(http.get("/v1/config").json()), pid()
+    with SteadyLoad(model_server) as load:
+        os.kill(crashed, signal.SIGKILL)
+        wait_for(lambda: pid() != crashed, timeout=60, what="Ray to restart the config actor")
+        reload = http.post("/v1/config/reload")  # answered by the new incarnation
+        sent = load.sent
+        wait_for(lambda: load.sent >= sent + 4, timeout=60, what="requests after the restart")
+    assert reload.status_code == 200, reload.text  # nothing changed: it found what was deployed
+    assert load.failures == []
+    assert set(http.get("/v1/config").json()) == served
+    assert replaced(before, replicas()) == set() and set(replicas()) >= set(before)

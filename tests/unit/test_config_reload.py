@@ -20,17 +20,24 @@ class FakeDeployer:
     def __init__(self) -> None:
         self.deployed: list[list[str]] = []
         self.deleted: list[list[str]] = []
+        self.serving: dict[str, Planned] = {}  # what Serve runs, which outlives a config actor
 
     async def deploy(self, planned: list[Planned]) -> None:
         for entry in planned:
             entry.application()  # the bound application must build
+            self.serving[entry.name] = entry
         self.deployed.append(sorted(p.name for p in planned))
 
     async def delete(self, names: list[str]) -> None:
+        for name in names:
+            self.serving.pop(name, None)
         self.deleted.append(sorted(names))
 
     async def running(self, names: list[str]) -> set[str]:
         return set(names)
+
+    async def previously_deployed(self) -> dict[str, Planned]:
+        return dict(self.serving)
 
 
 class FakeLoaders:
@@ -341,3 +348,21 @@ def test_a_loader_backed_model_is_not_bridged(served):
 
     catalog = asyncio.run(scenario())
     assert "b" in catalog.servables and catalog.bridges == {}
+
+
+def test_a_restarted_config_actor_redeploys_only_what_changed_meanwhile(served):
+    """Ray restarts the config actor if its process dies; Serve's applications run on meanwhile."""
+    path = served / "config.json"
+    write(path, [model("a"), model("b")], [pipeline("p", "a")])
+
+    async def scenario():
+        first, deployer, _ = service(path)
+        await first.load()
+        write(path, [model("a", nireq=2), model("b")], [pipeline("p", "a")])  # edited while it was down
+        restarted = ConfigService(first.settings, deployer, FakeLoaders())
+        await restarted.load()
+        return deployer, restarted.catalog()
+
+    deployer, catalog = asyncio.run(scenario())
+    assert deployer.deployed[1:] == [["model.a", "pipeline.p"]]  # not model.b, not the node
+    assert sorted(catalog.servables) == ["a", "b", "p"] and catalog.bridges == {}
