@@ -71,9 +71,28 @@ class Deployer(Protocol):
 
     async def running(self, names: list[str]) -> set[str]: ...
 
-    async def previously_deployed(self) -> dict[str, Planned]:
-        """What an earlier incarnation of this actor deployed and Serve still runs (by fingerprint)."""
-        ...
+    async def existing(self, names: list[str]) -> set[str]: ...
+
+
+class Memory(Protocol):
+    """Where the actor keeps what it must not forget when its process dies (what it deployed)."""
+
+    def read(self) -> dict[str, Any]: ...
+
+    def write(self, record: dict[str, Any]) -> None: ...
+
+
+class InProcessMemory:
+    """A memory that dies with the process: for tests, and for running without Ray."""
+
+    def __init__(self) -> None:
+        self.record: dict[str, Any] = {}
+
+    def read(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self.record))  # a copy, as a store would give
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.record = record
 
 
 class LoaderOwner(Protocol):
@@ -106,8 +125,9 @@ class _State:
 
 class ConfigService:
     def __init__(self, settings: ConfigSettings, deployer: Deployer, loaders: LoaderOwner,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, memory: Memory | None = None) -> None:
         self.settings, self.deployer, self.loaders, self.clock = settings, deployer, loaders, clock
+        self.memory = memory or InProcessMemory()
         self.state = _State()
         self._changed = asyncio.Condition()
         self._lock = asyncio.Lock()  # one load at a time: the watcher and POST /v1/config/reload
@@ -187,17 +207,28 @@ class ConfigService:
                  len(deploy), len(delete), len(plan.deployments) - len(deploy))
         self.state.starting = (self.state.starting - set(delete)) | {p.name for p in deploy}
         self._bridge(before, plan)
+        self._remember()
         await self._publish()
         return bool(deploy or delete)
+
+    def _remember(self) -> None:
+        plan = self.state.plan or Plan()
+        self.memory.write({"deployments": {p.name: [p.kind, p.fingerprint] for p in plan.deployments.values()},
+                           "retired": self.state.retired})
 
     async def _recovered(self) -> Plan | None:
         """After a restart (Ray restarts this actor if its process dies), what Serve still runs from
         before, so that only what changed meanwhile is redeployed; None on a first start."""
-        deployed = await self.deployer.previously_deployed()
-        if not deployed:
+        record = self.memory.read()
+        deployments = record.get("deployments", {})
+        if not deployments:
             return None
-        log.info("config actor restarted: %d deployments of the previous incarnation still run", len(deployed))
-        return Plan(deployments=deployed)
+        existing = await self.deployer.existing(list(deployments))
+        self.state.starting |= existing - await self.deployer.running(sorted(existing))
+        self.state.retired = {name: tuple(versions) for name, versions in record.get("retired", {}).items()}
+        log.warning("config actor restarted: %d deployments of its previous incarnation still run", len(existing))
+        return Plan(deployments={name: Planned(name, kind, fingerprint, application=_from_memory)
+                                 for name, (kind, fingerprint) in deployments.items() if name in existing})
 
     def _bridge(self, before: Plan | None, plan: Plan) -> None:
         """Bridge the models this load added. Not on the first load: then everything starts at once,
@@ -293,6 +324,7 @@ class ConfigService:
         if plan is not None and plan.deployments:
             await self.deployer.delete(list(plan.deployments))
         self.state.plan = Plan()
+        self._remember()
         await self.loaders.shutdown()
         await self._publish()
 
@@ -301,14 +333,10 @@ class ConfigService:
 
 
 class ServeDeployer:
-    """Deploys plan entries as Serve applications without a route (the ingress app has the route).
+    """Deploys plan entries as Serve applications without a route (the ingress app has the route)."""
 
-    What it deployed is also written to Ray's GCS key-value store, which outlives this actor's
-    process, so a restarted config actor redeploys only what changed (``previously_deployed``).
-    """
-
-    def __init__(self, logging_config: dict[str, Any] | None, record_key: str) -> None:
-        self.logging_config, self.record_key = logging_config, record_key
+    def __init__(self, logging_config: dict[str, Any] | None) -> None:
+        self.logging_config = logging_config
 
     async def deploy(self, planned: list[Planned]) -> None:
         from ray import serve
@@ -317,32 +345,18 @@ class ServeDeployer:
                                    logging_config=self.logging_config) for p in planned]
         await asyncio.to_thread(serve.run_many, targets, wait_for_ingress_deployment_creation=False,
                                 wait_for_applications_running=False)
-        self._record({**self._read(), **{p.name: [p.kind, p.fingerprint] for p in planned}})
 
     async def delete(self, names: list[str]) -> None:
         from ray import serve
 
         for name in names:
             await asyncio.to_thread(serve.delete, name, _blocking=False)
-        self._record({name: entry for name, entry in self._read().items() if name not in names})
 
-    async def previously_deployed(self) -> dict[str, Planned]:
+    async def existing(self, names: list[str]) -> set[str]:
         from ray import serve
 
-        running = (await asyncio.to_thread(serve.status)).applications
-        return {name: Planned(name, kind, fingerprint, application=_redeploy_only)
-                for name, (kind, fingerprint) in self._read().items() if name in running}
-
-    def _read(self) -> dict[str, list[str]]:
-        from ray.experimental.internal_kv import _internal_kv_get
-
-        value = _internal_kv_get(self.record_key, namespace=NAMESPACE)
-        return json.loads(value) if value else {}
-
-    def _record(self, deployed: dict[str, list[str]]) -> None:
-        from ray.experimental.internal_kv import _internal_kv_put
-
-        _internal_kv_put(self.record_key, json.dumps(deployed), namespace=NAMESPACE)
+        applications = (await asyncio.to_thread(serve.status)).applications
+        return {name for name in names if name in applications and applications[name].status != "DELETING"}
 
     async def running(self, names: list[str]) -> set[str]:
         from ray import serve
@@ -351,8 +365,26 @@ class ServeDeployer:
         return {name for name in names if name in applications and applications[name].status == "RUNNING"}
 
 
-def _redeploy_only() -> Any:
-    raise AssertionError("a recovered deployment is compared by fingerprint, never deployed from the record")
+def _from_memory() -> Any:
+    raise AssertionError("a remembered deployment is only compared by fingerprint, never deployed again from memory")
+
+
+class GcsMemory:
+    """The actor's memory in Ray's GCS key-value store, which outlives the actor's process."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def read(self) -> dict[str, Any]:
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        value = _internal_kv_get(self.key, namespace=NAMESPACE)
+        return json.loads(value) if value else {}
+
+    def write(self, record: dict[str, Any]) -> None:
+        from ray.experimental.internal_kv import _internal_kv_put
+
+        _internal_kv_put(self.key, json.dumps(record), namespace=NAMESPACE)
 
 
 class LoaderActorOwner:
@@ -388,8 +420,8 @@ class _RayConfigService(ConfigService):
     """The actor: starts the watcher once the first config is applied."""
 
     def __init__(self, settings: ConfigSettings, logging_config: dict[str, Any] | None) -> None:
-        record_key = f"{ray.get_runtime_context().get_actor_name()}/deployed"
-        super().__init__(settings, ServeDeployer(logging_config, record_key), LoaderActorOwner(settings.plan))
+        memory = GcsMemory(f"{ray.get_runtime_context().get_actor_name()}/deployed")
+        super().__init__(settings, ServeDeployer(logging_config), LoaderActorOwner(settings.plan), memory=memory)
         self._watcher: asyncio.Task | None = None
         self._resuming: asyncio.Task | None = None
 

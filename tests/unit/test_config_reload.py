@@ -36,8 +36,8 @@ class FakeDeployer:
     async def running(self, names: list[str]) -> set[str]:
         return set(names)
 
-    async def previously_deployed(self) -> dict[str, Planned]:
-        return dict(self.serving)
+    async def existing(self, names: list[str]) -> set[str]:
+        return set(names) & self.serving.keys()
 
 
 class FakeLoaders:
@@ -353,16 +353,34 @@ def test_a_loader_backed_model_is_not_bridged(served):
 def test_a_restarted_config_actor_redeploys_only_what_changed_meanwhile(served):
     """Ray restarts the config actor if its process dies; Serve's applications run on meanwhile."""
     path = served / "config.json"
-    write(path, [model("a"), model("b")], [pipeline("p", "a")])
+    factory.write_dummy(served / "c", [1])
+    write(path, [model("a"), model("b"), model("c")], [pipeline("p", "a")])
 
     async def scenario():
         first, deployer, _ = service(path)
         await first.load()
+        write(path, [model("a"), model("b")], [pipeline("p", "a")])
+        await first.load()  # c retired: END from now on
         write(path, [model("a", nireq=2), model("b")], [pipeline("p", "a")])  # edited while it was down
-        restarted = ConfigService(first.settings, deployer, FakeLoaders())
+        restarted = ConfigService(first.settings, deployer, FakeLoaders(), memory=first.memory)
         await restarted.load()
         return deployer, restarted.catalog()
 
     deployer, catalog = asyncio.run(scenario())
     assert deployer.deployed[1:] == [["model.a", "pipeline.p"]]  # not model.b, not the node
-    assert sorted(catalog.servables) == ["a", "b", "p"] and catalog.bridges == {}
+    assert sorted(catalog.servables) == ["a", "b", "p"] and catalog.retired == {"c": (1,)}
+    assert catalog.bridges == {}  # a changed model is served by its old replicas while Serve rolls it
+
+
+def test_a_first_start_deploys_everything_and_bridges_nothing(served):
+    path = served / "config.json"
+    write(path, [model("a")])
+
+    async def scenario():
+        config, deployer, _ = service(path)
+        await config.load()
+        return deployer, config.catalog(), config.memory.read()
+
+    deployer, catalog, memory = asyncio.run(scenario())
+    assert deployer.deployed == [["model.a"]] and catalog.bridges == {}
+    assert memory["deployments"]["model.a"][0] == "model"
