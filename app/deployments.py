@@ -25,7 +25,7 @@ from app.model import ModelServable
 from app.pipeline import CatalogError, DictCatalog, NodeSpec, Signature
 from app.pipeline.catalog import INITIALIZE_FAILED, INVALID_NODE_LIBRARY, METADATA_FAILED, MISSING_MODEL
 from app.pipeline.servable import PipelineServable
-from app.polling import Poller
+from app.polling import ActorFollower, Poller
 from app.refs import fetch, resolve, to_refs
 from app.rest import build_rest_app
 from app.status import ModelVersionState, VersionStatus
@@ -76,25 +76,16 @@ def handle_for(deployment: str) -> DeploymentHandle:
     return serve.get_deployment_handle(deployment, app_name=deployment, _check_exists=False)
 
 
-class LoaderFollower:
+class LoaderFollower(ActorFollower):
     """Keeps one replica's loader-backed model in step with the loader actor.
 
-    One long-poll at a time: each call acknowledges the snapshot the replica has fully applied
-    (drains included) and returns the next one, so the actor can wait for every replica before
-    it unloads a version. If the actor is gone (restarting, or ended with a previous app), the
-    follower finds it again, or creates it with the app's specs.
+    Each call acknowledges the snapshot the replica has fully applied (drains included) and
+    returns the next one, so the actor can wait for every replica before it unloads a version.
     """
 
     def __init__(self, model: ModelServable, loader_actor: LoaderActorConfig, replica: str) -> None:
-        self.model, self.loader_actor, self.replica = model, loader_actor, replica
-        self.actor = loader_actor.get_or_create()
-        self.seen: int | None = None
-        self.task: asyncio.Task | None = None
-
-    async def start(self) -> None:
-        while not await self._retrying():  # serve nothing before the first snapshot is applied
-            pass
-        self.task = asyncio.get_running_loop().create_task(self._run())
+        super().__init__(loader_actor.get_or_create, f"model {model.name}: the loader actor")
+        self.model, self.replica = model, replica
 
     async def _step(self) -> None:
         name = self.model.name
@@ -103,26 +94,8 @@ class LoaderFollower:
             await self.model.follow(snapshot, lambda version: self.actor.buffers.remote(name, version))
             self.seen = snapshot.generation
 
-    async def _run(self) -> None:
-        while True:
-            await self._retrying()
-
-    async def _retrying(self) -> bool:
-        try:
-            await self._step()
-            return True
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the actor restarting or gone: keep serving what we have
-            log.warning("model %s: loader actor unreachable (%s); retrying", self.model.name, exc)
-            await asyncio.sleep(1.0)
-            self.actor = self.loader_actor.get_or_create()
-            self.seen = None  # a new actor's generations are unrelated to the old one's
-            return False
-
     def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
+        super().stop()
         self.actor.leave.remote(self.model.name, self.replica)
 
 
@@ -306,21 +279,15 @@ class HandleServable:
         return await self.handle.infer.remote(request)
 
 
-class CatalogFollower:
-    """Keeps one ingress replica's DataPlane in step with the config actor's catalog (a long-poll).
+class CatalogFollower(ActorFollower):
+    """Keeps one ingress replica's DataPlane in step with the config actor's catalog.
 
     The long-poll is also the ingress's heartbeat: the config actor cleans up once none calls.
     """
 
     def __init__(self, dataplane: DataPlane, config_actor: ConfigActorRef) -> None:
-        self.dataplane, self.config_actor = dataplane, config_actor
-        self.actor = config_actor.get()
-        self.seen: int | None = None
-        self.task: asyncio.Task | None = None
-
-    async def start(self) -> None:
-        await self._step()  # serve nothing before the first catalog
-        self.task = asyncio.get_running_loop().create_task(self._run())
+        super().__init__(config_actor.get, "the config actor")
+        self.dataplane = dataplane
 
     async def refresh(self) -> None:
         """Take the current catalog now, whatever revision this replica has seen."""
@@ -357,21 +324,6 @@ class CatalogFollower:
             kept = HandleServable(deployment, catalog.versions.get(name, (1,)))
         kept.starting = deployment in catalog.starting
         return kept
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._step()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the actor restarting: keep serving what we have
-                log.warning("config actor unreachable (%s); retrying", exc)
-                await asyncio.sleep(1.0)
-                self.actor, self.seen = self.config_actor.get(), None
-
-    def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)

@@ -1,11 +1,11 @@
-"""Poller: the background task a model replica watches its version folders with (no Ray)."""
+"""Poller and ActorFollower: the background loops replicas watch folders and follow actors with (no Ray)."""
 from __future__ import annotations
 
 import asyncio
 
 import pytest
 
-from app.polling import Poller
+from app.polling import ActorFollower, Poller
 
 PERIOD = 0.001
 
@@ -76,3 +76,56 @@ def test_stop_interrupts_a_step_under_way():
 def test_zero_period_is_refused_not_spun():
     with pytest.raises(ValueError, match="must be positive"):
         Poller(Steps(1), 0, "test")
+
+
+class Follower(ActorFollower):
+    """Follows a revision counter; the actors it finds are numbered in the order they were found."""
+
+    retry_seconds = 0.0
+
+    def __init__(self, actors: list) -> None:
+        self.found = iter(actors)
+        super().__init__(lambda: next(self.found), "the test actor")
+        self.applied: list[tuple[str, int]] = []
+
+    async def _step(self) -> None:
+        revision = await self.actor(self.seen)
+        if revision != self.seen:
+            self.applied.append((self.actor.__name__, revision))
+            self.seen = revision
+
+
+def test_a_follower_finds_the_actor_again_and_forgets_what_it_had_seen():
+    async def first(seen):
+        if seen is not None:
+            raise ConnectionError("the actor's process died")
+        return 7
+
+    async def restarted(seen):
+        await asyncio.sleep(0.01)  # a long-poll
+        return 1 if seen is None else seen
+
+    async def scenario():
+        follower = Follower([first, restarted])
+        await follower.start()
+        await asyncio.sleep(0.1)
+        follower.stop()
+        return follower.applied
+
+    assert asyncio.run(scenario()) == [("first", 7), ("restarted", 1)]
+
+
+def test_a_follower_serves_nothing_before_its_first_answer():
+    async def unreachable(seen):
+        raise ConnectionError("not up yet")
+
+    async def up(seen):
+        return 3
+
+    async def scenario():
+        follower = Follower([unreachable, unreachable, up])
+        await follower.start()
+        follower.stop()
+        return follower.applied
+
+    assert asyncio.run(scenario()) == [("up", 3)]
