@@ -27,6 +27,7 @@ from typing import Any, Callable, Protocol
 import ray
 
 from app.config import ConfigError, ModelConfig, ServerConfig, load_config
+from app.logs import show_lifecycle_logs
 from app.plan import Plan, Planned, PlanSettings, loader_specs, plan_config
 
 log = logging.getLogger("rayvino.config")
@@ -420,6 +421,7 @@ class _RayConfigService(ConfigService):
     """The actor: starts the watcher once the first config is applied."""
 
     def __init__(self, settings: ConfigSettings, logging_config: dict[str, Any] | None) -> None:
+        show_lifecycle_logs()
         memory = GcsMemory(f"{ray.get_runtime_context().get_actor_name()}/deployed")
         super().__init__(settings, ServeDeployer(logging_config), LoaderActorOwner(settings.plan), memory=memory)
         self._watcher: asyncio.Task | None = None

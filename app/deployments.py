@@ -20,6 +20,7 @@ from app.dataplane import DataPlane, RetiredServable, Servable
 from app.errors import ConfigReloadFailed, ServingError, causes
 from app.inference import InferRequest, InferResponse, RequestedOutput
 from app.kserve_grpc import KServeGrpcMethods
+from app.logs import show_lifecycle_logs
 from app.metrics import ServingMetrics
 from app.model import ModelServable
 from app.pipeline import CatalogError, DictCatalog, NodeSpec, Signature
@@ -134,6 +135,7 @@ class ModelDeployment:
         self, config: ModelConfig, loader_actor: LoaderActorConfig | None = None,
         file_system_poll_wait_seconds: float = 1.0, batching: DynamicBatching | None = None,
     ) -> None:
+        show_lifecycle_logs()
         self.model = ModelServable(config, batched=batching is not None)
         self.batcher = ServeBatcher(self.model, batching) if batching is not None else None
         self._infer = self.batcher.infer if self.batcher is not None else self.model.infer
@@ -193,6 +195,7 @@ class PipelineDeployment:
         nodes: dict[str, str],
         library_errors: dict[str, str],
     ) -> None:
+        show_lifecycle_logs()
         """``models``: model name -> deployment; ``nodes``: node name -> deployment (each its own app)."""
         self.models = {name: handle_for(deployment) for name, deployment in models.items()}
         self.nodes = {name: NodeClient(handle_for(deployment), name) for name, deployment in nodes.items()}
@@ -337,6 +340,7 @@ class Ingress(KServeGrpcMethods):
         max_request_bytes: int,
         monitoring: MonitoringConfig | None = None,
     ) -> None:
+        show_lifecycle_logs()
         self.dataplane = DataPlane({})
         self.config_actor = config_actor
         self.follower = CatalogFollower(self.dataplane, config_actor)

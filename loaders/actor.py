@@ -38,6 +38,7 @@ from typing import Callable, Iterable, TypeVar
 
 import ray
 
+from app.logs import show_lifecycle_logs
 from app.status import VersionStatus
 from loaders.base import Clock, ModelBuffers
 from loaders.errors import CustomLoaderConfigError
@@ -250,6 +251,10 @@ class LoaderService:
 
 
 class _RayLoaderService(LoaderService):
+    def __init__(self, *args, **kwargs) -> None:
+        show_lifecycle_logs()
+        super().__init__(*args, **kwargs)
+
     def _exit(self) -> None:
         # An intentional end: no restart. Called from the poll task, so kill rather than exit_actor.
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)

@@ -27,6 +27,7 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from app.errors import ServingError, find_serving_error
+from app.logs import show_lifecycle_logs
 from app.refs import resolve, to_refs
 from app.tensors import TensorInfo, Tensors
 from nodes.errors import NodeCrashed
@@ -50,6 +51,7 @@ class NodeDeployment:
     """One initialized node per replica; methods forward to it."""
 
     def __init__(self, factory: NodeFactory, params: dict[str, str], node_name: str) -> None:
+        show_lifecycle_logs()
         node = factory()
         node.name = node_name
         self.error: ServingError | None = None
