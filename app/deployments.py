@@ -195,8 +195,8 @@ class PipelineDeployment:
         nodes: dict[str, str],
         library_errors: dict[str, str],
     ) -> None:
-        show_lifecycle_logs()
         """``models``: model name -> deployment; ``nodes``: node name -> deployment (each its own app)."""
+        show_lifecycle_logs()
         self.models = {name: handle_for(deployment) for name, deployment in models.items()}
         self.nodes = {name: NodeClient(handle_for(deployment), name) for name, deployment in nodes.items()}
         self.library_errors = library_errors  # node name -> why its library could not be loaded
