@@ -70,9 +70,9 @@ class Deployer(Protocol):
 
     async def delete(self, names: list[str]) -> None: ...
 
-    async def running(self, names: list[str]) -> set[str]: ...
-
-    async def existing(self, names: list[str]) -> set[str]: ...
+    async def statuses(self, names: list[str]) -> dict[str, str]:
+        """Serve's status (RUNNING, DEPLOYING, DELETING...) of each of ``names`` that Serve has."""
+        ...
 
 
 class Memory(Protocol):
@@ -224,8 +224,9 @@ class ConfigService:
         deployments = record.get("deployments", {})
         if not deployments:
             return None
-        existing = await self.deployer.existing(list(deployments))
-        self.state.starting |= existing - await self.deployer.running(sorted(existing))
+        statuses = await self.deployer.statuses(list(deployments))
+        existing = {name for name, status in statuses.items() if status != "DELETING"}
+        self.state.starting |= {name for name in existing if statuses[name] != "RUNNING"}
         self.state.retired = {name: tuple(versions) for name, versions in record.get("retired", {}).items()}
         log.warning("config actor restarted: %d deployments of its previous incarnation still run", len(existing))
         return Plan(deployments={name: Planned(name, kind, fingerprint, application=_from_memory)
@@ -237,8 +238,12 @@ class ConfigService:
         if before is None:
             return
         added = {name for name, deployment in plan.servables.items() if deployment not in before.deployments}
-        self.state.bridges = {name for name in self.state.bridges | added
-                              if name in plan.bridgeable and plan.servables[name] in self.state.starting}
+        self.state.bridges = self._bridging(self.state.bridges | added)
+
+    def _bridging(self, names: set[str]) -> set[str]:
+        """Those of ``names`` still bridged: bridgeable models of the plan whose deployment is starting."""
+        plan = self.state.plan or Plan()
+        return {name for name in names if name in plan.bridgeable and plan.servables[name] in self.state.starting}
 
     def _retire(self, before: Plan | None, plan: Plan) -> None:
         """Names that left the config stay known, every version END, as OVMS reports them."""
@@ -265,8 +270,7 @@ class ConfigService:
     def catalog(self) -> Catalog:
         plan = self.state.plan or Plan()
         errors = tuple(plan.errors) + ((self.state.load_error,) if self.state.load_error else ())
-        bridges = {name: plan.bridgeable[name] for name in self.state.bridges
-                   if name in plan.bridgeable and plan.servables[name] in self.state.starting}
+        bridges = {name: plan.bridgeable[name] for name in self._bridging(self.state.bridges)}
         return Catalog(self.state.revision, dict(plan.servables), dict(plan.versions), dict(self.state.retired),
                        errors, frozenset(self.state.starting), bridges)
 
@@ -294,7 +298,8 @@ class ConfigService:
         """Move deployments that reached RUNNING out of ``starting``."""
         if not self.state.starting:
             return
-        running = await self.deployer.running(sorted(self.state.starting))
+        statuses = await self.deployer.statuses(sorted(self.state.starting))
+        running = {name for name, status in statuses.items() if status == "RUNNING"}
         if running:
             self.state.starting -= running
             await self._publish()
@@ -353,17 +358,11 @@ class ServeDeployer:
         for name in names:
             await asyncio.to_thread(serve.delete, name, _blocking=False)
 
-    async def existing(self, names: list[str]) -> set[str]:
+    async def statuses(self, names: list[str]) -> dict[str, str]:
         from ray import serve
 
         applications = (await asyncio.to_thread(serve.status)).applications
-        return {name for name in names if name in applications and applications[name].status != "DELETING"}
-
-    async def running(self, names: list[str]) -> set[str]:
-        from ray import serve
-
-        applications = (await asyncio.to_thread(serve.status)).applications
-        return {name for name in names if name in applications and applications[name].status == "RUNNING"}
+        return {name: applications[name].status for name in names if name in applications}  # a str enum
 
 
 def _from_memory() -> Any:

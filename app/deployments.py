@@ -342,7 +342,6 @@ class Ingress(KServeGrpcMethods):
     ) -> None:
         show_lifecycle_logs()
         self.dataplane = DataPlane({})
-        self.config_actor = config_actor
         self.follower = CatalogFollower(self.dataplane, config_actor)
         await self.follower.start()
         self.max_request_bytes = max_request_bytes
@@ -358,7 +357,7 @@ class Ingress(KServeGrpcMethods):
 
     async def reload(self) -> bool:
         """``POST /v1/config/reload``: load config.json now (and poll the loaders); True if anything changed."""
-        changed, error = await self.config_actor.get().reload.remote()
+        changed, error = await self.follower.actor.reload.remote()  # the actor the catalog comes from
         if error is not None:
             raise ConfigReloadFailed(error)
         await self.follower.refresh()  # answer with the catalog the reload made

@@ -170,9 +170,10 @@ def _plan_pipeline(plan: Plan, pipeline: PipelineConfig, config: ServerConfig, c
     from app.deployments import PipelineDeployment
 
     nodes, library_errors = {}, {}
+    libraries = {library.name: library.base_path for library in config.custom_node_library_config_list}
     for node in pipeline.nodes:
         if node.type == "custom":
-            planned, problem = _plan_node(plan, pipeline, node, config, config_dir, settings)
+            planned, problem = _plan_node(plan, pipeline, node, libraries, config, config_dir, settings)
             if planned is not None:
                 nodes[node.name] = planned
             else:
@@ -195,13 +196,12 @@ def _plan_pipeline(plan: Plan, pipeline: PipelineConfig, config: ServerConfig, c
     plan.servables[pipeline.name] = name
 
 
-def _plan_node(plan: Plan, pipeline: PipelineConfig, node: Any, config: ServerConfig, config_dir: Path,
-               settings: PlanSettings) -> tuple[str | None, str]:
-    """The node's deployment name, or None and why its library cannot be used."""
+def _plan_node(plan: Plan, pipeline: PipelineConfig, node: Any, libraries: dict[str, str], config: ServerConfig,
+               config_dir: Path, settings: PlanSettings) -> tuple[str | None, str]:
+    """The node's deployment name, or None and why its library cannot be used (``libraries``: name -> base_path)."""
     from nodes.deployment import node_app
     from nodes.loading import load_node_class
 
-    libraries = {library.name: library.base_path for library in config.custom_node_library_config_list}
     if node.library_name not in libraries:
         return None, (f"library '{node.library_name}' is not in custom_node_library_config_list "
                       f"(it has {sorted(libraries) or 'none'})")

@@ -33,11 +33,8 @@ class FakeDeployer:
             self.serving.pop(name, None)
         self.deleted.append(sorted(names))
 
-    async def running(self, names: list[str]) -> set[str]:
-        return set(names)
-
-    async def existing(self, names: list[str]) -> set[str]:
-        return set(names) & self.serving.keys()
+    async def statuses(self, names: list[str]) -> dict[str, str]:
+        return {name: "RUNNING" for name in names if name in self.serving}
 
 
 class FakeLoaders:
