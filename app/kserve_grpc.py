@@ -220,7 +220,7 @@ class KServeGrpcMethods:
 
     async def ServerReady(self, request: pb.ServerReadyRequest, grpc_context: GrpcContext | None = None
                           ) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=True)
+        return pb.ServerReadyResponse(ready=self.dataplane.ready)  # as REST's /v2/health/ready
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest, grpc_context: GrpcContext | None = None
                              ) -> pb.ServerMetadataResponse:

@@ -258,6 +258,12 @@ def dummy_request(version: str = "", value: float = 0.5, name: str = "b", model:
     return request
 
 
+def test_server_ready_follows_the_config_starting_as_rest_does(tmp_path):
+    starting = Front(DataPlane({}, ready=False), ServingMetrics(), max_request_bytes=4096)
+    assert not call(starting, "ServerReady", pb.ServerReadyRequest())[0].ready
+    assert call(starting, "ServerLive", pb.ServerLiveRequest())[0].live
+
+
 def test_server_rpcs(front):
     assert call(front, "ServerLive", pb.ServerLiveRequest())[0].live
     assert call(front, "ServerReady", pb.ServerReadyRequest())[0].ready
