@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup models nodes run test unit integration cluster bench lock clean
+.PHONY: setup models nodes run check format test unit integration cluster bench lock clean
 
 setup: $(STAMP) models nodes
 
@@ -31,6 +31,17 @@ ifeq ($(CONFIG),)
 else
 	$(VENV)/bin/serve run app.build:build_app config_path=$(CONFIG)
 endif
+
+# The quality gate CI runs before the tests: formatting, lint (complexity at most 10) and types.
+check: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# Rewrite the code the way `make check` wants it formatted, and apply ruff's safe fixes.
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 # The cluster tier starts a multi-node Ray cluster of its own, so it runs in a pytest process of its own.
 test: setup

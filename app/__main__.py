@@ -1,4 +1,6 @@
-"""Command line: ``python -m app validate CONFIG``, ``python -m app schema`` and ``python -m app graph CONFIG PIPELINE``."""
+"""Command line: ``python -m app validate CONFIG``, ``python -m app schema`` and
+``python -m app graph CONFIG PIPELINE``."""
+
 from __future__ import annotations
 
 import argparse

@@ -7,14 +7,15 @@ alone, as they would unbatched. A request that fails its checks fails alone, wit
 if a merged inference fails, its requests are run again one by one, so a bad request never costs
 the others. Serve's ``@serve.batch`` (app/deployments.py) hands the batches in.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Hashable
 
 import numpy as np
 
@@ -86,10 +87,14 @@ class BatchedModel:
         if len(group) == 1:
             return await self._run_alone(group[0])
         try:
-            return list(zip(group, await self._run_merged(group)))
+            return list(zip(group, await self._run_merged(group), strict=True))
         except Exception as exc:
-            log.warning("model %s: a merged inference of %d requests failed (%s); running them one by one",
-                        self.model.name, len(group), exc)
+            log.warning(
+                "model %s: a merged inference of %d requests failed (%s); running them one by one",
+                self.model.name,
+                len(group),
+                exc,
+            )
             alone = await asyncio.gather(*(self._run_alone(planned) for planned in group))
             return [pair for pairs in alone for pair in pairs]
 
@@ -111,8 +116,13 @@ class BatchedModel:
         parts = {name: split_rows(name, array, rows) for name, array in outputs.items()}
         self.sizes[len(group)] += 1
         return [
-            InferResponse(self.model.name, first.compiled.version, {name: parts[name][k] for name in parts},
-                          p.request.id, elapsed_us)
+            InferResponse(
+                self.model.name,
+                first.compiled.version,
+                {name: parts[name][k] for name in parts},
+                p.request.id,
+                elapsed_us,
+            )
             for k, p in enumerate(group)
         ]
 
@@ -120,6 +130,8 @@ class BatchedModel:
 def split_rows(name: str, array: np.ndarray, rows: list[int]) -> list[np.ndarray]:
     """``array`` cut along dim 0 into pieces of ``rows`` rows each; a mismatch is a server fault."""
     if array.ndim == 0 or array.shape[0] != sum(rows):
-        raise InferenceFailed(f"output '{name}' has shape {list(array.shape)}, not {sum(rows)} rows "
-                              "for the requests merged into one inference")
+        raise InferenceFailed(
+            f"output '{name}' has shape {list(array.shape)}, not {sum(rows)} rows "
+            "for the requests merged into one inference"
+        )
     return np.split(array, np.cumsum(rows)[:-1])

@@ -7,6 +7,7 @@ itself, serves it until the config actor reports its deployment RUNNING, then dr
 routes to the deployment. If this process cannot serve the model (its files are on another
 node, say), requests wait for the deployment, as they would with no bridge.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -4,6 +4,7 @@ that deploys everything config.json asks for (app/config_actor.py, app/plan.py).
 The ingress application is the one with the route; each model, pipeline and node is an
 application of its own that the config actor adds, replaces and deletes as config.json changes.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,14 +33,20 @@ class AppArgs(BaseModel):
     config_path: str = Field("configs/config.json", description="The OVMS config.json to serve.")
     max_request_bytes: int = Field(DEFAULT_MAX_REQUEST_BYTES, ge=1, description="Larger request bodies get 413.")
     file_system_poll_wait_seconds: float = Field(
-        1.0, ge=0, description="How often config.json, version folders and loaders' blacklists are checked "
-        "(OVMS's flag); 0 disables the watch."
+        1.0,
+        ge=0,
+        description="How often config.json, version folders and loaders' blacklists are checked "
+        "(OVMS's flag); 0 disables the watch.",
     )
     loader_actor_name: str = Field(ACTOR_NAME, description="Name of the loader actor (one per app on a cluster).")
-    config_actor_name: str = Field(CONFIG_ACTOR_NAME, description="Name of the config actor (one per app on a cluster).")
+    config_actor_name: str = Field(
+        CONFIG_ACTOR_NAME, description="Name of the config actor (one per app on a cluster)."
+    )
     loader_idle_shutdown_seconds: float = Field(
-        30.0, ge=0, description="Once the ingress has been gone this long, the config's deployments are deleted "
-        "and loaders deinitialised."
+        30.0,
+        ge=0,
+        description="Once the ingress has been gone this long, the config's deployments are deleted "
+        "and loaders deinitialised.",
     )
     logging_config: dict[str, Any] = Field(
         default_factory=lambda: {"enable_access_log": False},
@@ -69,15 +76,23 @@ def build_app(args: dict) -> Application:
     # shutdown is off: under load it could take slow replicas for gone and end the loaders early.
     loader_actor = LoaderActorConfig((), (), settings.file_system_poll_wait_seconds, 0.0, settings.loader_actor_name)
     actor = ConfigActorRef(
-        ConfigSettings(config_path,
-                       PlanSettings(settings.deployments, loader_actor, settings.file_system_poll_wait_seconds),
-                       settings.file_system_poll_wait_seconds, settings.loader_idle_shutdown_seconds),
-        settings.logging_config, settings.config_actor_name,
+        ConfigSettings(
+            config_path,
+            PlanSettings(settings.deployments, loader_actor, settings.file_system_poll_wait_seconds),
+            settings.file_system_poll_wait_seconds,
+            settings.loader_idle_shutdown_seconds,
+        ),
+        settings.logging_config,
+        settings.config_actor_name,
     )
     outcome = ray.get(actor.get().start.remote(actor.settings))
     if outcome.error is not None:
         log.error("config %s: %s", config_path, outcome.error)
-    log.info("serving %d models and %d pipelines from %s", len(config.models), len(config.pipeline_config_list),
-             settings.config_path)
+    log.info(
+        "serving %d models and %d pipelines from %s",
+        len(config.models),
+        len(config.pipeline_config_list),
+        settings.config_path,
+    )
     options = options_for(config, actor.settings.plan, "ingress").serve_options()
     return Ingress.options(name="ingress", **options).bind(actor, settings.max_request_bytes, config.monitoring)

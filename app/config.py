@@ -4,6 +4,7 @@ Pydantic models mirror OVMS's schema (schema.cpp): every object rejects unknown 
 error is reported as ``<json path>: <what was wrong>; <what is expected>``. Relative paths
 resolve against the config file's folder; a path containing ``..`` is rejected, as OVMS does.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,7 +74,7 @@ def parse_shape(text: str) -> tuple[Dim, ...] | Literal["auto"]:
         if not _DIM.match(part):
             raise ValueError(
                 f"shape '{text}' has dimension '{part}'; expected a size, -1 for dynamic or a range low:high, "
-                "as in \"(1,3,224,224)\" or \"(1,3,-1,200:400)\""
+                'as in "(1,3,224,224)" or "(1,3,-1,200:400)"'
             )
         if ":" in part:
             low, high = (int(x) for x in part.split(":"))
@@ -90,7 +91,7 @@ _LAYOUT = re.compile(r"^[A-Za-z?.]+(:[A-Za-z?.]+)?$")
 
 def _check_layout(text: str) -> str:
     if not _LAYOUT.match(text):
-        raise ValueError(f"layout '{text}' is not a layout; expected letters such as \"NCHW\" or \"NHWC:NCHW\"")
+        raise ValueError(f'layout \'{text}\' is not a layout; expected letters such as "NCHW" or "NHWC:NCHW"')
     return text
 
 
@@ -141,12 +142,14 @@ class ModelConfig(_Strict):
     name: str = Field(min_length=1, description="The name clients use.")
     base_path: str = Field(description="Folder of numeric version folders, each with an IR, ONNX or TFLite file.")
     batch_size: int | str | None = Field(None, description='Batch size applied by reshape, or "auto".')
-    shape: str | dict[str, str] | None = Field(None, description='Shape for the input, or per input name.')
+    shape: str | dict[str, str] | None = Field(None, description="Shape for the input, or per input name.")
     layout: str | dict[str, str] | None = Field(None, description='Layout, e.g. "NHWC:NCHW", or per input name.')
     model_version_policy: VersionPolicy = Field(
         default_factory=lambda: VersionPolicy(latest=LatestVersions()), description="Which versions to serve."
     )
-    nireq: int = Field(0, ge=0, le=100_000, description="Infer requests in flight per replica; 0 picks OpenVINO's optimum.")
+    nireq: int = Field(
+        0, ge=0, le=100_000, description="Infer requests in flight per replica; 0 picks OpenVINO's optimum."
+    )
     target_device: str = Field("CPU", min_length=1, description="OpenVINO device name.")
     allow_cache: bool = Field(False, description="Accepted for compatibility; no model cache is kept.")
     plugin_config: dict[str, str | int | float | bool] = Field(default_factory=dict, description="OpenVINO properties.")
@@ -201,7 +204,7 @@ class ModelConfig(_Strict):
         if self.graph_path or self.subconfig:
             raise ValueError("graph_path/subconfig configure MediaPipe graphs, which rayvino does not serve")
         if self.stateful:
-            raise ValueError("stateful models are not supported; remove \"stateful\": true")
+            raise ValueError('stateful models are not supported; remove "stateful": true')
         return self
 
     @property
@@ -418,8 +421,10 @@ class DeploymentOptions(_Strict):
                 if key not in AutoscalingConfig.model_fields:
                     guess = difflib.get_close_matches(key, list(AutoscalingConfig.model_fields), n=1)
                     hint = f"did you mean '{guess[0]}'? " if guess else ""
-                    raise ValueError(f"autoscaling_config has unknown key '{key}'; {hint}"
-                                     f"expected some of: {', '.join(AutoscalingConfig.model_fields)}")
+                    raise ValueError(
+                        f"autoscaling_config has unknown key '{key}'; {hint}"
+                        f"expected some of: {', '.join(AutoscalingConfig.model_fields)}"
+                    )
             try:
                 AutoscalingConfig(**value)
             except ValidationError as exc:
@@ -467,8 +472,10 @@ def batching_target_errors(deployments: dict[str, DeploymentOptions], models: se
         if not name.startswith("model."):
             errors.append(f"'{name}' sets dynamic_batching, which only model deployments (model.<model>) take")
         elif models is not None and name not in models:
-            errors.append(f"'{name}' sets dynamic_batching but serves no model; the models' deployments are "
-                          f"{', '.join(sorted(models)) or 'none'}")
+            errors.append(
+                f"'{name}' sets dynamic_batching but serves no model; the models' deployments are "
+                f"{', '.join(sorted(models)) or 'none'}"
+            )
     return errors
 
 
@@ -625,4 +632,3 @@ def _unwrap(annotation: Any, typing: Any) -> Any:
 def _short(value: Any) -> str:
     text = json.dumps(value) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
-

@@ -13,6 +13,7 @@
   knows the app is alive. When no poll is pending and none has been for ``idle_shutdown_seconds``,
   the app is gone: the actor deletes the deployments it made, deinitialises the loaders and ends.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,9 +21,10 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import ray
 
@@ -125,8 +127,14 @@ class _State:
 
 
 class ConfigService:
-    def __init__(self, settings: ConfigSettings, deployer: Deployer, loaders: LoaderOwner,
-                 clock: Callable[[], float] = time.monotonic, memory: Memory | None = None) -> None:
+    def __init__(
+        self,
+        settings: ConfigSettings,
+        deployer: Deployer,
+        loaders: LoaderOwner,
+        clock: Callable[[], float] = time.monotonic,
+        memory: Memory | None = None,
+    ) -> None:
         self.settings, self.deployer, self.loaders, self.clock = settings, deployer, loaders, clock
         self.memory = memory or InProcessMemory()
         self.state = _State()
@@ -204,8 +212,13 @@ class ConfigService:
         self.state.plan = plan
         for error in plan.errors:
             log.error("config entry skipped: %s", error)
-        log.info("config applied: %d deployments (%d deployed, %d deleted, %d unchanged)", len(plan.deployments),
-                 len(deploy), len(delete), len(plan.deployments) - len(deploy))
+        log.info(
+            "config applied: %d deployments (%d deployed, %d deleted, %d unchanged)",
+            len(plan.deployments),
+            len(deploy),
+            len(delete),
+            len(plan.deployments) - len(deploy),
+        )
         self.state.starting = (self.state.starting - set(delete)) | {p.name for p in deploy}
         self._bridge(before, plan)
         self._remember()
@@ -214,8 +227,12 @@ class ConfigService:
 
     def _remember(self) -> None:
         plan = self.state.plan or Plan()
-        self.memory.write({"deployments": {p.name: [p.kind, p.fingerprint] for p in plan.deployments.values()},
-                           "retired": self.state.retired})
+        self.memory.write(
+            {
+                "deployments": {p.name: [p.kind, p.fingerprint] for p in plan.deployments.values()},
+                "retired": self.state.retired,
+            }
+        )
 
     async def _recovered(self) -> Plan | None:
         """After a restart (Ray restarts this actor if its process dies), what Serve still runs from
@@ -229,8 +246,13 @@ class ConfigService:
         self.state.starting |= {name for name in existing if statuses[name] != "RUNNING"}
         self.state.retired = {name: tuple(versions) for name, versions in record.get("retired", {}).items()}
         log.warning("config actor restarted: %d deployments of its previous incarnation still run", len(existing))
-        return Plan(deployments={name: Planned(name, kind, fingerprint, application=_from_memory)
-                                 for name, (kind, fingerprint) in deployments.items() if name in existing})
+        return Plan(
+            deployments={
+                name: Planned(name, kind, fingerprint, application=_from_memory)
+                for name, (kind, fingerprint) in deployments.items()
+                if name in existing
+            }
+        )
 
     def _bridge(self, before: Plan | None, plan: Plan) -> None:
         """Bridge the models this load added. Not on the first load: then everything starts at once,
@@ -271,8 +293,15 @@ class ConfigService:
         plan = self.state.plan or Plan()
         errors = tuple(plan.errors) + ((self.state.load_error,) if self.state.load_error else ())
         bridges = {name: plan.bridgeable[name] for name in self._bridging(self.state.bridges)}
-        return Catalog(self.state.revision, dict(plan.servables), dict(plan.versions), dict(self.state.retired),
-                       errors, frozenset(self.state.starting), bridges)
+        return Catalog(
+            self.state.revision,
+            dict(plan.servables),
+            dict(plan.versions),
+            dict(self.state.retired),
+            errors,
+            frozenset(self.state.starting),
+            bridges,
+        )
 
     async def wait_for_change(self, seen: int | None, timeout: float) -> Catalog:
         """The catalog once its revision differs from ``seen``, or after ``timeout`` (an ingress's long-poll)."""
@@ -282,7 +311,7 @@ class ConfigService:
                 if seen == self.state.revision:
                     try:
                         await asyncio.wait_for(self._changed.wait(), timeout)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
         finally:
             self._polls_waiting -= 1
@@ -347,10 +376,13 @@ class ServeDeployer:
     async def deploy(self, planned: list[Planned]) -> None:
         from ray import serve
 
-        targets = [serve.RunTarget(p.application(), name=p.name, route_prefix=None,
-                                   logging_config=self.logging_config) for p in planned]
-        await asyncio.to_thread(serve.run_many, targets, wait_for_ingress_deployment_creation=False,
-                                wait_for_applications_running=False)
+        targets = [
+            serve.RunTarget(p.application(), name=p.name, route_prefix=None, logging_config=self.logging_config)
+            for p in planned
+        ]
+        await asyncio.to_thread(
+            serve.run_many, targets, wait_for_ingress_deployment_creation=False, wait_for_applications_running=False
+        )
 
     async def delete(self, names: list[str]) -> None:
         from ray import serve
@@ -467,8 +499,10 @@ class _RayConfigService(ConfigService):
                     await self.loaders.ensure(self.state.plan)
                 await self.check_ready()
                 if self.app_gone():
-                    log.info("no ingress has called for %.0f s: the app is gone; cleaning up",
-                             self.settings.idle_shutdown_seconds)
+                    log.info(
+                        "no ingress has called for %.0f s: the app is gone; cleaning up",
+                        self.settings.idle_shutdown_seconds,
+                    )
                     await self.shutdown()
                     ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
             except asyncio.CancelledError:
@@ -480,11 +514,17 @@ class _RayConfigService(ConfigService):
 ConfigActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(_RayConfigService)
 
 
-def get_or_create_config_actor(settings: ConfigSettings, logging_config: dict[str, Any] | None = None, *,
-                               name: str = ACTOR_NAME, namespace: str = NAMESPACE):
+def get_or_create_config_actor(
+    settings: ConfigSettings,
+    logging_config: dict[str, Any] | None = None,
+    *,
+    name: str = ACTOR_NAME,
+    namespace: str = NAMESPACE,
+):
     """The cluster's config actor (detached: it outlives the build task that creates it)."""
-    return ConfigActor.options(name=name, namespace=namespace, lifetime="detached", get_if_exists=True,
-                               resources=ON_HEAD_NODE).remote(settings, logging_config)
+    return ConfigActor.options(
+        name=name, namespace=namespace, lifetime="detached", get_if_exists=True, resources=ON_HEAD_NODE
+    ).remote(settings, logging_config)
 
 
 @dataclass(frozen=True)
@@ -497,5 +537,4 @@ class ConfigActorRef:
     namespace: str = NAMESPACE
 
     def get(self):
-        return get_or_create_config_actor(self.settings, self.logging_config, name=self.name,
-                                          namespace=self.namespace)
+        return get_or_create_config_actor(self.settings, self.logging_config, name=self.name, namespace=self.namespace)

@@ -4,9 +4,11 @@ A servable is anything with the ``Servable`` methods: a model served in this pro
 tests, benchmarks) or a Ray Serve deployment handle (app/deployments.py). The front ends never
 know which.
 """
+
 from __future__ import annotations
 
 import asyncio
+from importlib.metadata import version
 from typing import Protocol
 
 from app.errors import ModelNotFound, ModelVersionNotLoadedAnymore
@@ -15,7 +17,7 @@ from app.model import ModelServable
 from app.status import ModelVersionState, VersionStatus, model_status_body, require_available
 
 SERVER_NAME = "rayvino"
-SERVER_VERSION = "0.1.0"
+SERVER_VERSION = version("rayvino")  # pyproject.toml is the one place the version is written
 
 
 class Servable(Protocol):
@@ -87,7 +89,7 @@ class DataPlane:
         """``GET /v1/config``: every servable's version statuses, in OVMS form."""
         names = sorted(self.servables)
         statuses = await asyncio.gather(*(self.servables[name].statuses() for name in names))
-        return {name: model_status_body(status) for name, status in zip(names, statuses)}
+        return {name: model_status_body(status) for name, status in zip(names, statuses, strict=True)}
 
     @staticmethod
     def server_metadata() -> dict:

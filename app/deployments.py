@@ -1,10 +1,12 @@
 """Thin Ray Serve deployments: each forwards to a plain-Python core and holds no rules of its own."""
+
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
-from typing import Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from fastapi import FastAPI
 from ray import serve
@@ -13,8 +15,7 @@ from ray.serve.handle import DeploymentHandle
 
 from app.batching import BatchedModel
 from app.bridge import BridgedServable
-from app.config import ModelConfig, MonitoringConfig, PipelineConfig
-from app.config import MODEL_MAX_ONGOING_REQUESTS, DynamicBatching
+from app.config import MODEL_MAX_ONGOING_REQUESTS, DynamicBatching, ModelConfig, MonitoringConfig, PipelineConfig
 from app.config_actor import Catalog, ConfigActorRef
 from app.dataplane import DataPlane, RetiredServable, Servable
 from app.errors import ConfigReloadFailed, ServingError, causes
@@ -132,8 +133,11 @@ class ModelDeployment:
     """
 
     async def __init__(
-        self, config: ModelConfig, loader_actor: LoaderActorConfig | None = None,
-        file_system_poll_wait_seconds: float = 1.0, batching: DynamicBatching | None = None,
+        self,
+        config: ModelConfig,
+        loader_actor: LoaderActorConfig | None = None,
+        file_system_poll_wait_seconds: float = 1.0,
+        batching: DynamicBatching | None = None,
     ) -> None:
         show_lifecycle_logs()
         self.model = ModelServable(config, batched=batching is not None)
@@ -148,7 +152,9 @@ class ModelDeployment:
         else:
             self.model.load()
             if file_system_poll_wait_seconds > 0:  # 0 disables watching the version folders, as in OVMS
-                self.poller = Poller(self.model.refresh, file_system_poll_wait_seconds, f"{config.name} folders").start()
+                self.poller = Poller(
+                    self.model.refresh, file_system_poll_wait_seconds, f"{config.name} folders"
+                ).start()
 
     def __del__(self) -> None:
         if getattr(self, "follower", None) is not None:
@@ -239,7 +245,7 @@ class PipelineDeployment:
         except ServingError as exc:
             catalog.models.setdefault(name, CatalogError(MISSING_MODEL, exc.message))
             return
-        except asyncio.TimeoutError:  # its deployment is still starting: validated again when asked
+        except TimeoutError:  # its deployment is still starting: validated again when asked
             catalog.models.setdefault(name, CatalogError(MISSING_MODEL, f"model '{name}' is not deployed yet"))
             return
         catalog.add_model(name, served, Signature.of(inputs, outputs))
@@ -251,7 +257,7 @@ class PipelineDeployment:
         try:
             inputs = await asyncio.wait_for(client.inputs_info(), SIGNATURE_WAIT_SECONDS)
             return Signature.of(inputs, await client.outputs_info())
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return CatalogError(METADATA_FAILED, f"node '{node}' is not deployed yet")
         except NodeInitializeFailed as exc:
             return CatalogError(INITIALIZE_FAILED, exc.message)

@@ -6,9 +6,10 @@ expect; the detail after " - " names what was wrong and what was expected.
 Each class passes all its arguments to ``Exception.__init__`` so it survives pickling: Ray
 re-raises a replica's exception in the caller only if it unpickles (ray#20830).
 """
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 
 class ServingError(Exception):

@@ -1,4 +1,5 @@
 """Wire-free inference request and response: what every protocol decodes into and encodes from."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

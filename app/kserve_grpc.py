@@ -11,13 +11,15 @@ Outputs always go back raw, as OVMS and Triton answer. Request parameters are ac
 in REST, those the server has no use for are ignored; REST's binary_data* parameters mean nothing
 here, since gRPC tensors are always binary.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import re
+from collections.abc import Awaitable
 from contextlib import nullcontext
-from typing import Awaitable, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import grpc
 import numpy as np
@@ -115,13 +117,15 @@ def _decode_input(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | No
 
 def _from_contents(contents: pb.InferTensorContents, shape: tuple[int, ...], datatype: str, name: str) -> np.ndarray:
     if datatype not in TYPED_FIELDS:
-        raise MalformedRequest(f"input '{name}' is {datatype}, which has no typed contents field; "
-                               "send it in raw_input_contents")
+        raise MalformedRequest(
+            f"input '{name}' is {datatype}, which has no typed contents field; send it in raw_input_contents"
+        )
     field, field_dtype = TYPED_FIELDS[datatype]
     others = [f for f in CONTENTS_FIELDS if f != field and len(getattr(contents, f))]
     if others:
         raise MalformedRequest(
-            f"input '{name}' is {datatype}, whose values go in contents.{field}; the request filled contents.{others[0]}"
+            f"input '{name}' is {datatype}, whose values go in contents.{field}; "
+            f"the request filled contents.{others[0]}"
         )
     values = getattr(contents, field)
     count = math.prod(shape)
@@ -214,28 +218,34 @@ class KServeGrpcMethods:
     dataplane: DataPlane
     metrics: ServingMetrics | None
 
-    async def ServerLive(self, request: pb.ServerLiveRequest, grpc_context: GrpcContext | None = None
-                         ) -> pb.ServerLiveResponse:
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, grpc_context: GrpcContext | None = None
+    ) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
-    async def ServerReady(self, request: pb.ServerReadyRequest, grpc_context: GrpcContext | None = None
-                          ) -> pb.ServerReadyResponse:
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, grpc_context: GrpcContext | None = None
+    ) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.dataplane.ready)  # as REST's /v2/health/ready
 
-    async def ServerMetadata(self, request: pb.ServerMetadataRequest, grpc_context: GrpcContext | None = None
-                             ) -> pb.ServerMetadataResponse:
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, grpc_context: GrpcContext | None = None
+    ) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(**self.dataplane.server_metadata())
 
-    async def ModelReady(self, request: pb.ModelReadyRequest, grpc_context: GrpcContext | None = None
-                         ) -> pb.ModelReadyResponse:
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, grpc_context: GrpcContext | None = None
+    ) -> pb.ModelReadyResponse:
         return await _reply(grpc_context, pb.ModelReadyResponse(), self._model_ready(request))
 
-    async def ModelMetadata(self, request: pb.ModelMetadataRequest, grpc_context: GrpcContext | None = None
-                            ) -> pb.ModelMetadataResponse:
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, grpc_context: GrpcContext | None = None
+    ) -> pb.ModelMetadataResponse:
         return await _reply(grpc_context, pb.ModelMetadataResponse(), self._model_metadata(request))
 
-    async def ModelInfer(self, request: pb.ModelInferRequest, grpc_context: GrpcContext | None = None
-                         ) -> pb.ModelInferResponse:
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, grpc_context: GrpcContext | None = None
+    ) -> pb.ModelInferResponse:
         return await _reply(grpc_context, pb.ModelInferResponse(), self._model_infer(request))
 
     async def _model_ready(self, request: pb.ModelReadyRequest) -> pb.ModelReadyResponse:

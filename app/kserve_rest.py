@@ -5,6 +5,7 @@ A request body is a JSON header, optionally followed by raw tensor bytes; the
 declares its size in ``parameters.binary_data_size`` (optional when there is a single input,
 as OVMS allows). BYTES elements are 4-byte little-endian lengths each followed by the bytes.
 """
+
 from __future__ import annotations
 
 import json

@@ -7,6 +7,7 @@ once it starts: one stderr handler on our packages' loggers. Ray writes a worker
 log file and streams it to the driver, so ``serve run`` shows these lines beside Serve's own.
 Not called at import: a test process keeps Python's defaults (and pytest's log capture).
 """
+
 from __future__ import annotations
 
 import logging

@@ -5,12 +5,13 @@ Counters are exposed under OVMS's exact names (``ovms_requests_success``, not pr
 prometheus_client's own. Each ingress replica counts the requests it served: with several
 ingress replicas, sum over them in Prometheus, as over several OVMS instances.
 """
+
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Gauge, Histogram
@@ -50,7 +51,7 @@ class _Counters:
             kind = "successful" if name.endswith("success") else "failed"
             metric = Metric(name, f"Number of {kind} requests to a model or a DAG.", "counter")
             for labels, value in sorted(self.values[name].items()):
-                metric.add_sample(name, dict(zip(REQUEST_LABELS, labels)), value)
+                metric.add_sample(name, dict(zip(REQUEST_LABELS, labels, strict=True)), value)
             yield metric
 
 
@@ -60,15 +61,29 @@ class ServingMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._counters = _Counters(enabled)
         self.registry.register(self._counters)
-        self._request_time = self._make(enabled, Histogram, "ovms_request_time_us",
-                                        "Processing time of requests to a model or a DAG, in microseconds.",
-                                        ["interface", "name", "version"], buckets=BUCKETS_US)
-        self._inference_time = self._make(enabled, Histogram, "ovms_inference_time_us",
-                                          "Inference execution time in the OpenVINO backend, in microseconds.",
-                                          ["name", "version"], buckets=BUCKETS_US)
-        self._current = self._make(enabled, Gauge, "ovms_current_requests",
-                                   "Number of requests being currently processed by the model server.",
-                                   ["name", "version"])
+        self._request_time = self._make(
+            enabled,
+            Histogram,
+            "ovms_request_time_us",
+            "Processing time of requests to a model or a DAG, in microseconds.",
+            ["interface", "name", "version"],
+            buckets=BUCKETS_US,
+        )
+        self._inference_time = self._make(
+            enabled,
+            Histogram,
+            "ovms_inference_time_us",
+            "Inference execution time in the OpenVINO backend, in microseconds.",
+            ["name", "version"],
+            buckets=BUCKETS_US,
+        )
+        self._current = self._make(
+            enabled,
+            Gauge,
+            "ovms_current_requests",
+            "Number of requests being currently processed by the model server.",
+            ["name", "version"],
+        )
 
     def _make(self, enabled: set[str], kind, name: str, documentation: str, labels: list[str], **options):
         return kind(name, documentation, labels, registry=self.registry, **options) if name in enabled else None
@@ -88,7 +103,9 @@ class ServingMetrics:
         else:
             self._counters.inc("ovms_requests_success", (API, interface, method, name, outcome["version"]))
             if self._request_time is not None and method == "ModelInfer":
-                self._request_time.labels(interface, name, outcome["version"]).observe((time.perf_counter() - start) * 1e6)
+                self._request_time.labels(interface, name, outcome["version"]).observe(
+                    (time.perf_counter() - start) * 1e6
+                )
         finally:
             if self._current is not None:
                 self._current.labels(name, version).dec()

@@ -2,13 +2,14 @@
 
 Plain Python over OpenVINO; the Ray deployment in app/deployments.py only forwards to it.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 import openvino as ov
 
@@ -90,7 +91,9 @@ class ModelServable:
 
     def _record_load(self, version: int, stamp: Stamp, result: CompiledVersion | ModelFileError) -> None:
         if isinstance(result, ModelFileError):
-            log.error("model %s version %d not loaded (tried again once its files change): %s", self.name, version, result)
+            log.error(
+                "model %s version %d not loaded (tried again once its files change): %s", self.name, version, result
+            )
             self._statuses[version] = VersionStatus.loading_failed(version, str(result))
             self._folders.failed(version, stamp)
             return

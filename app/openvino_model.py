@@ -4,14 +4,15 @@ Requests run on OpenVINO's async API with ``nireq`` infer requests per version: 
 for a free infer request, starts it, and is resumed when a waiter thread sees it finish, so the
 event loop never blocks on inference.
 """
+
 from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import openvino as ov
@@ -140,10 +141,15 @@ def make_batch_dynamic(model: ov.Model, model_name: str) -> ov.Model:
     for port in model.inputs:
         shape = port.get_partial_shape()
         if shape.rank.is_dynamic or shape.rank.get_length() == 0:
-            raise _not_batchable(model_name, f"input '{port.get_any_name()}' has shape {shape}, with no batch dimension")
+            raise _not_batchable(
+                model_name, f"input '{port.get_any_name()}' has shape {shape}, with no batch dimension"
+            )
         if _batch_index(port) != 0:
-            raise _not_batchable(model_name, f"input '{port.get_any_name()}' has its batch (N) at index "
-                                             f"{_batch_index(port)}, and requests are merged along dim 0")
+            raise _not_batchable(
+                model_name,
+                f"input '{port.get_any_name()}' has its batch (N) at index "
+                f"{_batch_index(port)}, and requests are merged along dim 0",
+            )
         dims = list(shape)
         dims[0] = ov.Dimension()
         dims[0].set_symbol(batch)
@@ -156,14 +162,19 @@ def make_batch_dynamic(model: ov.Model, model_name: str) -> ov.Model:
         shape = port.get_partial_shape()
         first = shape[0] if shape.rank.is_static and shape.rank.get_length() > 0 else None
         if first is None or not first.has_symbol() or not first.get_symbol() == batch:
-            raise _not_batchable(model_name, f"output '{_port_name(port, 'output', index)}' has shape {shape}, whose dim 0 "
-                                             "is not the batch of the inputs, so a merged result cannot be split back")
+            raise _not_batchable(
+                model_name,
+                f"output '{_port_name(port, 'output', index)}' has shape {shape}, whose dim 0 "
+                "is not the batch of the inputs, so a merged result cannot be split back",
+            )
     return model
 
 
 def _not_batchable(model_name: str, why: str) -> ModelFileError:
-    return ModelFileError(f"dynamic_batching is set for model '{model_name}', which cannot batch: {why}; "
-                          "remove dynamic_batching from its deployment options")
+    return ModelFileError(
+        f"dynamic_batching is set for model '{model_name}', which cannot batch: {why}; "
+        "remove dynamic_batching from its deployment options"
+    )
 
 
 def _batch_index(port: ov.Output) -> int:
@@ -210,7 +221,7 @@ class CompiledVersion:
     nireq: int
 
     def __post_init__(self) -> None:
-        self._output_ports = {info.name: port for info, port in zip(self.outputs, self.compiled.outputs)}
+        self._output_ports = {info.name: port for info, port in zip(self.outputs, self.compiled.outputs, strict=True)}
         self._free: asyncio.Queue[ov.InferRequest] | None = None
         self._waiters = ThreadPoolExecutor(self.nireq, thread_name_prefix=f"openvino-wait-v{self.version}")
         self._in_flight = 0
@@ -224,7 +235,9 @@ class CompiledVersion:
             try:
                 await self._run(request, inputs)
                 # Copy out: the infer request's buffers are reused by the next request.
-                return {name: np.array(request.get_tensor(self._output_ports[name]).data, copy=True) for name in outputs}
+                return {
+                    name: np.array(request.get_tensor(self._output_ports[name]).data, copy=True) for name in outputs
+                }
             finally:
                 free.put_nowait(request)
         finally:
@@ -264,7 +277,9 @@ def compile_version(
     model = prepare(model, config)
     if batched:
         model = make_batch_dynamic(model, config.name)
-    properties = {key: str(value) if not isinstance(value, bool) else value for key, value in config.plugin_config.items()}
+    properties = {
+        key: str(value) if not isinstance(value, bool) else value for key, value in config.plugin_config.items()
+    }
     try:
         compiled = core.compile_model(model, config.target_device, properties)
     except RuntimeError as exc:

@@ -7,15 +7,17 @@ An entry's fingerprint covers everything its replicas are built from; a reload r
 entries whose fingerprint changed, deletes the ones that left, and leaves the rest running.
 No Ray calls here: the config actor deploys the plan, unit tests read it.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from ray.serve import Application
 
@@ -95,14 +97,18 @@ def _check_option_names(plan: Plan, config: ServerConfig, settings: PlanSettings
     import difflib
 
     known = [*plan.deployments, "ingress"]
-    for where, options in (("config.json ray_serve.deployments", config.ray_serve.deployments),
-                           ("serve_config.yaml args.deployments", settings.deployments)):
+    for where, options in (
+        ("config.json ray_serve.deployments", config.ray_serve.deployments),
+        ("serve_config.yaml args.deployments", settings.deployments),
+    ):
         for name in options:
             if name not in known:
                 guess = difflib.get_close_matches(name, known, n=1)
                 hint = f"did you mean '{guess[0]}'? " if guess else ""
-                plan.errors.append(f"{where}.{name}: this config deploys no such deployment; {hint}"
-                                   f"it deploys {', '.join(sorted(known))}")
+                plan.errors.append(
+                    f"{where}.{name}: this config deploys no such deployment; {hint}"
+                    f"it deploys {', '.join(sorted(known))}"
+                )
 
 
 def options_for(config: ServerConfig, settings: PlanSettings, name: str) -> DeploymentOptions:
@@ -121,8 +127,12 @@ def loader_specs(config: ServerConfig, config_dir: Path) -> tuple[list[LoaderSpe
         for e in config.custom_loader_config_list
     ]
     models = [
-        ModelSpec(m.name, m.base_path, tuple(m.model_version_policy.select(versions_on_disk(Path(m.base_path)))),
-                  dict(m.custom_loader_options or {}))
+        ModelSpec(
+            m.name,
+            m.base_path,
+            tuple(m.model_version_policy.select(versions_on_disk(Path(m.base_path)))),
+            dict(m.custom_loader_options or {}),
+        )
         for m in config.models
         if m.uses_loader
     ]
@@ -151,12 +161,18 @@ def _plan_model(plan: Plan, model: ModelConfig, config: ServerConfig, settings: 
     loader = settings.loader_actor if model.uses_loader else None
     # The loader actor's specs are not part of the fingerprint: the config actor re-applies them
     # on every reload, and the replicas follow the actor.
-    print_ = fingerprint("model", model.model_dump(mode="json"), options.model_dump(mode="json"),
-                         loader and (loader.name, loader.namespace), settings.poll_seconds)
+    print_ = fingerprint(
+        "model",
+        model.model_dump(mode="json"),
+        options.model_dump(mode="json"),
+        loader and (loader.name, loader.namespace),
+        settings.poll_seconds,
+    )
 
     def application() -> Application:
         return ModelDeployment.options(name=name, **options.serve_options()).bind(
-            model, loader, file_system_poll_wait_seconds=settings.poll_seconds, batching=options.dynamic_batching)
+            model, loader, file_system_poll_wait_seconds=settings.poll_seconds, batching=options.dynamic_batching
+        )
 
     plan.deployments[name] = Planned(name, "model", print_, application)
     plan.servables[model.name] = name
@@ -165,8 +181,9 @@ def _plan_model(plan: Plan, model: ModelConfig, config: ServerConfig, settings: 
         plan.bridgeable[model.name] = model
 
 
-def _plan_pipeline(plan: Plan, pipeline: PipelineConfig, config: ServerConfig, config_dir: Path,
-                   settings: PlanSettings) -> None:
+def _plan_pipeline(
+    plan: Plan, pipeline: PipelineConfig, config: ServerConfig, config_dir: Path, settings: PlanSettings
+) -> None:
     from app.deployments import PipelineDeployment
 
     nodes, library_errors = {}, {}
@@ -178,15 +195,23 @@ def _plan_pipeline(plan: Plan, pipeline: PipelineConfig, config: ServerConfig, c
                 nodes[node.name] = planned
             else:
                 library_errors[node.name] = problem
-    models = {node.model_name: plan.servables.get(node.model_name) for node in pipeline.nodes
-              if node.type == "DL model"}
+    models = {
+        node.model_name: plan.servables.get(node.model_name) for node in pipeline.nodes if node.type == "DL model"
+    }
     models = {model: deployment for model, deployment in models.items() if deployment is not None}
     name = deployment_name("pipeline", pipeline.name)
     options = options_for(config, settings, name)
     # A changed model or node changes the pipeline's fingerprint: its redeploy re-validates it.
     used = {dep: plan.deployments[dep].fingerprint for dep in [*models.values(), *nodes.values()]}
-    print_ = fingerprint("pipeline", pipeline.model_dump(mode="json"), models, nodes, library_errors, used,
-                         options.model_dump(mode="json"))
+    print_ = fingerprint(
+        "pipeline",
+        pipeline.model_dump(mode="json"),
+        models,
+        nodes,
+        library_errors,
+        used,
+        options.model_dump(mode="json"),
+    )
 
     def application() -> Application:
         deployment = PipelineDeployment.options(name=name, **options.serve_options())
@@ -196,15 +221,24 @@ def _plan_pipeline(plan: Plan, pipeline: PipelineConfig, config: ServerConfig, c
     plan.servables[pipeline.name] = name
 
 
-def _plan_node(plan: Plan, pipeline: PipelineConfig, node: Any, libraries: dict[str, str], config: ServerConfig,
-               config_dir: Path, settings: PlanSettings) -> tuple[str | None, str]:
+def _plan_node(
+    plan: Plan,
+    pipeline: PipelineConfig,
+    node: Any,
+    libraries: dict[str, str],
+    config: ServerConfig,
+    config_dir: Path,
+    settings: PlanSettings,
+) -> tuple[str | None, str]:
     """The node's deployment name, or None and why its library cannot be used (``libraries``: name -> base_path)."""
     from nodes.deployment import node_app
     from nodes.loading import load_node_class
 
     if node.library_name not in libraries:
-        return None, (f"library '{node.library_name}' is not in custom_node_library_config_list "
-                      f"(it has {sorted(libraries) or 'none'})")
+        return None, (
+            f"library '{node.library_name}' is not in custom_node_library_config_list "
+            f"(it has {sorted(libraries) or 'none'})"
+        )
     base_path = libraries[node.library_name]
     try:
         factory = load_node_class(base_path, config_dir)
@@ -213,8 +247,14 @@ def _plan_node(plan: Plan, pipeline: PipelineConfig, node: Any, libraries: dict[
     name = deployment_name("node", f"{pipeline.name}.{node.name}")
     params = resolve_param_paths(node.params, config_dir)
     options = options_for(config, settings, name)
-    print_ = fingerprint("node", node.name, base_path, _file_stamp(base_path, config_dir), params,
-                         options.model_dump(mode="json", exclude={"dynamic_batching"}))
+    print_ = fingerprint(
+        "node",
+        node.name,
+        base_path,
+        _file_stamp(base_path, config_dir),
+        params,
+        options.model_dump(mode="json", exclude={"dynamic_batching"}),
+    )
 
     def application() -> Application:
         return node_app(factory, params, node.name, deployment_name=name, **options.serve_options())

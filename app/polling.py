@@ -1,9 +1,11 @@
 """Background loops (no Ray): a step every N seconds, and a long-poll kept going against an actor."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,13 @@ them; the pipeline replica then forwards only references, and the next stage rea
 from the object store without a copy. Small tensors travel inline, where a reference would cost
 more than the copy it saves.
 """
+
 from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import ray
@@ -28,7 +30,7 @@ async def resolve(tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Every reference replaced by its tensor (read-only, zero-copy from the object store)."""
     names = list(tensors)
     values = await asyncio.gather(*(fetch(tensors[name]) for name in names))
-    return dict(zip(names, values))
+    return dict(zip(names, values, strict=True))
 
 
 async def fetch(value: Any) -> np.ndarray:

@@ -3,13 +3,14 @@
 The app is built by a function so that the Ray ingress builds it inside its replica and unit
 tests build it over in-process models; the routes themselves know nothing of Ray.
 """
+
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -38,44 +39,75 @@ def build_rest_app(
 ) -> FastAPI:
     """``reload`` re-reads what can change at run time and says whether anything did; with
     ``metrics``, requests are counted and ``GET /metrics`` serves them (OVMS's ``monitoring``)."""
-
-    def counted(method: str, model: str, version: str | None):
-        # Only servables that exist are counted: a client cannot grow the label set at will.
-        if metrics is None or model not in dataplane.servables:
-            return nullcontext({"version": version})
-        return metrics.request(method, model, version or "default")
     app = FastAPI(title="rayvino", description="KServe v2 REST for OVMS configs on Ray Serve")
     app.add_exception_handler(ServingError, _serving_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.include_router(server_routes(dataplane, reload, metrics))
+    app.include_router(model_routes(dataplane, max_request_bytes, metrics))
+    return app
 
-    @app.get("/v2")
+
+def server_routes(dataplane: DataPlane, reload: Reload, metrics: ServingMetrics | None) -> APIRouter:
+    """What the whole server answers: metadata, health, OVMS's config status and reload, metrics."""
+    router = APIRouter()
+
+    @router.get("/v2")
     async def server_metadata() -> dict:
         return dataplane.server_metadata()
 
-    @app.get("/v2/health/live")
+    @router.get("/v2/health/live")
     async def live() -> Response:
         return Response(status_code=200)
 
-    @app.get("/v2/health/ready")
+    @router.get("/v2/health/ready")
     async def ready() -> Response:
         # Not ready until every deployment of the config has started once (OVMS: all models loaded).
         return Response(status_code=200 if dataplane.ready else 503)
 
-    @app.get("/v2/models/{model}")
-    @app.get("/v2/models/{model}/versions/{version}")
+    @router.get("/v1/config")
+    async def config_status() -> dict:
+        return await dataplane.config_status()
+
+    @router.post("/v1/config/reload")
+    async def config_reload() -> JSONResponse:
+        changed = await reload()
+        # OVMS: 201 when the reload changed something, 200 when it did not.
+        return JSONResponse(await dataplane.config_status(), status_code=201 if changed else 200)
+
+    if metrics is not None:
+
+        @router.get("/metrics")
+        async def prometheus_metrics() -> Response:
+            return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def model_routes(dataplane: DataPlane, max_request_bytes: int, metrics: ServingMetrics | None) -> APIRouter:
+    """What each model and pipeline answers: metadata, ready and infer, per version or the default one."""
+    router = APIRouter()
+
+    def counted(method: str, model: str, version: str | None) -> AbstractContextManager[dict]:
+        # Only servables that exist are counted: a client cannot grow the label set at will.
+        if metrics is None or model not in dataplane.servables:
+            return nullcontext({"version": version})
+        return metrics.request(method, model, version or "default")
+
+    @router.get("/v2/models/{model}")
+    @router.get("/v2/models/{model}/versions/{version}")
     async def model_metadata(model: str, version: str | None = None) -> dict:
         with counted("ModelMetadata", model, version):
             return await dataplane.metadata(model, parse_version(version))
 
-    @app.get("/v2/models/{model}/ready")
-    @app.get("/v2/models/{model}/versions/{version}/ready")
+    @router.get("/v2/models/{model}/ready")
+    @router.get("/v2/models/{model}/versions/{version}/ready")
     async def model_ready(model: str, version: str | None = None) -> Response:
         with counted("ModelReady", model, version):
             await dataplane.model_ready(model, parse_version(version))
         return Response(status_code=200)
 
-    @app.post("/v2/models/{model}/infer")
-    @app.post("/v2/models/{model}/versions/{version}/infer")
+    @router.post("/v2/models/{model}/infer")
+    @router.post("/v2/models/{model}/versions/{version}/infer")
     async def infer(request: Request, model: str, version: str | None = None) -> Response:
         dataplane.servable(model)  # an unknown model is 404 whatever the body holds
         with counted("ModelInfer", model, version) as outcome:
@@ -88,23 +120,7 @@ def build_rest_app(
         content, headers = encode_response(infer_response, infer_request)
         return Response(content=content, headers=headers)
 
-    @app.get("/v1/config")
-    async def config_status() -> dict:
-        return await dataplane.config_status()
-
-    if metrics is not None:
-
-        @app.get("/metrics")
-        async def prometheus_metrics() -> Response:
-            return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
-    @app.post("/v1/config/reload")
-    async def config_reload() -> JSONResponse:
-        changed = await reload()
-        # OVMS: 201 when the reload changed something, 200 when it did not.
-        return JSONResponse(await dataplane.config_status(), status_code=201 if changed else 200)
-
-    return app
+    return router
 
 
 async def read_body(request: Request, limit: int) -> bytes:

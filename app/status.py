@@ -1,9 +1,10 @@
 """Model version states as OVMS reports them in /v1/config (modelversionstatus.hpp)."""
+
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from enum import Enum, IntEnum
-from typing import Collection, Iterable
+from enum import IntEnum, StrEnum
 
 from app.errors import ModelVersionNotFound, ModelVersionNotLoadedAnymore, ModelVersionNotLoadedYet
 
@@ -16,7 +17,7 @@ class ModelVersionState(IntEnum):
     END = 50
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(StrEnum):
     OK = "OK"
     UNKNOWN = "UNKNOWN"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"

@@ -3,12 +3,13 @@
 Tensors travel through the core as plain ``numpy.ndarray`` values in a ``dict[str, ndarray]``;
 BYTES tensors are object arrays of ``bytes``. Codecs for a protocol live beside it, not here.
 """
+
 from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -39,9 +40,7 @@ def dtype_of(datatype: str) -> np.dtype:
     try:
         return DTYPES[datatype]
     except KeyError:
-        raise InvalidPrecision(
-            f"unknown datatype '{datatype}'; expected one of {', '.join(DTYPES)}"
-        ) from None
+        raise InvalidPrecision(f"unknown datatype '{datatype}'; expected one of {', '.join(DTYPES)}") from None
 
 
 def datatype_of(array: np.ndarray) -> str:
@@ -93,7 +92,7 @@ def dim_fits(dim: Dim, size: int) -> bool:
 
 
 def shape_fits(expected: Sequence[Dim], actual: Sequence[int]) -> bool:
-    return len(expected) == len(actual) and all(dim_fits(d, s) for d, s in zip(expected, actual))
+    return len(expected) == len(actual) and all(dim_fits(d, s) for d, s in zip(expected, actual, strict=True))
 
 
 def format_shape(shape: Iterable[Dim]) -> str:

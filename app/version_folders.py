@@ -10,12 +10,13 @@ yet) stays LOADING/UNKNOWN and is tried again at the first scan that finds its f
 (names, sizes or modification times), so a copy that completes is picked up at the next poll while
 an unchanged broken folder is not re-read and re-logged every second. OVMS retries every poll.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from app.config import VersionPolicy
 from app.openvino_model import versions_on_disk

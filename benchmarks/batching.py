@@ -10,6 +10,7 @@ request, each sending its own text line. Raw OpenVINO runs the same model in thi
 one infer request per worker thread (unbatched), and one thread running whole batches (the
 ceiling batching can reach). Everything shares this machine's cores, so read the ratios.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -120,12 +121,23 @@ def start_server(max_batch_size: int, wait_s: float) -> str:
     shape = "(" + ",".join(map(str, SHAPE)) + ")"
     folder = Path(tempfile.mkdtemp(prefix="rayvino-bench-batching-"))
     config = folder / "config.json"
-    config.write_text(json.dumps({
-        "model_config_list": [{"config": {"name": name, "base_path": str(MODEL), "shape": shape}}
-                              for name in ("recognizer", "recognizer-batched")],
-        "ray_serve": {"deployments": {"model.recognizer-batched": {
-            "dynamic_batching": {"max_batch_size": max_batch_size, "batch_wait_timeout_s": wait_s}}}},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "model_config_list": [
+                    {"config": {"name": name, "base_path": str(MODEL), "shape": shape}}
+                    for name in ("recognizer", "recognizer-batched")
+                ],
+                "ray_serve": {
+                    "deployments": {
+                        "model.recognizer-batched": {
+                            "dynamic_batching": {"max_batch_size": max_batch_size, "batch_wait_timeout_s": wait_s}
+                        }
+                    }
+                },
+            }
+        )
+    )
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=512 << 20)
     serve.start(http_options={"host": "127.0.0.1", "port": PORT}, logging_config={"enable_access_log": False})
     serve.run(build_app({"config_path": str(config)}), name="bench-batching", route_prefix="/")
@@ -140,8 +152,11 @@ def batch_sizes() -> Counter:
 
 
 def pooled(results: list[Result]) -> Result:
-    return Result(sum(r.requests for r in results), sum(r.seconds for r in results),
-                  [ms for r in results for ms in r.latencies_ms])
+    return Result(
+        sum(r.requests for r in results),
+        sum(r.seconds for r in results),
+        [ms for r in results for ms in r.latencies_ms],
+    )
 
 
 def main() -> int:
@@ -162,25 +177,36 @@ def main() -> int:
     for _ in range(args.rounds):  # interleaved, so that load from outside this run hits every path alike
         runs["raw"].append(run_raw(args.concurrency, args.seconds, args.warmup))
         runs["raw batches"].append(run_raw_batches(args.max_batch_size, args.seconds, args.warmup))
-        runs["unbatched"].append(asyncio.run(run_server(url, "recognizer", args.concurrency, args.seconds, args.warmup)))
+        runs["unbatched"].append(
+            asyncio.run(run_server(url, "recognizer", args.concurrency, args.seconds, args.warmup))
+        )
         before = batch_sizes()
         runs["batched"].append(
-            asyncio.run(run_server(url, "recognizer-batched", args.concurrency, args.seconds, args.warmup)))
+            asyncio.run(run_server(url, "recognizer-batched", args.concurrency, args.seconds, args.warmup))
+        )
         sizes += batch_sizes() - before
     raw, raw_batches, unbatched, batched = (pooled(results) for results in runs.values())
 
-    print(f"text-recognition {list(SHAPE)} FP32, concurrency {args.concurrency}, max_batch_size "
-          f"{args.max_batch_size}, batch_wait_timeout_s {args.batch_wait}, {args.rounds} rounds of "
-          f"{args.seconds:.0f} s per path, "
-          f"{os.cpu_count()} cores")
+    print(
+        f"text-recognition {list(SHAPE)} FP32, concurrency {args.concurrency}, max_batch_size "
+        f"{args.max_batch_size}, batch_wait_timeout_s {args.batch_wait}, {args.rounds} rounds of "
+        f"{args.seconds:.0f} s per path, "
+        f"{os.cpu_count()} cores"
+    )
     print(f"{'path':<26} {'lines/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-    rows = (("raw OpenVINO, batch 1", raw), (f"raw OpenVINO, batch {args.max_batch_size}", raw_batches),
-            ("server, unbatched", unbatched), ("server, dynamic batching", batched))
+    rows = (
+        ("raw OpenVINO, batch 1", raw),
+        (f"raw OpenVINO, batch {args.max_batch_size}", raw_batches),
+        ("server, unbatched", unbatched),
+        ("server, dynamic batching", batched),
+    )
     for name, result in rows:
         print(f"{name:<26} {result.throughput:>8.1f} {result.percentile(50):>8.1f} {result.percentile(99):>8.1f}")
     merged = sum(size * count for size, count in sizes.items())
-    print(f"\nbatches the server ran (requests merged: inferences): {dict(sorted(sizes.items()))}, "
-          f"mean {merged / max(1, sum(sizes.values())):.1f} requests per inference")
+    print(
+        f"\nbatches the server ran (requests merged: inferences): {dict(sorted(sizes.items()))}, "
+        f"mean {merged / max(1, sum(sizes.values())):.1f} requests per inference"
+    )
     print("ratios (throughput: higher is better; p50: lower is better)")
     for name, result, base, base_name in (
         ("server batched", batched, unbatched, "server unbatched"),
@@ -188,8 +214,10 @@ def main() -> int:
         ("server batched", batched, raw, "raw batch 1"),
         ("server batched", batched, raw_batches, f"raw batch {args.max_batch_size}"),
     ):
-        print(f"  {name} / {base_name}: throughput x{result.throughput / base.throughput:.2f}, "
-              f"p50 x{result.percentile(50) / base.percentile(50):.2f}")
+        print(
+            f"  {name} / {base_name}: throughput x{result.throughput / base.throughput:.2f}, "
+            f"p50 x{result.percentile(50) / base.percentile(50):.2f}"
+        )
     return 0
 
 

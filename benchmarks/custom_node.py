@@ -8,18 +8,19 @@ printed as a table and as ratios against numpy.
 Every path computes the same thing: input_numbers FP32 [1,10] + 1. Calls are sequential (one at a
 time), so the figures are latencies, not throughput; this machine's cores are shared with Ray.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from nodes.base import Node
+from nodes import Node
 from nodes.loading import load_node_class
 
 X = np.arange(10, dtype=np.float32).reshape(1, 10)
@@ -124,8 +125,10 @@ def report(rows: dict[str, tuple[float, int]]) -> None:
         print(f"{path:<34} {calls:>8} {seconds * 1e6:>10.1f} {seconds / numpy_s:>9.0f}")
     cffi_s = rows["cffi LibraryNode.run"][0]
     driver_s = rows["handle, driver -> deployment"][0]
-    print(f"\ncffi adds {(cffi_s - numpy_s) * 1e6:.1f} us per call over numpy; "
-          f"a deployment hop adds {(driver_s - cffi_s) * 1e3:.2f} ms over cffi in-process")
+    print(
+        f"\ncffi adds {(cffi_s - numpy_s) * 1e6:.1f} us per call over numpy; "
+        f"a deployment hop adds {(driver_s - cffi_s) * 1e3:.2f} ms over cffi in-process"
+    )
 
 
 def main() -> int:

@@ -8,6 +8,7 @@ client is tritonclient's asyncio HTTP client with N concurrent workers. Raw Open
 model with one infer request per worker thread. Both share this machine's cores with the client,
 so read the ratios, not the absolute figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,6 @@ from latency import Result  # benchmarks/latency.py, beside this script
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "face-detection"
 SIDE = 300  # face-detection-retail-0004's own input size; the IR resizes to 128 inside
-
-
 
 
 def image() -> np.ndarray:
@@ -98,7 +97,9 @@ def start_server() -> str:
 
     folder = Path(tempfile.mkdtemp(prefix="rayvino-bench-"))
     config = folder / "config.json"
-    config.write_text(json.dumps({"model_config_list": [{"config": {"name": "face-detection", "base_path": str(MODEL)}}]}))
+    config.write_text(
+        json.dumps({"model_config_list": [{"config": {"name": "face-detection", "base_path": str(MODEL)}}]})
+    )
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=512 << 20)
     serve.start(http_options={"host": "127.0.0.1", "port": 8765}, logging_config={"enable_access_log": False})
     serve.run(build_app({"config_path": str(config)}), name="bench", route_prefix="/")
@@ -125,12 +126,14 @@ def main() -> int:
     print(f"{'conc':>4} {'path':<7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for concurrency, raw, server in rows:
         for name, result in (("raw", raw), ("server", server)):
-            print(f"{concurrency:>4} {name:<7} {result.throughput:>8.1f} {result.percentile(50):>8.2f} {result.percentile(99):>8.2f}")
+            p50, p99 = result.percentile(50), result.percentile(99)
+            print(f"{concurrency:>4} {name:<7} {result.throughput:>8.1f} {p50:>8.2f} {p99:>8.2f}")
     print("\nserver / raw OpenVINO (throughput: higher is better; latency: lower is better)")
     for concurrency, raw, server in rows:
         print(
             f"  concurrency {concurrency}: throughput x{server.throughput / raw.throughput:.2f}, "
-            f"p50 x{server.percentile(50) / raw.percentile(50):.1f}, p99 x{server.percentile(99) / raw.percentile(99):.1f}"
+            f"p50 x{server.percentile(50) / raw.percentile(50):.1f}, "
+            f"p99 x{server.percentile(99) / raw.percentile(99):.1f}"
         )
     return 0
 

@@ -7,6 +7,7 @@ Both wires reach the same ingress replica (Serve's gRPC proxy and its HTTP proxy
 client each (tritonclient.grpc and tritonclient.http), alternating call by call so drift in the
 shared machine's load falls on both alike.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,12 +41,16 @@ def start_server() -> tuple[str, str]:
     from app.build import build_app
 
     config = Path(tempfile.mkdtemp(prefix="rayvino-bench-")) / "config.json"
-    config.write_text(json.dumps({"model_config_list": [{"config": {"name": "face-detection", "base_path": str(MODEL)}}]}))
+    config.write_text(
+        json.dumps({"model_config_list": [{"config": {"name": "face-detection", "base_path": str(MODEL)}}]})
+    )
     http_port, grpc_port = free_port(), free_port()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=512 << 20)
-    serve.start(http_options={"host": "127.0.0.1", "port": http_port},
-                grpc_options={"port": grpc_port, "grpc_servicer_functions": [SERVICER]},
-                logging_config={"enable_access_log": False})
+    serve.start(
+        http_options={"host": "127.0.0.1", "port": http_port},
+        grpc_options={"port": grpc_port, "grpc_servicer_functions": [SERVICER]},
+        logging_config={"enable_access_log": False},
+    )
     serve.run(build_app({"config_path": str(config)}), name="bench", route_prefix="/")
     return f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}"
 
@@ -90,8 +95,10 @@ def main() -> int:
     rpc.close()
     rest.close()
 
-    print(f"face-detection, {SIDE}x{SIDE} BGR FP32 input ({data.nbytes} bytes), {args.requests} sequential "
-          f"calls per wire, alternating, {os.cpu_count()} cores")
+    print(
+        f"face-detection, {SIDE}x{SIDE} BGR FP32 input ({data.nbytes} bytes), {args.requests} sequential "
+        f"calls per wire, alternating, {os.cpu_count()} cores"
+    )
     print(f"{'wire':<5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
     for wire, result in results.items():
         print(f"{wire:<5} {result.percentile(50):>8.2f} {result.percentile(90):>8.2f} {result.percentile(99):>8.2f}")

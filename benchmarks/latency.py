@@ -1,4 +1,5 @@
 """Latency and throughput of one benchmark run, shared by the benchmark scripts."""
+
 from __future__ import annotations
 
 import statistics

@@ -12,6 +12,7 @@ asyncio HTTP client with binary tensors; the in-process baseline runs the same p
 LocalCatalog + PipelineServable, without Ray, before the cluster starts. Server, nodes, models and
 client all share this machine's cores, so read the ratios, not the absolute figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,14 +22,14 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable
 
 import numpy as np
-from latency import Result  # benchmarks/latency.py, beside this script
 import skimage.data
 import skimage.io
+from latency import Result  # benchmarks/latency.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.factory (the dummy model) is not an installed package
@@ -47,8 +48,6 @@ NUMBERS = np.arange(10, dtype=np.float32).reshape(1, 10)
 WorkerCall = Callable[[], Awaitable[None]]
 
 
-
-
 def page() -> np.ndarray:
     """scikit-image's page.png (grey) as FP32 [1,3,H,W] BGR, as the OCR pipeline takes it."""
     grey = skimage.io.imread(Path(skimage.data.__file__).parent / "page.png")
@@ -59,9 +58,16 @@ def hop_pipeline(k: int) -> dict:
     """``hops-K``: request -> K add_one nodes adding 0 in a chain -> response; each node is a deployment."""
     nodes, source = [], {"node_name": "request", "data_item": "numbers"}
     for i in range(1, k + 1):
-        nodes.append({"name": f"pass{i}", "type": "custom", "library_name": "add_one", "params": {"add_number": "0"},
-                      "inputs": [{"input_numbers": source}],
-                      "outputs": [{"data_item": "output_numbers", "alias": "numbers"}]})
+        nodes.append(
+            {
+                "name": f"pass{i}",
+                "type": "custom",
+                "library_name": "add_one",
+                "params": {"add_number": "0"},
+                "inputs": [{"input_numbers": source}],
+                "outputs": [{"data_item": "output_numbers", "alias": "numbers"}],
+            }
+        )
         source = {"node_name": f"pass{i}", "data_item": "numbers"}
     return {"name": f"hops-{k}", "inputs": ["numbers"], "nodes": nodes, "outputs": [{"numbers": source}]}
 
@@ -72,13 +78,16 @@ def write_config(folder: Path, hops: list[int]) -> Path:
     (folder / "models").symlink_to(ROOT / "models")  # the demo's relative paths, ctc_decode's model_path too
     factory.write_dummy(folder / "dummy", [1])
     models = [m for m in demo["model_config_list"] if m["config"]["name"] in ("text-detection", "text-recognition")]
-    libraries = [lib for lib in demo["custom_node_library_config_list"]
-                 if lib["name"] in ("ocr_preprocess", "text_crops", "ctc_decode")]
+    libraries = [
+        lib
+        for lib in demo["custom_node_library_config_list"]
+        if lib["name"] in ("ocr_preprocess", "text_crops", "ctc_decode")
+    ]
     config = {
         "model_config_list": models + [{"config": {"name": "dummy", "base_path": "dummy"}}],
         "custom_node_library_config_list": libraries + [{"name": "add_one", "base_path": "builtin:add_one"}],
         "pipeline_config_list": [p for p in demo["pipeline_config_list"] if p["name"] == "ocr"]
-                                + [hop_pipeline(k) for k in hops],
+        + [hop_pipeline(k) for k in hops],
     }
     path = folder / "config.json"
     path.write_text(json.dumps(config))
@@ -105,8 +114,9 @@ async def load(make_call: Callable[[], WorkerCall], concurrency: int, seconds: f
     return Result(len(latencies), seconds, latencies)
 
 
-async def in_process_ocr(config_path: Path, concurrencies: list[int], seconds: float,
-                         warmup: float) -> tuple[dict[int, Result], list[bytes]]:
+async def in_process_ocr(
+    config_path: Path, concurrencies: list[int], seconds: float, warmup: float
+) -> tuple[dict[int, Result], list[bytes]]:
     """The OCR pipeline in this process: models in OpenVINO, nodes in threads, no Ray, no HTTP."""
     config = load_config(str(config_path))
     catalog = LocalCatalog.from_config(config, config_path.parent)
@@ -123,6 +133,7 @@ async def in_process_ocr(config_path: Path, concurrencies: list[int], seconds: f
         def make_call() -> WorkerCall:
             async def call() -> None:
                 await pipeline.infer(InferRequest("ocr", None, {"image": image}))
+
             return call
 
         return {c: await load(make_call, c, seconds, warmup) for c in concurrencies}, texts
@@ -130,8 +141,9 @@ async def in_process_ocr(config_path: Path, concurrencies: list[int], seconds: f
         catalog.close()  # frees the driver's nodes before Ray takes the cores
 
 
-async def server_load(url: str, model: str, input_name: str, data: np.ndarray, concurrency: int,
-                      seconds: float, warmup: float) -> Result:
+async def server_load(
+    url: str, model: str, input_name: str, data: np.ndarray, concurrency: int, seconds: float, warmup: float
+) -> Result:
     """One model or pipeline through the server's KServe v2 REST, binary tensors both ways."""
     import tritonclient.http.aio as triton
 
@@ -143,6 +155,7 @@ async def server_load(url: str, model: str, input_name: str, data: np.ndarray, c
 
         async def call() -> None:
             await client.infer(model, [tensor])
+
         return call
 
     try:
@@ -202,11 +215,21 @@ def deploy(config_path: Path, recognizer_replicas: int, timeout: float = 300.0) 
     from ray.serve.schema import ServeDeploySchema
 
     start = time.perf_counter()
-    _get_global_client().deploy_apps(ServeDeploySchema.model_validate({"applications": [{
-        "name": APP, "route_prefix": "/", "import_path": "app.build:build_app",
-        "args": {"config_path": str(config_path)},
-        "deployments": [{"name": RECOGNIZER, "num_replicas": recognizer_replicas}],
-    }]}))
+    _get_global_client().deploy_apps(
+        ServeDeploySchema.model_validate(
+            {
+                "applications": [
+                    {
+                        "name": APP,
+                        "route_prefix": "/",
+                        "import_path": "app.build:build_app",
+                        "args": {"config_path": str(config_path)},
+                        "deployments": [{"name": RECOGNIZER, "num_replicas": recognizer_replicas}],
+                    }
+                ]
+            }
+        )
+    )
     while not _running(recognizer_replicas):
         if time.perf_counter() - start > timeout:
             raise RuntimeError(f"{APP} not RUNNING with {recognizer_replicas} recognizer replicas after {timeout} s")
@@ -289,8 +312,10 @@ def stop_ray() -> None:
 
 
 def row(label: str, result: Result) -> str:
-    return (f"  {label:<22} {result.requests:>6} {result.throughput:>8.1f} "
-            f"{result.percentile(50):>8.2f} {result.percentile(99):>8.2f}")
+    return (
+        f"  {label:<22} {result.requests:>6} {result.throughput:>8.1f} "
+        f"{result.percentile(50):>8.2f} {result.percentile(99):>8.2f}"
+    )
 
 
 HEADER = f"  {'':<22} {'reqs':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
@@ -306,8 +331,10 @@ def report_ocr(local: dict[int, Result], server: dict[int, Result], lines: int) 
     print("  server / in-process (throughput: higher is better; latency: lower is better)")
     for c in local:
         s, b = server[c], local[c]
-        print(f"    concurrency {c}: throughput x{s.throughput / b.throughput:.2f}, "
-              f"p50 x{s.percentile(50) / b.percentile(50):.2f}, p99 x{s.percentile(99) / b.percentile(99):.2f}")
+        print(
+            f"    concurrency {c}: throughput x{s.throughput / b.throughput:.2f}, "
+            f"p50 x{s.percentile(50) / b.percentile(50):.2f}, p99 x{s.percentile(99) / b.percentile(99):.2f}"
+        )
 
 
 def report_hops(direct: Result, hops: dict[int, Result]) -> None:
@@ -320,22 +347,28 @@ def report_hops(direct: Result, hops: dict[int, Result]) -> None:
     ks = np.array(list(hops), dtype=float)
     p50 = np.array([r.percentile(50) for r in hops.values()])
     slope, intercept = np.polyfit(ks, p50, 1) if len(ks) > 1 else (float("nan"), float("nan"))
-    print(f"  least-squares fit of p50 over K: {slope:.2f} ms per node hop (x{slope / base:.2f} of a direct call); "
-          f"K=0 intercept {intercept:.2f} ms = x{intercept / base:.2f} direct "
-          f"(the pipeline deployment's own hop and graph work)")
+    print(
+        f"  least-squares fit of p50 over K: {slope:.2f} ms per node hop (x{slope / base:.2f} of a direct call); "
+        f"K=0 intercept {intercept:.2f} ms = x{intercept / base:.2f} direct "
+        f"(the pipeline deployment's own hop and graph work)"
+    )
 
 
 def report_replicas(concurrency: int, one: tuple[Result, Usage], two: tuple[Result, Usage], redeploy_s: float) -> None:
     (one_result, one_usage), (two_result, two_usage) = one, two
-    print(f"\n3. Demultiplexed stage: OCR at concurrency {concurrency}, {RECOGNIZER} replicas "
-          f"(redeploy 1 -> 2 took {redeploy_s:.1f} s)")
+    print(
+        f"\n3. Demultiplexed stage: OCR at concurrency {concurrency}, {RECOGNIZER} replicas "
+        f"(redeploy 1 -> 2 took {redeploy_s:.1f} s)"
+    )
     print(HEADER + f" {'cores busy':>10}  recognizer CPU s per replica (warm-up included)")
     for label, result, usage in (("1 replica", one_result, one_usage), ("2 replicas", two_result, two_usage)):
         cpu = ", ".join(f"{seconds:.1f}" for seconds in usage.recognizer_cpu_s)
         print(row(label, result) + f" {usage.busy:>10.0%}  {cpu}")
-    print(f"  2 / 1 replicas: throughput x{two_result.throughput / one_result.throughput:.2f}, "
-          f"p50 x{two_result.percentile(50) / one_result.percentile(50):.2f}, "
-          f"p99 x{two_result.percentile(99) / one_result.percentile(99):.2f}")
+    print(
+        f"  2 / 1 replicas: throughput x{two_result.throughput / one_result.throughput:.2f}, "
+        f"p50 x{two_result.percentile(50) / one_result.percentile(50):.2f}, "
+        f"p99 x{two_result.percentile(99) / one_result.percentile(99):.2f}"
+    )
     for line in why_replicas(one_usage, two_usage):
         print(f"  # {line}")
 
@@ -343,11 +376,15 @@ def report_replicas(concurrency: int, one: tuple[Result, Usage], two: tuple[Resu
 def why_replicas(one: Usage, two: Usage) -> list[str]:
     """The reading of the 2/1 ratio, from what was measured rather than from what was hoped."""
     cores = os.cpu_count() or 1
-    lines = [f"{cores} cores serve both recognizer replicas, the detector, the nodes, the pipeline, the proxy and "
-             "this client, and each OpenVINO replica already runs its infer on every core (LATENCY hint)."]
+    lines = [
+        f"{cores} cores serve both recognizer replicas, the detector, the nodes, the pipeline, the proxy and "
+        "this client, and each OpenVINO replica already runs its infer on every core (LATENCY hint)."
+    ]
     if one.busy >= 0.85:
-        lines.append(f"With 1 replica the machine was already {one.busy:.0%} busy: a second replica adds a process, "
-                     "not compute, so a ratio near 1 is the honest result here; it pays off with cores of its own.")
+        lines.append(
+            f"With 1 replica the machine was already {one.busy:.0%} busy: a second replica adds a process, "
+            "not compute, so a ratio near 1 is the honest result here; it pays off with cores of its own."
+        )
     cpu = two.recognizer_cpu_s
     if len(cpu) == 2 and cpu[0] > 0:
         spread = "spread over both" if cpu[1] / cpu[0] > 0.3 else "mostly went to one of the"
@@ -397,16 +434,19 @@ def run(args: argparse.Namespace, folder: Path) -> int:
         direct = asyncio.run(server_load(url, "dummy", "b", NUMBERS, 1, **measure))
         by_k = {k: asyncio.run(server_load(url, f"hops-{k}", "numbers", NUMBERS, 1, **measure)) for k in hops}
 
-        concurrencies = list(dict.fromkeys([c for c in args.concurrency if c != args.replica_concurrency]
-                                           + [args.replica_concurrency]))  # the replica case last
+        concurrencies = list(
+            dict.fromkeys([c for c in args.concurrency if c != args.replica_concurrency] + [args.replica_concurrency])
+        )  # the replica case last
         server = {c: measured_ocr(url, image, c, measure) for c in concurrencies}
         redeploy_s = deploy(config_path, 2)
         two = measured_ocr(url, image, args.replica_concurrency, measure)
     finally:
         stop_ray()
 
-    print(f"\nrayvino pipelines benchmark: {args.seconds:g} s per run after {args.warmup:g} s warm-up, "
-          f"{os.cpu_count()} cores; app deployed in {deploy_s:.1f} s")
+    print(
+        f"\nrayvino pipelines benchmark: {args.seconds:g} s per run after {args.warmup:g} s warm-up, "
+        f"{os.cpu_count()} cores; app deployed in {deploy_s:.1f} s"
+    )
     report_ocr(local, {c: result for c, (result, _) in server.items()}, len(texts))
     report_hops(direct, by_k)
     report_replicas(args.replica_concurrency, server[args.replica_concurrency], two, redeploy_s)

@@ -1,10 +1,13 @@
-"""Custom model loaders, OVMS-style, in Python.
+"""Custom model loaders, OVMS-style, in Python: the loader author's contract.
 
-Write a loader: subclass :class:`Loader` (the contract and hook timing table are in
-``loaders.base``). The server drives them through ``loaders.manager.LoaderManager`` (plain Python)
-wrapped by the Ray actor in ``loaders.actor``. Built-in loaders: ``loaders.sample``,
-``loaders.encrypted``, ``loaders.licence``. Importing this package does not import Ray.
+Write a loader with ``from loaders import Loader, LoaderStatus, ModelBuffers, ModelLoadError,
+parse_options``: subclass :class:`Loader` (its docstring has the hooks and when each is called;
+``loaders/examples/my_loader.py`` is a complete one). The server drives loaders through
+``loaders.manager.LoaderManager`` (plain Python), wrapped by the Ray actor in ``loaders.actor``.
+Built-in loaders: ``loaders.sample``, ``loaders.encrypted``, ``loaders.licence``.
+Importing this package does not import Ray.
 """
+
 from loaders.base import Loader, LoaderStatus, ModelBuffers, parse_options, require_option
 from loaders.errors import LoaderError, ModelBlacklisted, ModelLoadError
 

@@ -28,13 +28,15 @@ How the server and replicas use it:
   so they jump past every generation replicas have seen and replicas re-sync; the server sees
   ``incarnation()`` change and re-sends ``apply`` with the current specs.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, TypeVar
+from typing import TypeVar
 
 import ray
 
@@ -159,7 +161,7 @@ class LoaderService:
                 changed = self._changed
                 try:
                     await asyncio.wait_for(changed.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             if contact is not None:
@@ -180,8 +182,12 @@ class LoaderService:
         return contact
 
     def _live_replicas(self, now: float) -> int:
-        return sum(1 for contacts in self._replicas.values() for c in contacts.values()
-                   if c.waiting or now - c.last_contact <= REPLICA_GRACE_SECONDS)
+        return sum(
+            1
+            for contacts in self._replicas.values()
+            for c in contacts.values()
+            if c.waiting or now - c.last_contact <= REPLICA_GRACE_SECONDS
+        )
 
     async def idle_check(self) -> bool:
         """Shut down if the app is gone: every replica left and none came back for the idle period."""
@@ -277,8 +283,13 @@ def get_or_create_loader_actor(
     If it exists, the specs are ignored: call ``apply`` on the handle with the current ones.
     """
     # On the head node, as Serve's controller: a worker node that leaves must not take the loaders.
-    options = dict(name=name, namespace=namespace, lifetime="detached", get_if_exists=True,
-                   resources={"node:__internal_head__": 0.001})
+    options = dict(
+        name=name,
+        namespace=namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        resources={"node:__internal_head__": 0.001},
+    )
     return LoaderActor.options(**options).remote(
         list(loaders), list(models), poll_wait_seconds, time.time, idle_shutdown_seconds
     )
@@ -297,8 +308,14 @@ class LoaderActorConfig:
     namespace: str = NAMESPACE
 
     def get_or_create(self):
-        return get_or_create_loader_actor(self.loaders, self.models, self.poll_wait_seconds, namespace=self.namespace,
-                                          name=self.name, idle_shutdown_seconds=self.idle_shutdown_seconds)
+        return get_or_create_loader_actor(
+            self.loaders,
+            self.models,
+            self.poll_wait_seconds,
+            namespace=self.namespace,
+            name=self.name,
+            idle_shutdown_seconds=self.idle_shutdown_seconds,
+        )
 
 
 async def shutdown_loader_actor(*, namespace: str = NAMESPACE, name: str = ACTOR_NAME) -> None:

@@ -51,13 +51,14 @@ What the hooks return:
 Time: use ``self.clock()`` (seconds since the epoch), never ``time.time()``, so tests can drive a
 loader on a fake clock. Messages raised from hooks end up in ``/v1/config``: never put secrets in.
 """
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable
 
 from loaders.errors import ModelLoadError
 
@@ -77,9 +78,7 @@ class LoaderStatus(Enum):
     MODEL_TYPE_TFLITE = "MODEL_TYPE_TFLITE"
 
 
-MODEL_TYPES = frozenset(
-    {LoaderStatus.MODEL_TYPE_IR, LoaderStatus.MODEL_TYPE_ONNX, LoaderStatus.MODEL_TYPE_TFLITE}
-)
+MODEL_TYPES = frozenset({LoaderStatus.MODEL_TYPE_IR, LoaderStatus.MODEL_TYPE_ONNX, LoaderStatus.MODEL_TYPE_TFLITE})
 
 
 @dataclass(frozen=True, repr=False)
@@ -108,9 +107,7 @@ class Loader:
     def loader_init(self, loader_config_file: str | None) -> None:
         """Read the loader's own config file, if any."""
 
-    def load_model(
-        self, name: str, base_path: str, version: int, options_json: str
-    ) -> ModelBuffers | LoaderStatus:
+    def load_model(self, name: str, base_path: str, version: int, options_json: str) -> ModelBuffers | LoaderStatus:
         raise NotImplementedError(f"{type(self).__name__} must implement load_model")
 
     def get_model_blacklist_status(self, name: str, version: int) -> bool | LoaderStatus:

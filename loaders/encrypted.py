@@ -20,6 +20,7 @@ Commands::
 
 The key never appears in logs, statuses, errors, exceptions or reprs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from loaders.base import LoaderStatus, ModelBuffers
-from loaders.errors import ModelDecryptionFailed, ModelKeyUnavailable, ModelLoadError
+from loaders import LoaderStatus, ModelBuffers, ModelLoadError
+from loaders.errors import ModelDecryptionFailed, ModelKeyUnavailable
 from loaders.files import model_type, read_version_file, version_file
 from loaders.sample import SampleLoader
 
@@ -59,7 +60,7 @@ def decrypt_bytes(aead: AESGCM, blob: bytes, name: str, version: int, file_name:
     """The plaintext; InvalidTag if the key, the bytes or the associated data differ."""
     if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + NONCE_BYTES + TAG_BYTES:
         raise ValueError("not an encrypted model file")
-    nonce, body = blob[len(MAGIC):len(MAGIC) + NONCE_BYTES], blob[len(MAGIC) + NONCE_BYTES:]
+    nonce, body = blob[len(MAGIC) : len(MAGIC) + NONCE_BYTES], blob[len(MAGIC) + NONCE_BYTES :]
     return aead.decrypt(nonce, body, associated_data(name, version, file_name))
 
 
@@ -99,7 +100,7 @@ def _read_config(config_file: str) -> dict:
         raise ModelKeyUnavailable(f"loader config file {config_file} is not readable JSON: {exc}") from None
     if not isinstance(config, dict) or len(config) > 1 or not set(config) <= {"key_file", "key_env"}:
         raise ModelKeyUnavailable(
-            f"loader config file {config_file} must be {{\"key_file\": PATH}} or {{\"key_env\": NAME}}"
+            f'loader config file {config_file} must be {{"key_file": PATH}} or {{"key_env": NAME}}'
         )
     return config
 

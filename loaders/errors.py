@@ -11,6 +11,7 @@ Two families:
 
 Every class passes all its constructor arguments to ``super().__init__`` so it pickles (Ray).
 """
+
 from __future__ import annotations
 
 from app.errors import ServingError

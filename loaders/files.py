@@ -1,4 +1,5 @@
 """Reading a version's model files, shared by the built-in loaders."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,9 +18,7 @@ def model_type(model_file: str) -> LoaderStatus:
     """The model type its file name's suffix gives (.xml IR, .onnx ONNX, .tflite TFLite)."""
     found = _TYPES.get(Path(model_file).suffix.lower())
     if found is None:
-        raise ModelLoadError(
-            f"model_file '{model_file}' must end with .xml (IR, with bin_file), .onnx or .tflite"
-        )
+        raise ModelLoadError(f"model_file '{model_file}' must end with .xml (IR, with bin_file), .onnx or .tflite")
     return found
 
 

@@ -18,6 +18,7 @@ Commands (the vendor's side)::
 ``--until`` is an ISO date or date-time, UTC unless it says otherwise; the licence ends at that
 instant (``2027-01-01`` means the start of that day).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,15 +28,15 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from loaders.base import ModelBuffers
-from loaders.errors import LicenceConfigInvalid, ModelBlacklisted
+from loaders import ModelBlacklisted, ModelBuffers
+from loaders.errors import LicenceConfigInvalid
 from loaders.sample import SampleLoader
 
 
@@ -56,7 +57,7 @@ def canonical(payload: dict) -> bytes:
 
 def parse_until(text: str) -> datetime:
     until = datetime.fromisoformat(text)
-    return until if until.tzinfo else until.replace(tzinfo=timezone.utc)
+    return until if until.tzinfo else until.replace(tzinfo=UTC)
 
 
 def issue_licence(private_key: Ed25519PrivateKey, licence: Licence) -> bytes:
@@ -165,10 +166,18 @@ def _replace_atomically(path: Path, content: bytes) -> None:
 def keygen(private_path: Path, public_path: Path) -> None:
     """A new Ed25519 key pair as PEM files; the private one readable by its owner only."""
     private = Ed25519PrivateKey.generate()
-    _write_new(private_path, private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), 0o600)
-    _write_new(public_path, private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+    _write_new(
+        private_path,
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        0o600,
+    )
+    _write_new(
+        public_path,
+        private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+        0o644,
+    )
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:

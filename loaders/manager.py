@@ -33,13 +33,14 @@ requests for it and frees its copy when its own in-flight count reaches zero.
 Every status change bumps ``generation`` (global, monotonic) and stamps the model with it, so a
 replica asks "has model m changed since generation g?" by comparing ``model_generation(m)``.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from app.status import ModelVersionState, VersionStatus
 from loaders.base import MODEL_TYPES, Clock, Loader, LoaderStatus, ModelBuffers
@@ -268,9 +269,7 @@ class LoaderManager:
         model = self._models.get(spec.name)
         if model is None or model.retired:
             model = self._models[spec.name] = _Model(spec, generation=self.generation)
-        elif (model.loader_name, model.options_json, model.spec.base_path) != (
-            loader_name, opts, spec.base_path
-        ):
+        elif (model.loader_name, model.options_json, model.spec.base_path) != (loader_name, opts, spec.base_path):
             self._unbind(model, moving_to=loader_name)
         model.spec, model.loader_name, model.options_json, model.problem = spec, loader_name, opts, problem
         for version in spec.versions:
@@ -372,8 +371,7 @@ class LoaderManager:
         except ModelBlacklisted as err:
             return err.detail
         except Exception as exc:  # fail closed: a broken check must not keep serving
-            log.warning("get_model_blacklist_status('%s', %d) raised %s: %s", name, version,
-                        type(exc).__name__, exc)
+            log.warning("get_model_blacklist_status('%s', %d) raised %s: %s", name, version, type(exc).__name__, exc)
             return f"get_model_blacklist_status raised {type(exc).__name__}: {exc}"
         blacklisted = result is not LoaderStatus.OK if isinstance(result, LoaderStatus) else bool(result)
         if not blacklisted:
@@ -418,8 +416,7 @@ class LoaderManager:
             _call_hook(lambda: loader.unload_model(name, version), f"unload_model('{name}', {version})")
         self._set(model, version, then)
 
-    def _set(self, model: _Model, version: int, status: VersionStatus,
-             buffers: ModelBuffers | None = None) -> None:
+    def _set(self, model: _Model, version: int, status: VersionStatus, buffers: ModelBuffers | None = None) -> None:
         """Record a status; bump the generation only if something changed."""
         entry = model.versions.get(version)
         if entry is not None and entry.status == status and entry.buffers is buffers:
@@ -428,8 +425,14 @@ class LoaderManager:
         model.versions[version] = _Version(status, buffers)
         self.generation += 1
         model.generation = self.generation
-        log.info("model '%s' version %d: %s -> %s (%s)", model.spec.name, version, old,
-                 status.state.name, status.error_message)
+        log.info(
+            "model '%s' version %d: %s -> %s (%s)",
+            model.spec.name,
+            version,
+            old,
+            status.state.name,
+            status.error_message,
+        )
 
 
 def _buffers_problem(result: object) -> str | None:

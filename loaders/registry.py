@@ -9,6 +9,7 @@ Accepted forms:
 
 A path containing ``..`` is rejected, as OVMS does.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,9 +47,7 @@ def _file_path(library_path: str, target: str, config_dir: str | Path | None) ->
     if not path.is_absolute():
         path = Path(config_dir or ".") / path
     if not path.is_file():
-        raise CustomLoaderLibraryInvalid(
-            f"library_path '{library_path}': file {path} not found; expected {_FORMS}"
-        )
+        raise CustomLoaderLibraryInvalid(f"library_path '{library_path}': file {path} not found; expected {_FORMS}")
     return path.resolve()
 
 
@@ -94,14 +93,13 @@ def _pick_class(library_path: str, module: ModuleType, class_name: str | None) -
         cls = getattr(module, class_name, None)
         if not (isinstance(cls, type) and issubclass(cls, Loader)):
             raise CustomLoaderLibraryInvalid(
-                f"library_path '{library_path}': '{class_name}' is not a Loader subclass "
-                f"in {module.__name__}"
+                f"library_path '{library_path}': '{class_name}' is not a Loader subclass in {module.__name__}"
             )
         return cls
     found = [
-        obj for obj in vars(module).values()
-        if isinstance(obj, type) and issubclass(obj, Loader) and obj is not Loader
-        and obj.__module__ == module.__name__
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type) and issubclass(obj, Loader) and obj is not Loader and obj.__module__ == module.__name__
     ]
     if len(found) != 1:
         names = ", ".join(sorted(c.__name__ for c in found)) or "none"

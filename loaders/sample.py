@@ -11,12 +11,12 @@ Options (all strings, files at ``base_path/<version>/<file>``):
   blacklisted after being loaded that long, and un-blacklisted after being unloaded that long,
   repeating (the example config uses 120 and 120).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loaders.base import Loader, LoaderStatus, ModelBuffers, parse_options, require_option
-from loaders.errors import ModelBlacklisted, ModelLoadError
+from loaders import Loader, LoaderStatus, ModelBlacklisted, ModelBuffers, ModelLoadError, parse_options, require_option
 from loaders.files import model_type, read_version_file, version_file
 
 Key = tuple[str, int]
@@ -126,8 +126,7 @@ def _timer_from(options: dict[str, str]) -> _Timer | None:
         timer = _Timer(float(unload), float(reload))
     except ValueError:
         raise ModelLoadError(
-            f"unload_after_seconds and reload_after_seconds must be numbers of seconds, "
-            f"got '{unload}' and '{reload}'"
+            f"unload_after_seconds and reload_after_seconds must be numbers of seconds, got '{unload}' and '{reload}'"
         ) from None
     if timer.unload_after <= 0 or timer.reload_after < 0:
         raise ModelLoadError("unload_after_seconds must be > 0 and reload_after_seconds >= 0")

@@ -1,9 +1,11 @@
 """The plain data the server gives the loader manager, computed from config.json."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from loaders.errors import CustomLoaderOptionsInvalid
 
@@ -44,9 +46,7 @@ def options_json(spec: ModelSpec) -> tuple[str, str]:
         )
     loader_name = options.get("loader_name")
     if not isinstance(loader_name, str) or not loader_name:
-        raise CustomLoaderOptionsInvalid(
-            f"model '{spec.name}': custom_loader_options needs 'loader_name' (a string)"
-        )
+        raise CustomLoaderOptionsInvalid(f"model '{spec.name}': custom_loader_options needs 'loader_name' (a string)")
     not_strings = sorted(key for key, value in options.items() if not isinstance(value, str))
     if not_strings:
         raise CustomLoaderOptionsInvalid(

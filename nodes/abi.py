@@ -4,12 +4,14 @@ ABI mode: one ``cdef`` read from custom_node_interface.h, one ``ffi.dlopen`` per
 leave this module only as integer addresses inside plain dataclasses, so the rest of the package
 (node lifecycle, output checks, release bookkeeping) is ordinary Python.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import cffi
 import numpy as np
@@ -89,11 +91,12 @@ class Params:
     """A CustomNodeParam array kept alive with the strings it points to."""
 
     def __init__(self, params: Mapping[str, str]) -> None:
-        self._strings = [(ffi.new("char[]", str(k).encode()), ffi.new("char[]", str(v).encode()))
-                         for k, v in params.items()]
+        self._strings = [
+            (ffi.new("char[]", str(k).encode()), ffi.new("char[]", str(v).encode())) for k, v in params.items()
+        ]
         self.count = len(self._strings)
         self.array = ffi.new("struct CustomNodeParam[]", max(self.count, 1))
-        for slot, (key, value) in zip(self.array, self._strings):
+        for slot, (key, value) in zip(self.array, self._strings, strict=False):
             slot.key, slot.value = key, value
 
 
@@ -128,8 +131,7 @@ class Library:
     def execute(self, inputs: Mapping[str, np.ndarray], params: Params) -> RawResult:
         tensors, keepalive = _input_tensors(inputs)
         outputs, count = ffi.new("struct CustomNodeTensor**"), ffi.new("int*")
-        status = self._lib.execute(tensors, len(inputs), outputs, count, params.array, params.count,
-                                   self._manager[0])
+        status = self._lib.execute(tensors, len(inputs), outputs, count, params.array, params.count, self._manager[0])
         del keepalive  # the input buffers had to outlive the call, and no longer
         return _result(status, outputs[0], count[0], with_data=True)
 
@@ -167,7 +169,7 @@ def _input_tensors(inputs: Mapping[str, np.ndarray]) -> tuple[Any, list]:
     """A CustomNodeTensor array pointing into the numpy buffers themselves (no copy)."""
     tensors = ffi.new("struct CustomNodeTensor[]", max(len(inputs), 1))
     keepalive: list = [tensors]
-    for slot, (name, array) in zip(tensors, inputs.items()):
+    for slot, (name, array) in zip(tensors, inputs.items(), strict=False):
         name_c = ffi.new("char[]", name.encode())
         dims = ffi.new("uint64_t[]", list(array.shape) or [0])
         # from_buffer accepts read-only arrays (Ray's zero-copy ones) without copying them.

@@ -5,18 +5,20 @@ A node's lifecycle per replica is ``initialize(params)`` once, then any number o
 once. ``run`` is what callers use: it serializes calls unless the node is ``thread_safe`` and
 checks what ``execute`` returned, the same way for C and Python nodes.
 """
+
 from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Collection, ContextManager
+from collections.abc import Collection
+from contextlib import AbstractContextManager
 
 import numpy as np
 
 from app.tensors import TensorInfo, Tensors
 from nodes.errors import NodeMissingOutput, NodeOutputsCorrupted
 
-__all__ = ["Node", "TensorInfo", "Tensors"]
+__all__ = ["Node", "check_results"]
 
 
 class Node:
@@ -68,7 +70,7 @@ class Node:
         check_results(self.node_name, results, outputs)
         return results
 
-    def serialized(self) -> ContextManager:
+    def serialized(self) -> AbstractContextManager:
         """The per-instance lock, or nothing for a thread-safe node. Re-entrant."""
         if self.thread_safe:
             return contextlib.nullcontext()
@@ -83,7 +85,8 @@ def check_results(node: str, results: object, required: Collection[str] = ()) ->
     for key, value in results.items():
         if not isinstance(key, str) or not isinstance(value, np.ndarray):
             raise NodeOutputsCorrupted(
-                node, f"output {key!r} must be a numpy.ndarray under a str name, got {type(value).__name__}")
+                node, f"output {key!r} must be a numpy.ndarray under a str name, got {type(value).__name__}"
+            )
     for output in required:
         if output not in results:
             raise NodeMissingOutput(node, output, "an output of that name", f"outputs {sorted(results)}")

@@ -4,6 +4,7 @@ Each ``nodes/src/<name>.c`` becomes ``nodes/lib/libcustom_node_<name>.so``, OVMS
 its built-ins. Outputs newer than their source and the shared headers are skipped. Each library is
 written to a temporary file and renamed, so replicas loading it never see half a file.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,9 @@ def compile_library(source: Path, output: Path, include: Path = PACKAGE) -> None
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=output.parent)
     os.close(fd)
     try:
-        result = subprocess.run(["gcc", *CFLAGS, f"-I{include}", "-o", tmp, str(source)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["gcc", *CFLAGS, f"-I{include}", "-o", tmp, str(source)], capture_output=True, text=True
+        )
         if result.returncode != 0:
             raise RuntimeError(f"gcc failed on {source}:\n{result.stderr}")
         os.replace(tmp, output)

@@ -15,11 +15,13 @@ the dead actor into NodeCrashed (500) for the request that crashed it and any ot
 flight on that replica. Those are not retried, as in OVMS: the same input would likely crash
 the new replica too. Requests sent after the crash wait in Serve's router for the new replica.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Collection
+from collections.abc import Awaitable, Collection
+from typing import Any
 
 from ray import serve
 from ray.exceptions import RayActorError
@@ -91,8 +93,9 @@ class NodeDeployment:
             node.deinitialize()
 
 
-def node_app(factory: NodeFactory, params: dict[str, str], node_name: str, *,
-             deployment_name: str | None = None, **options: Any) -> Application:
+def node_app(
+    factory: NodeFactory, params: dict[str, str], node_name: str, *, deployment_name: str | None = None, **options: Any
+) -> Application:
     """The deployment of one pipeline node, bound and ready for ``serve.run`` or another ``.bind``.
 
     ``deployment_name`` must be unique within the application (default ``node-<node_name>``);
@@ -123,11 +126,13 @@ class NodeClient:
         try:
             return await response
         except RayActorError as exc:  # Ray 2.60 raises its subclass ActorDiedError for a segfault
-            raise NodeCrashed(self.node_name, f"its replica died while running the request ({type(exc).__name__}); "
-                                              "Ray is restarting it, so later requests can succeed") from exc
+            raise NodeCrashed(
+                self.node_name,
+                f"its replica died while running the request ({type(exc).__name__}); "
+                "Ray is restarting it, so later requests can succeed",
+            ) from exc
         except Exception as exc:
             error = find_serving_error(exc)
             if error is None:
                 raise
             raise error from exc
-

@@ -4,6 +4,7 @@ Each class subclasses ``app.errors.ServerFault`` (500) or ``InvalidRequest`` (40
 status comes from app/errors.py's one table. Every constructor keeps all its arguments in
 ``self.args``, so the error pickles and Ray can re-raise it in the caller (ray#20830).
 """
+
 from __future__ import annotations
 
 from app.errors import InvalidRequest, ServerFault
@@ -47,8 +48,11 @@ class NodeLibrarySymbolMissing(NodeLoadFailed):
     title = "Custom node library failed to load symbol"  # NODE_LIBRARY_LOAD_FAILED_SYM
 
     def __init__(self, given: str, symbol: str) -> None:
-        super().__init__(given, f"missing symbol '{symbol}'; a library must export initialize, "
-                                "deinitialize, execute, getInputsInfo, getOutputsInfo and release")
+        super().__init__(
+            given,
+            f"missing symbol '{symbol}'; a library must export initialize, "
+            "deinitialize, execute, getInputsInfo, getOutputsInfo and release",
+        )
         self.args = (given, symbol)
         self.symbol = symbol
 

@@ -4,12 +4,13 @@ Lifecycle and output checks follow OVMS (src/dags/customnodesession.cpp, node_li
 every buffer the library hands back is released exactly once, even when a check fails, except
 after a nonzero ``execute``, where OVMS releases nothing and neither do we.
 """
+
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -107,8 +108,10 @@ class LibraryNode(Node):
         dtype = PRECISIONS.get(raw.precision, ("?", None))[1]
         if raw.name is None or dtype is None or raw.dims is None:
             raise NodeMetadataFailed(
-                self.node_name, f"{call} entry {index} needs a name, dims and one of {_SUPPORTED}; "
-                                f"got name={raw.name!r}, dims={raw.dims}, precision={raw.precision}")
+                self.node_name,
+                f"{call} entry {index} needs a name, dims and one of {_SUPPORTED}; "
+                f"got name={raw.name!r}, dims={raw.dims}, precision={raw.precision}",
+            )
         shape = tuple(-1 if d in DYNAMIC_DIMS else d for d in raw.dims)
         return TensorInfo(raw.name, DATATYPES[dtype], shape)
 
@@ -148,7 +151,8 @@ class LibraryNode(Node):
             raise NodeOutputInvalidContentSize(node, raw.name, f"{expected} bytes of data", "a null data pointer")
         if raw.data_bytes != expected:
             raise NodeOutputInvalidContentSize(
-                node, raw.name, f"dataBytes {expected} (dims {list(raw.dims)} x {dtype.itemsize})", str(raw.data_bytes))
+                node, raw.name, f"dataBytes {expected} (dims {list(raw.dims)} x {dtype.itemsize})", str(raw.data_bytes)
+            )
         return copy_out(raw.data_address, raw.data_bytes, dtype, raw.dims)
 
     # --- shared --------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ containing ``..`` is rejected.
 Everything is checked now (the library opened, the class imported), so config errors surface at
 load time; the returned factory is small and picklable, and rebuilds the node in any process.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,11 +21,11 @@ import importlib.util
 import inspect
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
 
 from nodes.abi import Library
 from nodes.base import Node
@@ -36,8 +37,10 @@ from nodes.library import LibraryNode
 BUILTIN_PREFIX = "builtin:"
 OVMS_BUILTIN = re.compile(r"^/ovms/lib/custom_nodes/libcustom_node_(\w+)\.so$")
 _MODULE_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-EXPECTED = ("expected a C library path ending in .so, a Python file (file.py or file.py:Class), "
-            "an import path package.module:Class, or builtin:<name>")
+EXPECTED = (
+    "expected a C library path ending in .so, a Python file (file.py or file.py:Class), "
+    "an import path package.module:Class, or builtin:<name>"
+)
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class NodeFactory:
 def load_node_class(base_path: str, config_dir: Path) -> Callable[[], Node]:
     """A factory of nodes for ``base_path``, as a config names it; raises NodeLoadFailed explaining why not."""
     if base_path.startswith(BUILTIN_PREFIX):
-        return _builtin(base_path, base_path[len(BUILTIN_PREFIX):])
+        return _builtin(base_path, base_path[len(BUILTIN_PREFIX) :])
     if ".." in base_path:
         raise NodePathInvalid(base_path, "a path must not contain '..' (as in OVMS); " + EXPECTED)
     target, class_name = _split_class(base_path)
@@ -117,11 +120,17 @@ def _checked(base_path: str, factory: NodeFactory) -> NodeFactory:
 
 
 def _only_node_class(base_path: str, module: ModuleType) -> str:
-    found = [name for name, obj in vars(module).items()
-             if inspect.isclass(obj) and issubclass(obj, Node) and obj.__module__ == module.__name__]
+    found = [
+        name
+        for name, obj in vars(module).items()
+        if inspect.isclass(obj) and issubclass(obj, Node) and obj.__module__ == module.__name__
+    ]
     if len(found) != 1:
-        raise NodeLoadFailed(base_path, f"the file defines {len(found)} Node subclasses ({', '.join(found) or 'none'}); "
-                                        "define exactly one, or name it as file.py:Class")
+        raise NodeLoadFailed(
+            base_path,
+            f"the file defines {len(found)} Node subclasses ({', '.join(found) or 'none'}); "
+            "define exactly one, or name it as file.py:Class",
+        )
     return found[0]
 
 
@@ -135,7 +144,7 @@ def _resolve(target: str, config_dir: Path) -> Path:
     return path if path.is_absolute() else (Path(config_dir) / path).resolve()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _import_file(file: str) -> ModuleType:
     """Import a .py file once per process, under a name unique to its path."""
     digest = hashlib.sha1(file.encode()).hexdigest()[:10]

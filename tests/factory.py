@@ -1,4 +1,5 @@
 """Tiny OpenVINO models generated for tests, in OVMS's version-folder layout."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -80,10 +81,18 @@ def local_dataplane(base: Path):
     write_dummy(base / "dummy", [1, 2, 3])
     write_broken(base / "broken")
     config = parse_config(
-        {"model_config_list": [
-            {"config": {"name": "dummy", "base_path": "dummy", "model_version_policy": {"specific": {"versions": [1, 3]}}}},
-            {"config": {"name": "broken", "base_path": "broken"}},
-        ]},
+        {
+            "model_config_list": [
+                {
+                    "config": {
+                        "name": "dummy",
+                        "base_path": "dummy",
+                        "model_version_policy": {"specific": {"versions": [1, 3]}},
+                    }
+                },
+                {"config": {"name": "broken", "base_path": "broken"}},
+            ]
+        },
         base,
     )
     servables = {}
@@ -92,3 +101,10 @@ def local_dataplane(base: Path):
         model.load()
         servables[model.name] = LocalServable(model)
     return DataPlane(servables)
+
+
+def project_version() -> str:
+    """The version pyproject.toml declares, which the server must report."""
+    import tomllib
+
+    return tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]["version"]

@@ -14,6 +14,7 @@ The contract the Ray layer uses::
 ``call`` gets a ``NodeSpec`` (model name and version, or library and params, and the real output
 names needed) and the node's inputs by real input name; it returns outputs by real output name.
 """
+
 from app.pipeline.catalog import Catalog, CatalogError, DictCatalog, Signature, node_key
 from app.pipeline.definition import REQUEST, RESPONSE, Connection, NodeSpec, PipelineDefinition
 from app.pipeline.errors import PipelineInvalid, PipelineNameOccupied, PipelineNotLoadedYet
@@ -23,7 +24,25 @@ from app.pipeline.status import pipeline_status, ready_definition
 from app.pipeline.validation import validate, validate_all
 
 __all__ = [
-    "REQUEST", "RESPONSE", "Call", "Catalog", "CatalogError", "Connection", "DictCatalog", "Fetch", "NodeSpec",
-    "PipelineDefinition", "PipelineInvalid", "PipelineNameOccupied", "PipelineNotLoadedYet", "Signature",
-    "node_key", "pipeline_status", "ready_definition", "run", "to_mermaid", "validate", "validate_all",
+    "REQUEST",
+    "RESPONSE",
+    "Call",
+    "Catalog",
+    "CatalogError",
+    "Connection",
+    "DictCatalog",
+    "Fetch",
+    "NodeSpec",
+    "PipelineDefinition",
+    "PipelineInvalid",
+    "PipelineNameOccupied",
+    "PipelineNotLoadedYet",
+    "Signature",
+    "node_key",
+    "pipeline_status",
+    "ready_definition",
+    "run",
+    "to_mermaid",
+    "validate",
+    "validate_all",
 ]

@@ -5,10 +5,12 @@ outputs) or raises ``CatalogError`` carrying OVMS's code for why it cannot. ``Di
 answers given to it in advance (the Ray layer prefetches metadata from its deployments);
 ``app.pipeline.local.LocalCatalog`` asks in-process models and nodes.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol
+from typing import Protocol
 
 from app.tensors import TensorInfo
 
@@ -27,7 +29,9 @@ class Signature:
     outputs: tuple[TensorInfo, ...]
 
     @classmethod
-    def of(cls, inputs: list[TensorInfo] | tuple[TensorInfo, ...], outputs: list[TensorInfo] | tuple[TensorInfo, ...]) -> Signature:
+    def of(
+        cls, inputs: list[TensorInfo] | tuple[TensorInfo, ...], outputs: list[TensorInfo] | tuple[TensorInfo, ...]
+    ) -> Signature:
         return cls(tuple(inputs), tuple(outputs))
 
     def input(self, name: str) -> TensorInfo | None:
@@ -105,8 +109,9 @@ class DictCatalog:
     def node_signature(self, library: str, params: Mapping[str, str]) -> Signature:
         answer = self.nodes.get(node_key(library, params))
         if answer is None:
-            raise CatalogError(INVALID_NODE_LIBRARY, f"library '{library}' is not a valid entry of "
-                                                     "custom_node_library_config_list")
+            raise CatalogError(
+                INVALID_NODE_LIBRARY, f"library '{library}' is not a valid entry of custom_node_library_config_list"
+            )
         if isinstance(answer, CatalogError):
             raise answer
         return answer

@@ -5,6 +5,7 @@ response, declares the alias, the alias names a real output, the target input ex
 once, and shapes overlap and precisions match (dim0 stripped for a demultiplexer source and a
 gather target). Then every input of the node must be fed. The pipeline outputs come last.
 """
+
 from __future__ import annotations
 
 from app.config import PipelineConfig, PipelineNode
@@ -26,64 +27,99 @@ def check_connections(config: PipelineConfig, signatures: dict[str, Signature], 
                 _check_output(nodes, signatures, connection, where, fail)
                 if signatures[node.name].input(input_name) is None:
                     expected = [info.name for info in signatures[node.name].inputs]
-                    fail("PIPELINE_CONNECTION_TO_MISSING_MODEL_INPUT",
-                         f"{where}: {_kind(node)} has no input '{input_name}'; expected one of {expected}")
+                    fail(
+                        "PIPELINE_CONNECTION_TO_MISSING_MODEL_INPUT",
+                        f"{where}: {_kind(node)} has no input '{input_name}'; expected one of {expected}",
+                    )
                 if input_name in fed:
-                    fail("PIPELINE_NODE_CONNECTED_TO_MULTIPLE_DATA_SOURCES",
-                         f"{where}: the input is already fed by {fed[input_name]}; expected one source per input")
+                    fail(
+                        "PIPELINE_NODE_CONNECTED_TO_MULTIPLE_DATA_SOURCES",
+                        f"{where}: the input is already fed by {fed[input_name]}; expected one source per input",
+                    )
                 fed[input_name] = connection.describe()
                 _check_tensors(config, nodes, signatures, connection, where, fail)
                 connections.append(connection)
         missing = [info.name for info in signatures[node.name].inputs if info.name not in fed]
         if missing:
-            fail("PIPELINE_NOT_ALL_INPUTS_CONNECTED",
-                 f"node '{node.name}' ({_kind(node)}) has inputs {missing} fed by no connection; "
-                 "expected every input to be connected")
+            fail(
+                "PIPELINE_NOT_ALL_INPUTS_CONNECTED",
+                f"node '{node.name}' ({_kind(node)}) has inputs {missing} fed by no connection; "
+                "expected every input to be connected",
+            )
     for item in config.outputs:
         for response_name, source in item.items():
             connection = _connect(config, nodes, source.node_name, source.data_item, RESPONSE, response_name, fail)
-            _check_output(nodes, signatures, connection, f"response output '{response_name}' "
-                                                         f"(connection {connection.describe()})", fail)
+            _check_output(
+                nodes,
+                signatures,
+                connection,
+                f"response output '{response_name}' (connection {connection.describe()})",
+                fail,
+            )
             connections.append(connection)
     return connections
 
 
-def _connect(config: PipelineConfig, nodes: dict[str, PipelineNode], source: str, alias: str,
-             target: str, input_name: str, fail: Fail) -> Connection:
+def _connect(
+    config: PipelineConfig,
+    nodes: dict[str, PipelineNode],
+    source: str,
+    alias: str,
+    target: str,
+    input_name: str,
+    fail: Fail,
+) -> Connection:
     """The connection, once its source exists and declares ``alias`` (real output not checked yet)."""
     where = f"{'response output' if target == RESPONSE else f'node {target!r} input'} '{input_name}'"
     if source == RESPONSE:
-        fail("PIPELINE_EXIT_USED_AS_NODE_DEPENDENCY", f"{where} takes '{alias}' from '{RESPONSE}'; "
-                                                      "the response is the exit and feeds nothing")
+        fail(
+            "PIPELINE_EXIT_USED_AS_NODE_DEPENDENCY",
+            f"{where} takes '{alias}' from '{RESPONSE}'; the response is the exit and feeds nothing",
+        )
     if source == REQUEST:
         if alias not in config.inputs:
-            fail("PIPELINE_NODE_REFERING_TO_MISSING_DATA_SOURCE",
-                 f"{where} takes '{alias}' from '{REQUEST}'; expected one of the pipeline inputs {config.inputs}")
+            fail(
+                "PIPELINE_NODE_REFERING_TO_MISSING_DATA_SOURCE",
+                f"{where} takes '{alias}' from '{REQUEST}'; expected one of the pipeline inputs {config.inputs}",
+            )
         return Connection(REQUEST, alias, alias, target, input_name)
     if source not in nodes:
-        fail("PIPELINE_NODE_REFERING_TO_MISSING_NODE",
-             f"{where} takes '{alias}' from node '{source}', which does not exist; expected '{REQUEST}' or one "
-             f"of {sorted(nodes)}")
+        fail(
+            "PIPELINE_NODE_REFERING_TO_MISSING_NODE",
+            f"{where} takes '{alias}' from node '{source}', which does not exist; expected '{REQUEST}' or one "
+            f"of {sorted(nodes)}",
+        )
     aliases = {o.alias: o.data_item for o in nodes[source].outputs}
     if alias not in aliases:
-        fail("PIPELINE_NODE_REFERING_TO_MISSING_DATA_SOURCE",
-             f"{where} takes '{alias}' from node '{source}', which declares no such alias; expected one of "
-             f"{sorted(aliases)}")
+        fail(
+            "PIPELINE_NODE_REFERING_TO_MISSING_DATA_SOURCE",
+            f"{where} takes '{alias}' from node '{source}', which declares no such alias; expected one of "
+            f"{sorted(aliases)}",
+        )
     return Connection(source, alias, aliases[alias], target, input_name)
 
 
-def _check_output(nodes: dict[str, PipelineNode], signatures: dict[str, Signature], connection: Connection,
-                  where: str, fail: Fail) -> None:
+def _check_output(
+    nodes: dict[str, PipelineNode], signatures: dict[str, Signature], connection: Connection, where: str, fail: Fail
+) -> None:
     if connection.source == REQUEST or signatures[connection.source].output(connection.output) is not None:
         return
     expected = [info.name for info in signatures[connection.source].outputs]
-    fail("PIPELINE_NODE_REFERING_TO_MISSING_MODEL_OUTPUT",
-         f"{where}: alias '{connection.alias}' of node '{connection.source}' maps to output '{connection.output}', "
-         f"which {_kind(nodes[connection.source])} does not have; expected one of {expected}")
+    fail(
+        "PIPELINE_NODE_REFERING_TO_MISSING_MODEL_OUTPUT",
+        f"{where}: alias '{connection.alias}' of node '{connection.source}' maps to output '{connection.output}', "
+        f"which {_kind(nodes[connection.source])} does not have; expected one of {expected}",
+    )
 
 
-def _check_tensors(config: PipelineConfig, nodes: dict[str, PipelineNode], signatures: dict[str, Signature],
-                   connection: Connection, where: str, fail: Fail) -> None:
+def _check_tensors(
+    config: PipelineConfig,
+    nodes: dict[str, PipelineNode],
+    signatures: dict[str, Signature],
+    connection: Connection,
+    where: str,
+    fail: Fail,
+) -> None:
     if connection.source == REQUEST:
         return  # the request has no metadata of its own: it takes what its consumers need
     source_node = nodes[connection.source]
@@ -93,14 +129,20 @@ def _check_tensors(config: PipelineConfig, nodes: dict[str, PipelineNode], signa
     given = _strip(produced, source_node.demultiply_count is not None)
     needed = _strip(wanted, target.gather_from_node is not None)
     if not shapes_overlap(given.shape, needed.shape):
-        fail("INVALID_SHAPE", f"{where}: {_kind(source_node)} output '{produced.name}' gives shape "
-                              f"{format_shape(given.shape)}{_stripped(source_node, target)}; expected "
-                              f"{format_shape(needed.shape)}, as {_kind(target)} input '{wanted.name}' needs")
+        fail(
+            "INVALID_SHAPE",
+            f"{where}: {_kind(source_node)} output '{produced.name}' gives shape "
+            f"{format_shape(given.shape)}{_stripped(source_node, target)}; expected "
+            f"{format_shape(needed.shape)}, as {_kind(target)} input '{wanted.name}' needs",
+        )
     if produced.datatype == "BYTES" and wanted.datatype == "BYTES":
         fail("NOT_IMPLEMENTED", f"{where}: string to string connections are not supported")
     if produced.datatype != wanted.datatype:
-        fail("INVALID_PRECISION", f"{where}: {_kind(source_node)} output '{produced.name}' is {produced.datatype}; "
-                                  f"expected {wanted.datatype}, as {_kind(target)} input '{wanted.name}' needs")
+        fail(
+            "INVALID_PRECISION",
+            f"{where}: {_kind(source_node)} output '{produced.name}' is {produced.datatype}; "
+            f"expected {wanted.datatype}, as {_kind(target)} input '{wanted.name}' needs",
+        )
 
 
 def _strip(info: TensorInfo, strip: bool) -> TensorInfo:

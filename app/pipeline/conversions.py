@@ -10,6 +10,7 @@
   NHWC, as in OVMS, unless the input's shape says NCHW (dim 1 is 1 or 3 and the last dim is
   not), where the image is transposed to CHW.
 """
+
 from __future__ import annotations
 
 import cv2

@@ -4,10 +4,12 @@ Built only by ``app.pipeline.validation.validate``. ``NodeSpec`` is also what th
 to ``call(node, inputs)``: it says which model version or which library with which params to run,
 and which real outputs the pipeline needs from it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Mapping, NoReturn
+from typing import Literal, NoReturn
 
 from app.config import PipelineConfig
 from app.pipeline.catalog import Signature

@@ -6,6 +6,7 @@ refused its input (400), and a demultiplexer with no results answers 204. ``code
 name for the condition. Every constructor keeps all its arguments in ``self.args`` so the error
 pickles and Ray can re-raise it in the caller (ray#20830).
 """
+
 from __future__ import annotations
 
 from app.errors import InvalidRequest, NoContent, NotFound, ServerFault
@@ -123,8 +124,10 @@ class InconsistentShardDimensions(PipelineFault):
     code = "PIPELINE_INCONSISTENT_SHARD_DIMENSIONS"
 
     def __init__(self, pipeline: str, node: str, tensor: str, shapes: list[tuple[int, ...]]) -> None:
-        super().__init__(pipeline, f"gathering '{tensor}' at '{node}': shards have shapes {shapes}; "
-                                   "expected one shape for every shard")
+        super().__init__(
+            pipeline,
+            f"gathering '{tensor}' at '{node}': shards have shapes {shapes}; expected one shape for every shard",
+        )
         self.args = (pipeline, node, tensor, shapes)
         self.node = node
 

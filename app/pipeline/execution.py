@@ -12,11 +12,13 @@ Values pass between nodes exactly as ``call`` returns them (the Ray layer may re
 refs); ``fetch`` turns one into an ndarray only where the executor must look inside: a
 demultiplexer's outputs, shards being gathered, and the response.
 """
+
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -36,8 +38,9 @@ async def as_array(value: Any) -> np.ndarray:
     return value if isinstance(value, np.ndarray) else np.asarray(value)
 
 
-async def run(definition: PipelineDefinition, inputs: Mapping[str, np.ndarray], call: Call,
-              fetch: Fetch = as_array) -> Tensors:
+async def run(
+    definition: PipelineDefinition, inputs: Mapping[str, np.ndarray], call: Call, fetch: Fetch = as_array
+) -> Tensors:
     """The pipeline's response tensors for ``inputs``, or the first error (400 for a bad request)."""
     request = check_request(definition, inputs)
     outputs = await _Run(definition, call, fetch, request).response()
@@ -75,7 +78,7 @@ class _Run:
             self._fail(exc)
             await self._cancel_all()
             raise self.failure from None
-        return {c.input: array for c, array in zip(connections, arrays)}
+        return {c.input: array for c, array in zip(connections, arrays, strict=True)}
 
     # --- tasks ---------------------------------------------------------------------------------
 
@@ -121,7 +124,7 @@ class _Run:
             spec = self.definition.nodes[node]
             connections = self.definition.into(node)
             given = await asyncio.gather(*(self._stacked(c, path) for c in connections))
-            produced = await self._call(spec, {c.input: value for c, value in zip(connections, given)})
+            produced = await self._call(spec, {c.input: value for c, value in zip(connections, given, strict=True)})
             values = {c.alias: produced[c.output] for c in self.definition.connections if c.source == node}
         count = self.definition.demultiply_count(node)
         return _Result(values) if count is None else await self._demultiplex(node, values, count)
@@ -144,8 +147,9 @@ class _Run:
         for alias, array in arrays.items():
             n = _shard_count(self.definition.name, node, alias, array, count)
             if shards is not None and n != shards:
-                raise errors.DemultiplyCountMismatch(self.definition.name, node, alias,
-                                                     f"dim0 is {n} but another output has {shards}; expected equal")
+                raise errors.DemultiplyCountMismatch(
+                    self.definition.name, node, alias, f"dim0 is {n} but another output has {shards}; expected equal"
+                )
             shards = n
         return _Result(arrays, shards or 0)
 
@@ -175,7 +179,8 @@ def _shard_count(pipeline: str, node: str, alias: str, array: np.ndarray, count:
     """dim0 of a demultiplexer's output, checked as OVMS does (Node::demultiplyOutputs)."""
     if array.ndim < 3:
         raise errors.NotEnoughDimensionsToDemultiply(
-            pipeline, node, alias, f"shape {array.shape} has {array.ndim} dims; expected at least 3, [shards, 1, ...]")
+            pipeline, node, alias, f"shape {array.shape} has {array.ndim} dims; expected at least 3, [shards, 1, ...]"
+        )
     n = array.shape[0]
     if n > MAX_SHARDS:
         raise errors.TooLargeDimensionToDemultiply(pipeline, node, alias, f"dim0 is {n}; expected at most {MAX_SHARDS}")

@@ -5,6 +5,7 @@ demultiplexer pushes itself on its outputs' level; a gather node pops the demult
 which must be the innermost one (LIFO); every input of a node, the response included, must come at
 the same level.
 """
+
 from __future__ import annotations
 
 from app.config import PipelineConfig
@@ -21,8 +22,10 @@ def check_graph(config: PipelineConfig, connections: list[Connection], fail: Fai
     reached = _reach_from_response(sources, fail)
     unconnected = [node.name for node in config.nodes if node.name not in reached]
     if unconnected:
-        fail("PIPELINE_CONTAINS_UNCONNECTED_NODES",
-             f"nodes {unconnected} do not lead to the response; connect their outputs or remove them")
+        fail(
+            "PIPELINE_CONTAINS_UNCONNECTED_NODES",
+            f"nodes {unconnected} do not lead to the response; connect their outputs or remove them",
+        )
     return _topological(sources, [REQUEST, *(n.name for n in config.nodes), RESPONSE])
 
 
@@ -33,7 +36,7 @@ def _reach_from_response(sources: dict[str, list[str]], fail: Fail) -> set[str]:
 
     def visit(node: str) -> None:
         if node in path:
-            cycle = path[path.index(node):] + [node]
+            cycle = path[path.index(node) :] + [node]
             fail("PIPELINE_CYCLE_FOUND", f"nodes form a cycle: {' <- '.join(cycle)}; a pipeline must be acyclic")
         if node in done:
             return
@@ -64,8 +67,9 @@ def _topological(sources: dict[str, list[str]], names: list[str]) -> tuple[str, 
     return tuple(order)
 
 
-def demultiply_levels(config: PipelineConfig, connections: list[Connection], order: tuple[str, ...],
-                      fail: Fail) -> dict[str, Level]:
+def demultiply_levels(
+    config: PipelineConfig, connections: list[Connection], order: tuple[str, ...], fail: Fail
+) -> dict[str, Level]:
     """The level each node runs at, failing where demultiplexers and gathers do not nest (LIFO)."""
     nodes = {node.name: node for node in config.nodes}
     levels: dict[str, Level] = {REQUEST: ()}
@@ -76,9 +80,11 @@ def demultiply_levels(config: PipelineConfig, connections: list[Connection], ord
         gather = nodes[name].gather_from_node if name in nodes else None
         if gather is not None:
             if not level or level[-1] != gather:
-                fail("PIPELINE_WRONG_DEMULTIPLEXER_GATHER_NODES_ORDER",
-                     f"node '{name}' gathers from '{gather}' but its inputs come in the shards of "
-                     f"{list(level) or 'no demultiplexer'}; expected '{gather}' to be the innermost demultiplexer")
+                fail(
+                    "PIPELINE_WRONG_DEMULTIPLEXER_GATHER_NODES_ORDER",
+                    f"node '{name}' gathers from '{gather}' but its inputs come in the shards of "
+                    f"{list(level) or 'no demultiplexer'}; expected '{gather}' to be the innermost demultiplexer",
+                )
             level = level[:-1]
         levels[name] = level
         out[name] = level + (name,) if name in nodes and nodes[name].demultiply_count is not None else level
@@ -89,7 +95,9 @@ def _common(name: str, incoming: dict[str, Level], fail: Fail) -> Level:
     distinct = set(incoming.values())
     if len(distinct) > 1:
         detail = "; ".join(f"{edge} in shards of {list(level) or 'none'}" for edge, level in incoming.items())
-        fail("PIPELINE_WRONG_DEMULTIPLEXER_GATHER_NODES_ORDER",
-             f"node '{name}' gets inputs from different demultiply levels ({detail}); expected every input "
-             "from the same demultiplexers, gathered in reverse order of demultiplexing")
+        fail(
+            "PIPELINE_WRONG_DEMULTIPLEXER_GATHER_NODES_ORDER",
+            f"node '{name}' gets inputs from different demultiply levels ({detail}); expected every input "
+            "from the same demultiplexers, gathered in reverse order of demultiplexing",
+        )
     return next(iter(distinct), ())

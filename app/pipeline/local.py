@@ -4,11 +4,13 @@ For unit tests, benchmarks and the command line. Custom nodes are initialized on
 (library, params) and kept; their ``run`` goes to a worker thread so that a slow node does not
 hold up the other branches of the pipeline.
 """
+
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import openvino as ov
 
@@ -19,8 +21,9 @@ from app.model import ModelServable
 from app.pipeline import catalog as codes
 from app.pipeline.catalog import CatalogError, Signature, node_key
 from app.pipeline.definition import NodeSpec
-from nodes import Node, load_node_class
+from nodes.base import Node
 from nodes.errors import NodeLoadFailed
+from nodes.loading import load_node_class
 
 NodeFactory = Callable[[], Node]
 
@@ -59,8 +62,11 @@ class LocalCatalog:
         if model is None:
             raise CatalogError(codes.MISSING_MODEL, f"model '{name}' is not in model_config_list")
         if _has_auto(model.config):
-            raise CatalogError(codes.FORBIDDEN_DYNAMIC_PARAMETER, f"model '{name}' has batch_size or shape \"auto\"; "
-                                                                   "a model in a pipeline needs a fixed or dynamic shape")
+            raise CatalogError(
+                codes.FORBIDDEN_DYNAMIC_PARAMETER,
+                f"model '{name}' has batch_size or shape \"auto\"; "
+                "a model in a pipeline needs a fixed or dynamic shape",
+            )
         try:
             compiled = model.resolve(version)
         except NotFound as exc:
@@ -87,8 +93,10 @@ class LocalCatalog:
     def _initialize(self, library: str, params: Mapping[str, str]) -> Node | CatalogError:
         factory = self.libraries.get(library)
         if factory is None:
-            return CatalogError(codes.INVALID_NODE_LIBRARY, f"library '{library}' is not in "
-                                                            f"custom_node_library_config_list {sorted(self.libraries)}")
+            return CatalogError(
+                codes.INVALID_NODE_LIBRARY,
+                f"library '{library}' is not in custom_node_library_config_list {sorted(self.libraries)}",
+            )
         if isinstance(factory, Exception):
             return CatalogError(codes.INVALID_NODE_LIBRARY, str(factory))
         node = factory()

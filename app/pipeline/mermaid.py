@@ -4,6 +4,7 @@ Drawn from the config alone (no models needed), so it works for a pipeline that 
 validate too. Each edge is labelled with the data item it carries and, when it differs, the
 input it feeds (``alias → input``).
 """
+
 from __future__ import annotations
 
 from app.config import PipelineConfig, PipelineNode
@@ -34,8 +35,11 @@ def _request_label(pipeline: PipelineConfig) -> str:
 
 
 def _shape(node: PipelineNode) -> str:
-    what = f"model: {node.model_name}" + (f" v{node.version}" if node.version else "") if node.type == "DL model" \
+    what = (
+        f"model: {node.model_name}" + (f" v{node.version}" if node.version else "")
+        if node.type == "DL model"
         else f"custom: {node.library_name}"
+    )
     parts = [f"<b>{_text(node.name)}</b>", _text(what)]
     if node.gather_from_node is not None:
         parts.append(f"gathers from {_text(node.gather_from_node)}")

@@ -8,6 +8,7 @@
   still open at the response prepended (-1 if dynamic): the response gathers them.
 - A 2-D UINT8 output whose response name ends in ``_string`` is reported as BYTES, one per row.
 """
+
 from __future__ import annotations
 
 from app.pipeline.definition import REQUEST, RESPONSE, Fail, PipelineDefinition
@@ -48,10 +49,12 @@ def _input(definition: PipelineDefinition, name: str, fail: Fail) -> TensorInfo:
             continue
         common = intersect_shapes(result.shape, info.shape)
         if common is None or info.datatype != result.datatype:
-            fail("PIPELINE_INPUTS_AMBIGUOUS_METADATA",
-                 f"pipeline input '{name}' feeds {first} needing {result.datatype} {format_shape(result.shape)} "
-                 f"and {where} needing {info.datatype} {format_shape(info.shape)}; expected needs that a "
-                 "tensor can meet at once")
+            fail(
+                "PIPELINE_INPUTS_AMBIGUOUS_METADATA",
+                f"pipeline input '{name}' feeds {first} needing {result.datatype} {format_shape(result.shape)} "
+                f"and {where} needing {info.datatype} {format_shape(info.shape)}; expected needs that a "
+                "tensor can meet at once",
+            )
         result = TensorInfo(name, result.datatype, common)
     return result or unspecified(name)
 
@@ -61,7 +64,9 @@ def pipeline_outputs(definition: PipelineDefinition) -> tuple[TensorInfo, ...]:
     outputs = []
     for connection in definition.into(RESPONSE):
         if connection.source == REQUEST:
-            outputs.append(TensorInfo(connection.input, inputs[connection.alias].datatype, inputs[connection.alias].shape))
+            outputs.append(
+                TensorInfo(connection.input, inputs[connection.alias].datatype, inputs[connection.alias].shape)
+            )
             continue
         produced = definition.signatures[connection.source].output(connection.output)
         shape = produced.shape[1:] if definition.demultiply_count(connection.source) is not None else produced.shape

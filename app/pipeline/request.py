@@ -4,14 +4,22 @@ As OVMS does: every declared input present and no other (400), BYTES converted w
 takes strings or images, then datatype and shape checked with ``TensorInfo.check``. An
 unspecified input (one that only feeds the response) takes anything.
 """
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
 from app.errors import MissingInput, UnexpectedInput
-from app.pipeline.conversions import decode_images, is_string_output, strings_to_u8, u8_to_strings, wants_images, wants_strings
+from app.pipeline.conversions import (
+    decode_images,
+    is_string_output,
+    strings_to_u8,
+    u8_to_strings,
+    wants_images,
+    wants_strings,
+)
 from app.pipeline.definition import PipelineDefinition
 from app.pipeline.metadata import is_unspecified
 from app.tensors import Tensors

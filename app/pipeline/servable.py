@@ -6,10 +6,11 @@ node. A pipeline that fails validation stays registered and not ready; it is val
 (at most every ``revalidate_seconds``) whenever it is asked about, so it recovers once, say, a
 loader-backed model it uses becomes available.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from app.config import PipelineConfig
 from app.errors import InvalidOutput
@@ -26,8 +27,15 @@ CatalogSource = Callable[[], Awaitable[Catalog]]
 
 
 class PipelineServable:
-    def __init__(self, config: PipelineConfig, catalog: CatalogSource, call: Call, fetch: Fetch = as_array,
-                 revalidate_seconds: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        catalog: CatalogSource,
+        call: Call,
+        fetch: Fetch = as_array,
+        revalidate_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config, self._catalog, self._call, self._fetch = config, catalog, call, fetch
         self._revalidate_seconds, self._clock = revalidate_seconds, clock
         self.result: PipelineDefinition | PipelineInvalid | None = None

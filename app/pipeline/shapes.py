@@ -1,7 +1,8 @@
 """Shape algebra over metadata dims: an int, -1 for dynamic, or an inclusive (low, high) range."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from app.tensors import Dim
 
@@ -33,13 +34,13 @@ def intersect_dim(a: Dim, b: Dim) -> Dim | None:
 
 def shapes_overlap(a: Sequence[Dim], b: Sequence[Dim]) -> bool:
     """Same rank and every dim with a size in common: a tensor could fit both."""
-    return len(a) == len(b) and all(intersect_dim(x, y) is not None for x, y in zip(a, b))
+    return len(a) == len(b) and all(intersect_dim(x, y) is not None for x, y in zip(a, b, strict=True))
 
 
 def intersect_shapes(a: Sequence[Dim], b: Sequence[Dim]) -> tuple[Dim, ...] | None:
     if len(a) != len(b):
         return None
-    dims = [intersect_dim(x, y) for x, y in zip(a, b)]
+    dims = [intersect_dim(x, y) for x, y in zip(a, b, strict=True)]
     return None if any(d is None for d in dims) else tuple(dims)  # type: ignore[misc]
 
 

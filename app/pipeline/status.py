@@ -3,6 +3,7 @@
 A validated pipeline is AVAILABLE; one that failed validation stays registered as
 LOADING / FAILED_PRECONDITION with the reason, and its requests get 404 until it is fixed.
 """
+
 from __future__ import annotations
 
 from app.pipeline.definition import PipelineDefinition
@@ -15,7 +16,9 @@ PIPELINE_VERSION = 1
 def pipeline_status(result: PipelineDefinition | PipelineInvalid) -> list[VersionStatus]:
     """The ``model_version_status`` lines of a pipeline, from its definition or its validation error."""
     if isinstance(result, PipelineInvalid):
-        return [VersionStatus(PIPELINE_VERSION, ModelVersionState.LOADING, ErrorCode.FAILED_PRECONDITION, result.message)]
+        return [
+            VersionStatus(PIPELINE_VERSION, ModelVersionState.LOADING, ErrorCode.FAILED_PRECONDITION, result.message)
+        ]
     return [VersionStatus(PIPELINE_VERSION, ModelVersionState.AVAILABLE)]
 
 

@@ -12,10 +12,12 @@ connection, and says what was expected. The steps:
 5. demultiplexers and gathers in LIFO order (app/pipeline/levels.py);
 6. the pipeline's inputs and outputs metadata (app/pipeline/metadata.py).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import Iterable, NoReturn
+from typing import NoReturn
 
 from app.config import PipelineConfig, PipelineNode
 from app.pipeline import catalog as codes
@@ -43,13 +45,23 @@ def validate(config: PipelineConfig, catalog: Catalog) -> PipelineDefinition:
     order = check_graph(config, connections, fail)
     levels = demultiply_levels(config, connections, order, fail)
     draft = PipelineDefinition(
-        name=config.name, config=config, nodes=_specs(config, connections), signatures=signatures,
-        connections=tuple(connections), order=order, levels=levels, inputs=(), outputs=())
+        name=config.name,
+        config=config,
+        nodes=_specs(config, connections),
+        signatures=signatures,
+        connections=tuple(connections),
+        order=order,
+        levels=levels,
+        inputs=(),
+        outputs=(),
+    )
     with_inputs = replace(draft, inputs=pipeline_inputs(draft, fail))
     return replace(with_inputs, outputs=pipeline_outputs(with_inputs))  # a pass-through output is its input
 
 
-def validate_all(pipelines: Iterable[PipelineConfig], catalog: Catalog) -> dict[str, PipelineDefinition | PipelineInvalid]:
+def validate_all(
+    pipelines: Iterable[PipelineConfig], catalog: Catalog
+) -> dict[str, PipelineDefinition | PipelineInvalid]:
     """Every pipeline of a config by name: its definition or its error. The first of a repeated name
     wins, and a pipeline named like a model is left out, as in OVMS."""
     results: dict[str, PipelineDefinition | PipelineInvalid] = {}
@@ -106,9 +118,12 @@ def _check_structure(config: PipelineConfig, fail: Fail) -> None:
     if config.demultiply_count == -1:
         dynamic.insert(0, REQUEST)
     if dynamic and len(demultiplexers) > 1:
-        fail("NOT_IMPLEMENTED", f"dynamic demultiplexer '{dynamic[0]}' is used with other demultiplexers "
-                                f"{[d for d in demultiplexers if d != dynamic[0]]}; a pipeline with a dynamic "
-                                "demultiplexer may have no other demultiplexer")
+        fail(
+            "NOT_IMPLEMENTED",
+            f"dynamic demultiplexer '{dynamic[0]}' is used with other demultiplexers "
+            f"{[d for d in demultiplexers if d != dynamic[0]]}; a pipeline with a dynamic "
+            "demultiplexer may have no other demultiplexer",
+        )
     seen: set[str] = set()
     for node in config.nodes:
         if node.name in seen:
@@ -135,13 +150,17 @@ def _check_demultiplexer(node: PipelineNode, signature: Signature, fail: Fail) -
         return
     for info in signature.outputs:
         if len(info.shape) < 3:
-            fail("PIPELINE_NOT_ENOUGH_SHAPE_DIMENSIONS_TO_DEMULTIPLY",
-                 f"demultiplexer node '{node.name}' output '{info.name}' has shape {format_shape(info.shape)}; "
-                 "expected at least 3 dims, [shards, 1, ...]")
+            fail(
+                "PIPELINE_NOT_ENOUGH_SHAPE_DIMENSIONS_TO_DEMULTIPLY",
+                f"demultiplexer node '{node.name}' output '{info.name}' has shape {format_shape(info.shape)}; "
+                "expected at least 3 dims, [shards, 1, ...]",
+            )
         if count > 0 and not dim_fits(info.shape[0], count):
-            fail("PIPELINE_DEMULTIPLY_COUNT_DOES_NOT_MATCH_TENSOR_SHARD_COUNT",
-                 f"demultiplexer node '{node.name}' has demultiply_count {count} but output '{info.name}' has "
-                 f"shape {format_shape(info.shape)}; expected dim0 {count} or dynamic")
+            fail(
+                "PIPELINE_DEMULTIPLY_COUNT_DOES_NOT_MATCH_TENSOR_SHARD_COUNT",
+                f"demultiplexer node '{node.name}' has demultiply_count {count} but output '{info.name}' has "
+                f"shape {format_shape(info.shape)}; expected dim0 {count} or dynamic",
+            )
 
 
 def _check_gather(config: PipelineConfig, node: PipelineNode, fail: Fail) -> None:
@@ -150,13 +169,17 @@ def _check_gather(config: PipelineConfig, node: PipelineNode, fail: Fail) -> Non
         return
     names = {n.name: n for n in config.nodes}
     if source != REQUEST and source not in names:
-        fail("PIPELINE_NODE_GATHER_FROM_NOT_EXISTING_NODE",
-             f"node '{node.name}' gathers from '{source}', which is not a node; expected one of {sorted(names)}")
+        fail(
+            "PIPELINE_NODE_GATHER_FROM_NOT_EXISTING_NODE",
+            f"node '{node.name}' gathers from '{source}', which is not a node; expected one of {sorted(names)}",
+        )
     count = config.demultiply_count if source == REQUEST else names[source].demultiply_count
     if count is None:
-        fail("PIPELINE_NODE_GATHER_FROM_NOT_DEMULTIPLEXER",
-             f"node '{node.name}' gathers from '{source}', which is not a demultiplexer; "
-             f"expected a node with demultiply_count")
+        fail(
+            "PIPELINE_NODE_GATHER_FROM_NOT_DEMULTIPLEXER",
+            f"node '{node.name}' gathers from '{source}', which is not a demultiplexer; "
+            f"expected a node with demultiply_count",
+        )
 
 
 def _specs(config: PipelineConfig, connections) -> dict[str, NodeSpec]:
@@ -167,8 +190,15 @@ def _specs(config: PipelineConfig, connections) -> dict[str, NodeSpec]:
     for node in config.nodes:
         outputs = tuple(dict.fromkeys(o.data_item for o in node.outputs if o.data_item in used.get(node.name, ())))
         specs[node.name] = NodeSpec(
-            pipeline=config.name, name=node.name, kind="model" if node.type == "DL model" else "custom",
-            model_name=node.model_name, version=node.version, library_name=node.library_name,
-            params=dict(node.params), outputs=outputs, demultiply_count=node.demultiply_count,
-            gather_from_node=node.gather_from_node)
+            pipeline=config.name,
+            name=node.name,
+            kind="model" if node.type == "DL model" else "custom",
+            model_name=node.model_name,
+            version=node.version,
+            library_name=node.library_name,
+            params=dict(node.params),
+            outputs=outputs,
+            demultiply_count=node.demultiply_count,
+            gather_from_node=node.gather_from_node,
+        )
     return specs

@@ -3,12 +3,12 @@
 Name it in config.json with ``"library_path": "my_loader.py"`` (relative to the config's folder).
 Run by tests/unit/test_loaders_registry.py, so it stays correct.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
-from loaders.base import Loader, LoaderStatus, ModelBuffers, parse_options
-from loaders.errors import ModelBlacklisted, ModelLoadError
+from loaders import Loader, LoaderStatus, ModelBlacklisted, ModelBuffers, ModelLoadError, parse_options
 
 
 class BlockListLoader(Loader):

@@ -3,6 +3,7 @@
 C nodes are ``nodes/src/<name>.c``, compiled by ``python -m nodes.build`` (or on first use);
 Python nodes are listed in PYTHON_NODES.
 """
+
 from __future__ import annotations
 
 from nodes.build import c_node_names

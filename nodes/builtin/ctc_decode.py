@@ -16,17 +16,16 @@ The character list comes from param ``model_path`` (the recognizer's .onnx or .x
 rt_info ``framework/character``, one character per line), or from ``characters`` given to the
 constructor by a Python caller.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from app.tensors import TensorInfo, Tensors
-from nodes.base import Node
+from nodes import Node, NodeExecutionFailed, NodeInitializeFailed, TensorInfo, Tensors
 from nodes.builtin.params import boolean
-from nodes.errors import NodeExecutionFailed, NodeInitializeFailed
 
 
 def characters_from_model(path: str | Path) -> list[str]:
@@ -41,7 +40,7 @@ def encode_strings(texts: Sequence[str]) -> np.ndarray:
     """OVMS's string tensor: [n, maxlen+1] U8, each UTF-8 string zero-padded."""
     encoded = [t.encode() for t in texts]
     out = np.zeros((len(encoded), max([0, *map(len, encoded)]) + 1), np.uint8)
-    for row, data in zip(out, encoded):
+    for row, data in zip(out, encoded, strict=True):
         row[: len(data)] = np.frombuffer(data, np.uint8)
     return out
 
@@ -66,11 +65,17 @@ class CTCDecode(Node):
             try:
                 self.classes = self._classes(characters_from_model(params["model_path"]))
             except Exception as exc:  # openvino raises RuntimeError for a missing file or key
-                raise NodeInitializeFailed(self.node_name, f"param 'model_path' = {params['model_path']!r}: "
-                                           f"cannot read the character list from its rt_info: {exc}") from exc
+                raise NodeInitializeFailed(
+                    self.node_name,
+                    f"param 'model_path' = {params['model_path']!r}: "
+                    f"cannot read the character list from its rt_info: {exc}",
+                ) from exc
         if self.classes is None:
-            raise NodeInitializeFailed(self.node_name, "param 'model_path' is required: the recognizer model "
-                                                       "whose rt_info framework/character lists the characters")
+            raise NodeInitializeFailed(
+                self.node_name,
+                "param 'model_path' is required: the recognizer model "
+                "whose rt_info framework/character lists the characters",
+            )
         self.with_coordinates = boolean(self.node_name, params, "with_coordinates", False)
 
     def inputs_info(self) -> list[TensorInfo]:
@@ -87,10 +92,16 @@ class CTCDecode(Node):
         if scores.ndim == 4 and scores.shape[1] == 1:
             scores = scores[:, 0]
         if scores.ndim != 3 or scores.shape[2] != len(self.classes):
-            raise NodeExecutionFailed(self.node_name, f"scores must be [N,T,{len(self.classes)}] or "
-                                                      f"[N,1,T,{len(self.classes)}], got {list(inputs['scores'].shape)}")
-        texts, confidences = zip(*(self.decode(line) for line in scores)) if len(scores) else ((), ())
-        outputs = {"texts_string": encode_strings(texts), "confidences": np.array(confidences, np.float32).reshape(-1, 1)}
+            raise NodeExecutionFailed(
+                self.node_name,
+                f"scores must be [N,T,{len(self.classes)}] or "
+                f"[N,1,T,{len(self.classes)}], got {list(inputs['scores'].shape)}",
+            )
+        texts, confidences = zip(*(self.decode(line) for line in scores), strict=True) if len(scores) else ((), ())
+        outputs = {
+            "texts_string": encode_strings(texts),
+            "confidences": np.array(confidences, np.float32).reshape(-1, 1),
+        }
         if self.with_coordinates:
             coordinates = np.asarray(inputs["coordinates"], np.int32).reshape(-1, 4)
             if len(coordinates) != len(scores):

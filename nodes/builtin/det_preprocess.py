@@ -9,16 +9,15 @@ BGR images (ImageNet's values by default).
 Input ``image`` FP32 [1,3,H,W] (or NHWC with ``image_layout``) BGR 0..255, any size.
 Output ``image`` FP32 [1,3,h,w], NCHW, h and w multiples of 32.
 """
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from app.tensors import TensorInfo, Tensors
-from nodes.base import Node
+from nodes import Node, NodeInitializeFailed, TensorInfo, Tensors
 from nodes.builtin.images import from_hwc, to_hwc
 from nodes.builtin.params import layout, param
-from nodes.errors import NodeInitializeFailed
 
 STRIDE = 32
 

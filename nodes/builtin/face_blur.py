@@ -12,15 +12,14 @@ Params: ``gaussian_blur_kernel_size`` (required, positive and odd), ``confidence
 ``target_image_height`` (default: the input size), ``original_image_width`` / ``_height`` (checked
 against the input when given).
 """
+
 from __future__ import annotations
 
 import cv2
 
-from app.tensors import TensorInfo, Tensors
-from nodes.base import Node
+from nodes import Node, NodeExecutionFailed, TensorInfo, Tensors
 from nodes.builtin.images import detections, from_hwc, pixel_box, to_hwc
 from nodes.builtin.params import layout, param
-from nodes.errors import NodeExecutionFailed
 
 
 def _positive(v: int) -> bool:
@@ -32,8 +31,14 @@ class FaceBlur(Node):
 
     def initialize(self, params: dict[str, str]) -> None:
         n = self.node_name
-        self.kernel = param(n, params, "gaussian_blur_kernel_size", int, check=lambda k: k > 0 and k % 2 == 1,
-                            expected="a positive odd integer")
+        self.kernel = param(
+            n,
+            params,
+            "gaussian_blur_kernel_size",
+            int,
+            check=lambda k: k > 0 and k % 2 == 1,
+            expected="a positive odd integer",
+        )
         self.threshold = param(n, params, "confidence_threshold", float, 0.5, lambda t: 0 <= t <= 1, "a number in 0-1")
         self.nchw_in = layout(n, params, "original_image_layout")
         self.nchw_out = layout(n, params, "target_image_layout")
@@ -55,8 +60,9 @@ class FaceBlur(Node):
         image = to_hwc(self.node_name, inputs["image"], self.nchw_in).copy()
         height, width = image.shape[:2]
         if (self.orig_width, self.orig_height) != (-1, -1) and (width, height) != (self.orig_width, self.orig_height):
-            raise NodeExecutionFailed(self.node_name, f"image is {width}x{height}, params say "
-                                                      f"{self.orig_width}x{self.orig_height}")
+            raise NodeExecutionFailed(
+                self.node_name, f"image is {width}x{height}, params say {self.orig_width}x{self.orig_height}"
+            )
         for row in detections(self.node_name, inputs["detection"]):
             box = pixel_box(row, width, height)
             if row[0] != 0 or row[2] < self.threshold or box is None:

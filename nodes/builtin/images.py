@@ -1,4 +1,5 @@
 """Image tensor helpers shared by the Python built-in nodes."""
+
 from __future__ import annotations
 
 import numpy as np

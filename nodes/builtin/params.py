@@ -1,7 +1,9 @@
 """Typed reads of a node's string params, failing with NodeInitializeFailed that names the param."""
+
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from nodes.errors import NodeInitializeFailed
 
@@ -9,8 +11,15 @@ T = TypeVar("T")
 _MISSING = object()
 
 
-def param(node: str, params: dict[str, str], key: str, kind: Callable[[str], T], default: object = _MISSING,
-          check: Callable[[T], bool] = lambda _: True, expected: str = "") -> T:
+def param(
+    node: str,
+    params: dict[str, str],
+    key: str,
+    kind: Callable[[str], T],
+    default: object = _MISSING,
+    check: Callable[[T], bool] = lambda _: True,
+    expected: str = "",
+) -> T:
     """``params[key]`` converted by ``kind``; ``default`` when absent (required if no default)."""
     if key not in params:
         if default is _MISSING:
@@ -32,5 +41,7 @@ def layout(node: str, params: dict[str, str], key: str, default: str = "NCHW") -
 
 
 def boolean(node: str, params: dict[str, str], key: str, default: bool) -> bool:
-    return param(node, params, key, str, "true" if default else "false", lambda v: v in ("true", "false"),
-                 "true or false") == "true"
+    return (
+        param(node, params, key, str, "true" if default else "false", lambda v: v in ("true", "false"), "true or false")
+        == "true"
+    )

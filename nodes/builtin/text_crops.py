@@ -16,6 +16,7 @@ Params (DB post-processing as rapidocr sets it): ``binary_threshold`` 0.3, ``box
 uses false, which scores thin lines higher), ``max_output_batch`` 100, ``text_height`` 48,
 ``max_text_width`` 2048, ``image_layout`` NCHW.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,11 +24,9 @@ import math
 import cv2
 import numpy as np
 
-from app.tensors import TensorInfo, Tensors
-from nodes.base import Node
+from nodes import Node, NodeExecutionFailed, TensorInfo, Tensors
 from nodes.builtin.images import to_hwc
 from nodes.builtin.params import boolean, layout, param
-from nodes.errors import NodeExecutionFailed
 
 
 def _unit(v: float) -> bool:
@@ -58,15 +57,19 @@ class TextCrops(Node):
         return [TensorInfo("image", "FP32", image), TensorInfo("probability_map", "FP32", (1, 1, -1, -1))]
 
     def outputs_info(self) -> list[TensorInfo]:
-        return [TensorInfo("text_images", "FP32", (-1, 1, 3, self.text_height, -1)),
-                TensorInfo("text_coordinates", "INT32", (-1, 1, 4)),
-                TensorInfo("confidence_levels", "FP32", (-1, 1, 1))]
+        return [
+            TensorInfo("text_images", "FP32", (-1, 1, 3, self.text_height, -1)),
+            TensorInfo("text_coordinates", "INT32", (-1, 1, 4)),
+            TensorInfo("confidence_levels", "FP32", (-1, 1, 1)),
+        ]
 
     def execute(self, inputs: Tensors) -> Tensors:
         image = to_hwc(self.node_name, inputs["image"], self.nchw)
         probability = inputs["probability_map"]
         if probability.ndim != 4 or probability.shape[:2] != (1, 1):
-            raise NodeExecutionFailed(self.node_name, f"probability_map must be [1,1,h,w], got {list(probability.shape)}")
+            raise NodeExecutionFailed(
+                self.node_name, f"probability_map must be [1,1,h,w], got {list(probability.shape)}"
+            )
         boxes = self.boxes(np.asarray(probability[0, 0], np.float32), image.shape[1], image.shape[0])
         return self.crops(image, boxes)
 
@@ -102,7 +105,7 @@ class TextCrops(Node):
         x1, y1 = np.clip(np.ceil(points.max(0)).astype(int), 0, [w - 1, h - 1])
         mask = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.uint8)
         cv2.fillPoly(mask, [(points - [x0, y0]).astype(np.int32)], 1)  # truncated, as PaddleOCR
-        return float(cv2.mean(probability[y0:y1 + 1, x0:x1 + 1], mask)[0])
+        return float(cv2.mean(probability[y0 : y1 + 1, x0 : x1 + 1], mask)[0])
 
     def unclip(self, rect: tuple) -> tuple:
         """Grow the rectangle by d = area * ratio / perimeter on every side, as PaddleOCR's unclip does."""
@@ -120,8 +123,9 @@ class TextCrops(Node):
         for index, line in enumerate(lines):
             line = line[:, :width]
             batch[index, 0, :, :, : line.shape[1]] = (line / 255.0 - 0.5).transpose(2, 0, 1) / 0.5
-        coordinates = np.array([cv2.boundingRect(points.astype(np.int32)) for points, _ in boxes],
-                               np.int32).reshape(-1, 1, 4)
+        coordinates = np.array([cv2.boundingRect(points.astype(np.int32)) for points, _ in boxes], np.int32).reshape(
+            -1, 1, 4
+        )
         scores = np.array([score for _, score in boxes], np.float32).reshape(-1, 1, 1)
         return {"text_images": batch, "text_coordinates": coordinates, "confidence_levels": scores}
 
@@ -131,8 +135,13 @@ class TextCrops(Node):
         h = int(max(np.linalg.norm(points[0] - points[3]), np.linalg.norm(points[1] - points[2])))
         w, h = max(w, 1), max(h, 1)
         target = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-        crop = cv2.warpPerspective(image, cv2.getPerspectiveTransform(points, target), (w, h),
-                                   borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
+        crop = cv2.warpPerspective(
+            image,
+            cv2.getPerspectiveTransform(points, target),
+            (w, h),
+            borderMode=cv2.BORDER_REPLICATE,
+            flags=cv2.INTER_CUBIC,
+        )
         if h / w >= 1.5:  # a vertical box: read it turned left, as PaddleOCR does
             crop, (w, h) = np.rot90(crop), (h, w)
         resized_w = min(self.max_width, max(1, math.ceil(self.text_height * w / h)))

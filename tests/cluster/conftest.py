@@ -1,5 +1,6 @@
 """Cluster tier: a Ray cluster of its own (a head and worker nodes on this machine), so it runs in
 its own pytest process (`make cluster`), never beside the integration tier's session cluster."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,10 +31,16 @@ def cluster():
 
     if ray.is_initialized():  # a Ray session in this process already: not ours to replace
         pytest.skip(SKIP)
-    nodes = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 2, "resources": {"head": 1}, "include_dashboard": False,
-        "object_store_memory": OBJECT_STORE_BYTES, "_system_config": HEAD_SYSTEM_CONFIG,
-    })
+    nodes = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 2,
+            "resources": {"head": 1},
+            "include_dashboard": False,
+            "object_store_memory": OBJECT_STORE_BYTES,
+            "_system_config": HEAD_SYSTEM_CONFIG,
+        },
+    )
     try:
         ray.init(address=nodes.address, namespace="rayvino-cluster-test", log_to_driver=False)
         yield nodes

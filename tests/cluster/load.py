@@ -3,13 +3,14 @@ and those a client may retry are retried, each request until it succeeds or runs
 
 Plain Python over tritonclient: no Ray here, so the retry rule has unit tests (tests/unit).
 """
+
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from tritonclient.utils import InferenceServerException
 
@@ -17,9 +18,17 @@ from tritonclient.utils import InferenceServerException
 # went away under it, and the next attempt reaches live ones. Ray's names for it (ray.exceptions),
 # as the server's 500 body quotes them. ReferenceCountingAssertionError was seen once, right
 # after the kill, for a tensor whose owner had already dropped it (ray PR #63560).
-LOST_IN_FLIGHT = ("ActorDiedError", "RayActorError", "ActorUnavailableError", "OwnerDiedError",
-                  "ObjectLostError", "ObjectFetchTimedOutError", "ReferenceCountingAssertionError",
-                  "NodeDiedError", "replica died")
+LOST_IN_FLIGHT = (
+    "ActorDiedError",
+    "RayActorError",
+    "ActorUnavailableError",
+    "OwnerDiedError",
+    "ObjectLostError",
+    "ObjectFetchTimedOutError",
+    "ReferenceCountingAssertionError",
+    "NodeDiedError",
+    "replica died",
+)
 RETRYABLE_STATUS = {"502", "503", "504"}  # the proxy has no live replica, or gave up waiting
 
 
@@ -45,7 +54,7 @@ def describe(exc: BaseException) -> str:
 @dataclass
 class Attempt:
     started: float
-    error: str | None = None     # describe() of the failure, None if it succeeded
+    error: str | None = None  # describe() of the failure, None if it succeeded
     retryable: bool = False
     message: str = ""
 
@@ -65,8 +74,14 @@ class Load:
     making one attempt and returning the texts) until stopped; a request is retried while its
     failures are retryable, up to ``max_attempts`` tries, with a short pause between tries."""
 
-    def __init__(self, send: Callable[[int], list[str]], clients: int = 2, max_attempts: int = 40,
-                 retry_pause: float = 0.25, max_seconds: float = 600.0) -> None:
+    def __init__(
+        self,
+        send: Callable[[int], list[str]],
+        clients: int = 2,
+        max_attempts: int = 40,
+        retry_pause: float = 0.25,
+        max_seconds: float = 600.0,
+    ) -> None:
         self.send, self.clients, self.max_attempts = send, clients, max_attempts
         self.retry_pause, self.max_seconds = retry_pause, max_seconds
         self.requests: list[Request] = []

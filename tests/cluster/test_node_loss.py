@@ -10,6 +10,7 @@ Placement is made certain, not left to Ray's SPREAD: worker A has room for one r
 stays pending until worker B (``worker: 2``) joins. When A goes, B has room for the replacement.
 (``max_replicas_per_node: 1`` would also split them, but then the replacement has nowhere to go.)
 """
+
 from __future__ import annotations
 
 import json
@@ -39,10 +40,12 @@ def ocr_config(directory: Path) -> Path:
     pipeline = next(p for p in demo["pipeline_config_list"] if p["name"] == "ocr")
     libraries = {n["library_name"] for n in pipeline["nodes"] if n["type"] == "custom"}
     config = {
-        "model_config_list": [m for m in demo["model_config_list"]
-                              if m["config"]["name"] in ("text-detection", "text-recognition")],
-        "custom_node_library_config_list": [lib for lib in demo["custom_node_library_config_list"]
-                                            if lib["name"] in libraries],
+        "model_config_list": [
+            m for m in demo["model_config_list"] if m["config"]["name"] in ("text-detection", "text-recognition")
+        ],
+        "custom_node_library_config_list": [
+            lib for lib in demo["custom_node_library_config_list"] if lib["name"] in libraries
+        ],
         "pipeline_config_list": [pipeline],
     }
     (directory / "models").symlink_to(REPO / "models")  # the paths config.json names
@@ -64,9 +67,11 @@ def replicas(deployment: str) -> dict[str, str]:
     """Live replica actors of a deployment -> their node ids, from the GCS actor table (no dashboard)."""
     import ray._private.state
 
-    return {actor_id: info["Address"]["NodeID"]
-            for actor_id, info in ray._private.state.actors(actor_state_name="ALIVE").items()
-            if f"#{deployment}#" in info["Name"]}
+    return {
+        actor_id: info["Address"]["NodeID"]
+        for actor_id, info in ray._private.state.actors(actor_state_name="ALIVE").items()
+        if f"#{deployment}#" in info["Name"]
+    }
 
 
 def page() -> np.ndarray:
@@ -113,13 +118,19 @@ def start_on_two_workers(cluster, app):
     worker_a = cluster.add_node(num_cpus=1, resources={"worker": 1}, object_store_memory=OBJECT_STORE_BYTES)
     deploying = threading.Thread(target=run, daemon=True)
     deploying.start()
-    wait_for(lambda: worker_a.node_id in replicas(RECOGNIZER).values() or failures, timeout=300,
-             what="the first recognizer replica to run on worker A")
+    wait_for(
+        lambda: worker_a.node_id in replicas(RECOGNIZER).values() or failures,
+        timeout=300,
+        what="the first recognizer replica to run on worker A",
+    )
     assert not failures, failures
     worker_b = cluster.add_node(num_cpus=1, resources={"worker": 2}, object_store_memory=OBJECT_STORE_BYTES)
     # serve.run may return before the models run (when a config actor deploys them): wait for both.
-    wait_for(lambda: sorted(replicas(RECOGNIZER).values()) == sorted([worker_a.node_id, worker_b.node_id])
-             or failures, timeout=300, what="a recognizer replica on each worker")
+    wait_for(
+        lambda: sorted(replicas(RECOGNIZER).values()) == sorted([worker_a.node_id, worker_b.node_id]) or failures,
+        timeout=300,
+        what="a recognizer replica on each worker",
+    )
     deploying.join(300)
     assert not deploying.is_alive() and not failures, failures
     return worker_a, worker_b
@@ -128,13 +139,19 @@ def start_on_two_workers(cluster, app):
 def report(load: Load, seconds: dict[str, float]) -> None:
     requests = load.snapshot()
     after_kill, after_replacement = load.succeeded_after(seconds["lost"]), load.succeeded_after(seconds["replaced"])
-    print(f"\ncluster up and OCR ready in {seconds['deployed'] - seconds['started']:.1f} s; "
-          f"replacement replica running {seconds['replaced'] - seconds['lost']:.1f} s after the kill")
-    print(f"{len(requests)} requests, {sum(len(r.attempts) for r in requests)} attempts, "
-          f"{sum(len(r.attempts) > 1 for r in requests)} requests retried; "
-          f"failed attempts by kind: {dict(load.failures()) or 'none'}")
-    print(f"succeeded: {sum(r.succeeded for r in requests)}; started after the kill and succeeded: {after_kill}, "
-          f"of which before the replacement ran: {after_kill - after_replacement}")
+    print(
+        f"\ncluster up and OCR ready in {seconds['deployed'] - seconds['started']:.1f} s; "
+        f"replacement replica running {seconds['replaced'] - seconds['lost']:.1f} s after the kill"
+    )
+    print(
+        f"{len(requests)} requests, {sum(len(r.attempts) for r in requests)} attempts, "
+        f"{sum(len(r.attempts) > 1 for r in requests)} requests retried; "
+        f"failed attempts by kind: {dict(load.failures()) or 'none'}"
+    )
+    print(
+        f"succeeded: {sum(r.succeeded for r in requests)}; started after the kill and succeeded: {after_kill}, "
+        f"of which before the replacement ran: {after_kill - after_replacement}"
+    )
     for kind, message in load.examples().items():
         print(f"  {kind}: {message}")
 
@@ -147,12 +164,16 @@ def test_ocr_keeps_answering_when_a_worker_node_is_lost(cluster, tmp_path, free_
     from app.build import build_app
 
     seconds = {"started": time.monotonic()}
-    serve.start(http_options={"host": "127.0.0.1", "port": free_port}, proxy_location="HeadOnly",
-                logging_config={"enable_access_log": False})
+    serve.start(
+        http_options={"host": "127.0.0.1", "port": free_port},
+        proxy_location="HeadOnly",
+        logging_config={"enable_access_log": False},
+    )
     config_path = ocr_config(tmp_path)
     options = deployment_options(json.loads(config_path.read_text()))
     worker_a, worker_b = start_on_two_workers(
-        cluster, build_app({"config_path": str(config_path), "deployments": options}))
+        cluster, build_app({"config_path": str(config_path), "deployments": options})
+    )
     url = f"127.0.0.1:{free_port}"
     with httpx.Client(base_url=f"http://{url}", timeout=30) as http:
         wait_for(lambda: ready(http), timeout=120, what="GET /v2/models/ocr/ready to answer 200")
@@ -162,22 +183,27 @@ def test_ocr_keeps_answering_when_a_worker_node_is_lost(cluster, tmp_path, free_
     placement = replicas(RECOGNIZER)
     assert sorted(placement.values()) == sorted([worker_a.node_id, worker_b.node_id]), placement
     for name in set(options) - {RECOGNIZER}:
-        wait_for(lambda: replicas(name), timeout=120, what=f"{name} to run")
+        wait_for(lambda name=name: replicas(name), timeout=120, what=f"{name} to run")
         assert set(replicas(name).values()) == {cluster.head_node.node_id}, (name, replicas(name))
 
     clients = 3
     with Load(ocr_sender(url, clients), clients=clients) as load:
-        wait_for(lambda: load.succeeded_since(0) >= 4, timeout=120,
-                 what="requests to succeed before the node is lost")
+        wait_for(lambda: load.succeeded_since(0) >= 4, timeout=120, what="requests to succeed before the node is lost")
         seconds["lost"] = time.monotonic()  # for the printed figures only
         cluster.remove_node(worker_a, allow_graceful=False)  # SIGKILL: the machine is gone, not drained
         after_loss = load.mark()  # requests begun from here on were sent with the node gone
-        wait_for(lambda: sorted(replicas(RECOGNIZER).values()) == [worker_b.node_id] * 2, timeout=180,
-                 what="Serve to replace the lost recognizer replica on worker B")
+        wait_for(
+            lambda: sorted(replicas(RECOGNIZER).values()) == [worker_b.node_id] * 2,
+            timeout=180,
+            what="Serve to replace the lost recognizer replica on worker B",
+        )
         seconds["replaced"] = time.monotonic()
         after_replacement = load.mark()
-        wait_for(lambda: load.succeeded_since(after_replacement) >= 4, timeout=120,
-                 what="requests to succeed after the replacement")
+        wait_for(
+            lambda: load.succeeded_since(after_replacement) >= 4,
+            timeout=120,
+            what="requests to succeed after the replacement",
+        )
     with capsys.disabled():  # the figures show in `make test` too
         report(load, seconds)
 

@@ -1,4 +1,5 @@
 """Integration tier: one real Ray cluster and one Serve instance for the whole test session."""
+
 from __future__ import annotations
 
 import json
@@ -40,12 +41,20 @@ def ray_cluster(grpc_port):
     import ray
     from ray import serve
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             object_store_memory=512 << 20, namespace="rayvino-test")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=512 << 20,
+        namespace="rayvino-test",
+    )
     port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly",
-                grpc_options={"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]},
-                logging_config={"enable_access_log": False})
+    serve.start(
+        http_options={"host": "127.0.0.1", "port": port},
+        proxy_location="HeadOnly",
+        grpc_options={"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]},
+        logging_config={"enable_access_log": False},
+    )
     yield f"127.0.0.1:{port}"
     serve.shutdown()
     ray.shutdown()
@@ -76,34 +85,89 @@ def prepare_loader_models(base: Path) -> dict:
     python = [sys.executable, "-m"]
     for key in ("right.key", "wrong.key"):
         subprocess.run(python + ["loaders.encrypted", "keygen", str(base / key)], check=True)
-    subprocess.run(python + ["loaders.encrypted", "encrypt", str(base / "plain-secret"), str(base / "secret"),
-                             "--key-file", str(base / "right.key")], check=True)
-    subprocess.run(python + ["loaders.encrypted", "encrypt", str(base / "plain-secret"), str(base / "secret-wrong-key"),
-                             "--key-file", str(base / "right.key"), "--model-name", "secret-wrong-key"], check=True)
+    subprocess.run(
+        python
+        + [
+            "loaders.encrypted",
+            "encrypt",
+            str(base / "plain-secret"),
+            str(base / "secret"),
+            "--key-file",
+            str(base / "right.key"),
+        ],
+        check=True,
+    )
+    subprocess.run(
+        python
+        + [
+            "loaders.encrypted",
+            "encrypt",
+            str(base / "plain-secret"),
+            str(base / "secret-wrong-key"),
+            "--key-file",
+            str(base / "right.key"),
+            "--model-name",
+            "secret-wrong-key",
+        ],
+        check=True,
+    )
     (base / "right.json").write_text(json.dumps({"key_file": "right.key"}))
     (base / "wrong.json").write_text(json.dumps({"key_file": "wrong.key"}))
-    subprocess.run(python + ["loaders.licence", "keygen", "--private-key", str(base / "vendor.pem"),
-                             "--public-key", str(base / "vendor.pub.pem")], check=True)
+    subprocess.run(
+        python
+        + [
+            "loaders.licence",
+            "keygen",
+            "--private-key",
+            str(base / "vendor.pem"),
+            "--public-key",
+            str(base / "vendor.pub.pem"),
+        ],
+        check=True,
+    )
     shutil.copytree(base / "plain-licensed", base / "licensed")
     issue_licence(base, "2099-01-01")
-    (base / "licence_loader.json").write_text(json.dumps({"public_key": "vendor.pub.pem", "licence_file": "licence.json"}))
+    (base / "licence_loader.json").write_text(
+        json.dumps({"public_key": "vendor.pub.pem", "licence_file": "licence.json"})
+    )
     ir = {"model_file": "model.xml", "bin_file": "model.bin"}
 
     def model(name, loader, **options):
-        return {"config": {"name": name, "base_path": name, "model_version_policy": {"all": {}},
-                           "custom_loader_options": {"loader_name": loader, **ir, **options}}}
+        return {
+            "config": {
+                "name": name,
+                "base_path": name,
+                "model_version_policy": {"all": {}},
+                "custom_loader_options": {"loader_name": loader, **ir, **options},
+            }
+        }
 
     return {
         "custom_loader_config_list": [
             {"config": {"loader_name": "sample", "library_path": "loaders.sample:SampleLoader"}},
             {"config": {"loader_name": "sample", "library_path": "no_such_loader.py"}},  # duplicate: first wins
             {"config": {"loader_name": "relative", "library_path": "my_loader.py"}},
-            {"config": {"loader_name": "encrypted", "library_path": "loaders.encrypted:EncryptedLoader",
-                        "loader_config_file": "right.json"}},
-            {"config": {"loader_name": "encrypted-wrong-key", "library_path": "loaders.encrypted:EncryptedLoader",
-                        "loader_config_file": "wrong.json"}},
-            {"config": {"loader_name": "licensed", "library_path": "loaders.licence:LicenceLoader",
-                        "loader_config_file": "licence_loader.json"}},
+            {
+                "config": {
+                    "loader_name": "encrypted",
+                    "library_path": "loaders.encrypted:EncryptedLoader",
+                    "loader_config_file": "right.json",
+                }
+            },
+            {
+                "config": {
+                    "loader_name": "encrypted-wrong-key",
+                    "library_path": "loaders.encrypted:EncryptedLoader",
+                    "loader_config_file": "wrong.json",
+                }
+            },
+            {
+                "config": {
+                    "loader_name": "licensed",
+                    "library_path": "loaders.licence:LicenceLoader",
+                    "loader_config_file": "licence_loader.json",
+                }
+            },
         ],
         "model_config_list": [
             model("sample", "sample", enable_file="sample.status"),
@@ -129,38 +193,72 @@ def prepare_pipelines(base: Path) -> dict:
 
     from tests.unit._nodes_support import C_NODES, compile_c_node
 
-    subprocess.run(["gcc", "-shared", "-fPIC", f"-I{REPO / 'nodes'}", "-o", str(base / "libscale.so"),
-                    str(Path(__file__).with_name("scale_node.c"))], check=True)
+    subprocess.run(
+        [
+            "gcc",
+            "-shared",
+            "-fPIC",
+            f"-I{REPO / 'nodes'}",
+            "-o",
+            str(base / "libscale.so"),
+            str(Path(__file__).with_name("scale_node.c")),
+        ],
+        check=True,
+    )
     for name in ("add_sub", "segfault"):
         compile_c_node(C_NODES / f"node_{name}.c", base / f"libnode_{name}.so")
     demo = json.loads((REPO / "configs" / "config.json").read_text())
     numbers = {"numbers": {"node_name": "request", "data_item": "numbers"}}
 
     def one_node(name: str, library: str, params: dict, input_name: str, output: str) -> dict:
-        return {"name": name, "inputs": ["numbers"],
-                "nodes": [{"name": "node", "type": "custom", "library_name": library, "params": params,
-                           "inputs": [{input_name: numbers["numbers"]}],
-                           "outputs": [{"data_item": output, "alias": "result"}]}],
-                "outputs": [{"result": {"node_name": "node", "data_item": "result"}}]}
+        return {
+            "name": name,
+            "inputs": ["numbers"],
+            "nodes": [
+                {
+                    "name": "node",
+                    "type": "custom",
+                    "library_name": library,
+                    "params": params,
+                    "inputs": [{input_name: numbers["numbers"]}],
+                    "outputs": [{"data_item": output, "alias": "result"}],
+                }
+            ],
+            "outputs": [{"result": {"node_name": "node", "data_item": "result"}}],
+        }
 
     return {
-        "models": [m for m in demo["model_config_list"] if m["config"]["name"] in ("face-landmarks", "text-detection",
-                                                                                     "text-recognition")],
-        "libraries": demo["custom_node_library_config_list"] + [
+        "models": [
+            m
+            for m in demo["model_config_list"]
+            if m["config"]["name"] in ("face-landmarks", "text-detection", "text-recognition")
+        ],
+        "libraries": demo["custom_node_library_config_list"]
+        + [
             {"name": "scale", "base_path": "libscale.so"},
             {"name": "add_sub", "base_path": "libnode_add_sub.so"},
             {"name": "segfault", "base_path": "libnode_segfault.so"},
         ],
-        "pipelines": demo["pipeline_config_list"] + [
+        "pipelines": demo["pipeline_config_list"]
+        + [
             one_node("scale", "scale", {"factor": "2.5"}, "numbers", "scaled"),
             one_node("add-sub", "add_sub", {"add_value": "5", "sub_value": "2"}, "input_numbers", "output_numbers"),
             one_node("add-sub-without-params", "add_sub", {}, "input_numbers", "output_numbers"),
             one_node("crashing", "segfault", {}, "input_numbers", "output_numbers"),
-            {"name": "unknown-model-pipeline", "inputs": ["b"],
-             "nodes": [{"name": "m", "type": "DL model", "model_name": "no-such-model",
+            {
+                "name": "unknown-model-pipeline",
+                "inputs": ["b"],
+                "nodes": [
+                    {
+                        "name": "m",
+                        "type": "DL model",
+                        "model_name": "no-such-model",
                         "inputs": [{"b": {"node_name": "request", "data_item": "b"}}],
-                        "outputs": [{"data_item": "a", "alias": "a"}]}],
-             "outputs": [{"a": {"node_name": "m", "data_item": "a"}}]},
+                        "outputs": [{"data_item": "a", "alias": "a"}],
+                    }
+                ],
+                "outputs": [{"a": {"node_name": "m", "data_item": "a"}}],
+            },
         ],
     }
 
@@ -174,10 +272,15 @@ def prepare_batching() -> dict:
     with a wait long enough that concurrent requests always fill a batch."""
     shape = "(" + ",".join(map(str, RECOGNIZER_SHAPE)) + ")"
     return {
-        "models": [{"config": {"name": name, "base_path": "models/text-recognition", "shape": shape}}
-                   for name in ("recognizer", "recognizer-batched")],
-        "deployments": {"model.recognizer-batched": {
-            "dynamic_batching": {"max_batch_size": BATCH_SIZE, "batch_wait_timeout_s": 10.0}}},
+        "models": [
+            {"config": {"name": name, "base_path": "models/text-recognition", "shape": shape}}
+            for name in ("recognizer", "recognizer-batched")
+        ],
+        "deployments": {
+            "model.recognizer-batched": {
+                "dynamic_batching": {"max_batch_size": BATCH_SIZE, "batch_wait_timeout_s": 10.0}
+            }
+        },
     }
 
 
@@ -185,8 +288,23 @@ def issue_licence(base: Path, until: str, models: str = "licensed") -> None:
     import subprocess
     import sys
 
-    subprocess.run([sys.executable, "-m", "loaders.licence", "issue", "--models", models, "--until", until,
-                    "--key", str(base / "vendor.pem"), "--out", str(base / "licence.json.new")], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loaders.licence",
+            "issue",
+            "--models",
+            models,
+            "--until",
+            until,
+            "--key",
+            str(base / "vendor.pem"),
+            "--out",
+            str(base / "licence.json.new"),
+        ],
+        check=True,
+    )
     (base / "licence.json.new").replace(base / "licence.json")  # atomic, as an operator would
 
 
@@ -210,13 +328,28 @@ def model_server(ray_cluster, served_dir, demo_models) -> str:
     factory.write_broken(base / "broken")
     (base / "face-detection").symlink_to(demo_models / "face-detection")
     (base / "models").symlink_to(demo_models)  # what the demo pipelines' paths name
-    config = {"monitoring": {"metrics": {"enable": True}}, "model_config_list": [
-        {"config": {"name": "face-detection", "base_path": "face-detection"}},
-        {"config": {"name": "latest", "base_path": "latest", "model_version_policy": {"latest": {"num_versions": 2}}}},
-        {"config": {"name": "specific", "base_path": "specific", "model_version_policy": {"specific": {"versions": [1, 3]}}}},
-        {"config": {"name": "all", "base_path": "all", "model_version_policy": {"all": {}}}},
-        {"config": {"name": "broken", "base_path": "broken"}},
-    ]}
+    config = {
+        "monitoring": {"metrics": {"enable": True}},
+        "model_config_list": [
+            {"config": {"name": "face-detection", "base_path": "face-detection"}},
+            {
+                "config": {
+                    "name": "latest",
+                    "base_path": "latest",
+                    "model_version_policy": {"latest": {"num_versions": 2}},
+                }
+            },
+            {
+                "config": {
+                    "name": "specific",
+                    "base_path": "specific",
+                    "model_version_policy": {"specific": {"versions": [1, 3]}},
+                }
+            },
+            {"config": {"name": "all", "base_path": "all", "model_version_policy": {"all": {}}}},
+            {"config": {"name": "broken", "base_path": "broken"}},
+        ],
+    }
     loader_config = prepare_loader_models(base)
     config["custom_loader_config_list"] = loader_config["custom_loader_config_list"]
     config["model_config_list"] += loader_config["model_config_list"]
@@ -230,14 +363,26 @@ def model_server(ray_cluster, served_dir, demo_models) -> str:
     config.setdefault("ray_serve", {}).setdefault("deployments", {}).update(batching["deployments"])
     path = base / "config.json"
     path.write_text(json.dumps(config))
-    _get_global_client().deploy_apps(ServeDeploySchema.model_validate({"applications": [{
-        "name": "rayvino",
-        "route_prefix": "/",
-        "import_path": "app.build:build_app",
-        "args": {"config_path": str(path), "max_request_bytes": MAX_REQUEST_BYTES,
-                 "loader_actor_name": LOADER_ACTOR, "config_actor_name": CONFIG_ACTOR,
-                 "deployments": {"model.sample": {"num_replicas": 2}}},
-    }]}))
+    _get_global_client().deploy_apps(
+        ServeDeploySchema.model_validate(
+            {
+                "applications": [
+                    {
+                        "name": "rayvino",
+                        "route_prefix": "/",
+                        "import_path": "app.build:build_app",
+                        "args": {
+                            "config_path": str(path),
+                            "max_request_bytes": MAX_REQUEST_BYTES,
+                            "loader_actor_name": LOADER_ACTOR,
+                            "config_actor_name": CONFIG_ACTOR,
+                            "deployments": {"model.sample": {"num_replicas": 2}},
+                        },
+                    }
+                ]
+            }
+        )
+    )
     wait_for(lambda: _app_running("rayvino"), timeout=240, what="the ingress app to be RUNNING")
     wait_for(lambda: _server_ready(ray_cluster), timeout=300, what="every deployment of the config to start")
     yield ray_cluster

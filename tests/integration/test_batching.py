@@ -1,5 +1,6 @@
 """Dynamic batching through the real server: the text recognizer batched and unbatched, on the
 same files, answer 16 concurrent requests alike, and the batched one merged them."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -51,10 +52,11 @@ def test_sixteen_concurrent_requests_equal_unbatched_and_form_full_batches(clien
     unbatched = send_all(client, "recognizer", inputs)
     ran = batch_sizes() - before
     assert ran == {BATCH_SIZE: 16 // BATCH_SIZE}  # a long wait: the 16 requests fill whole batches
-    for got, expected in zip(batched, unbatched):
+    for got, expected in zip(batched, unbatched, strict=True):
         assert got.shape == (1, 40, 6625)
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
-    assert not all(np.array_equal(a, b) for a, b in zip(unbatched, unbatched[1:]))  # the inputs told apart
+    # the inputs told apart
+    assert not all(np.array_equal(a, b) for a, b in zip(unbatched, unbatched[1:], strict=False))
 
 
 def test_a_bad_request_in_a_batch_fails_alone(client):
@@ -67,5 +69,5 @@ def test_a_bad_request_in_a_batch_fails_alone(client):
     assert isinstance(outcomes[3], InferenceServerException) and outcomes[3].status() == "400"
     assert "input 'x': expected (?,3,48,320), got (1,3,48,100)" in outcomes[3].message()
     expected = send_all(client, "recognizer", [x for i, x in enumerate(inputs) if i != 3])
-    for got, want in zip([o for i, o in enumerate(outcomes) if i != 3], expected):
+    for got, want in zip([o for i, o in enumerate(outcomes) if i != 3], expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)

@@ -3,6 +3,7 @@
 Each test edits the session's config.json, applies it with ``POST /v1/config/reload`` (or lets
 the watcher find it) and puts the original back afterwards.
 """
+
 from __future__ import annotations
 
 import json
@@ -165,18 +166,30 @@ def test_an_invalid_entry_is_skipped_and_the_rest_applied(config, http, served_d
 
 
 def test_a_pipeline_is_revalidated_when_the_model_it_needs_arrives(config, http, served_dir):
-    pipeline = {"name": "waits-for-model", "inputs": ["b"],
-                "nodes": [{"name": "m", "type": "DL model", "model_name": "arriving",
-                           "inputs": [{"b": {"node_name": "request", "data_item": "b"}}],
-                           "outputs": [{"data_item": "a", "alias": "a"}]}],
-                "outputs": [{"a": {"node_name": "m", "data_item": "a"}}]}
+    pipeline = {
+        "name": "waits-for-model",
+        "inputs": ["b"],
+        "nodes": [
+            {
+                "name": "m",
+                "type": "DL model",
+                "model_name": "arriving",
+                "inputs": [{"b": {"node_name": "request", "data_item": "b"}}],
+                "outputs": [{"data_item": "a", "alias": "a"}],
+            }
+        ],
+        "outputs": [{"a": {"node_name": "m", "data_item": "a"}}],
+    }
     config["pipeline_config_list"].append(pipeline)
     config.apply()
     assert http.get("/v2/models/waits-for-model/ready").status_code == 404
     config["model_config_list"].append(model("arriving", "all", model_version_policy={"specific": {"versions": [1]}}))
     config.apply()
-    wait_for(lambda: http.get("/v2/models/waits-for-model/ready").status_code == 200, timeout=60,
-             what="the pipeline to validate once its model exists")
+    wait_for(
+        lambda: http.get("/v2/models/waits-for-model/ready").status_code == 200,
+        timeout=60,
+        what="the pipeline to validate once its model exists",
+    )
     assert http.post("/v2/models/waits-for-model/infer", json=DUMMY).json()["outputs"][0]["data"][0] == 2.0
     config["pipeline_config_list"].pop()
     config.apply()
@@ -187,8 +200,11 @@ def test_the_watcher_applies_an_edited_file_without_a_request(config, http, serv
     shutil.copytree(served_dir / "all", served_dir / "watched")
     config["model_config_list"].append(model("watched", "watched"))
     write(served_dir / "config.json", config)
-    wait_for(lambda: http.post("/v2/models/watched/infer", json=DUMMY).status_code == 200,
-             timeout=60, what="the watcher to serve the model added to config.json")
+    wait_for(
+        lambda: http.post("/v2/models/watched/infer", json=DUMMY).status_code == 200,
+        timeout=60,
+        what="the watcher to serve the model added to config.json",
+    )
 
 
 def test_changing_a_node_replaces_its_node_and_pipeline_only(config, http, model_server):
@@ -207,10 +223,21 @@ def test_changing_a_node_replaces_its_node_and_pipeline_only(config, http, model
 def test_a_loader_and_its_model_added_by_a_reload_serve(config, http, served_dir):
     factory.write_dummy(served_dir / "loaded-later", [1])
     config["custom_loader_config_list"].append(
-        {"config": {"loader_name": "added-loader", "library_path": "loaders.sample:SampleLoader"}})
-    config["model_config_list"].append({"config": {
-        "name": "loaded-later", "base_path": "loaded-later",
-        "custom_loader_options": {"loader_name": "added-loader", "model_file": "model.xml", "bin_file": "model.bin"}}})
+        {"config": {"loader_name": "added-loader", "library_path": "loaders.sample:SampleLoader"}}
+    )
+    config["model_config_list"].append(
+        {
+            "config": {
+                "name": "loaded-later",
+                "base_path": "loaded-later",
+                "custom_loader_options": {
+                    "loader_name": "added-loader",
+                    "model_file": "model.xml",
+                    "bin_file": "model.bin",
+                },
+            }
+        }
+    )
     answer = config.apply()
     assert answer.json()["loaded-later"]["model_version_status"][0]["state"] == "AVAILABLE"
     assert http.post("/v2/models/loaded-later/infer", json=DUMMY).json()["outputs"][0]["data"][0] == 2.0

@@ -1,4 +1,5 @@
 """Custom loaders through the real app: the loader actor, its polling and every replica following it."""
+
 from __future__ import annotations
 
 import base64
@@ -17,8 +18,11 @@ def status_of(http, model: str, version: int) -> tuple[str, str, str]:
 
 
 def wait_state(http, model: str, version: int, state: str, timeout: float = 20) -> tuple[str, str, str]:
-    return wait_for(lambda: (s := status_of(http, model, version))[0] == state and s,
-                    timeout=timeout, what=f"{model} version {version} to be {state}")
+    return wait_for(
+        lambda: (s := status_of(http, model, version))[0] == state and s,
+        timeout=timeout,
+        what=f"{model} version {version} to be {state}",
+    )
 
 
 def ready(http, model: str, version: int) -> int:
@@ -68,8 +72,10 @@ def test_unknown_loader_name_gives_404_with_the_reason(http):
     state, code, message = status_of(http, "unknown-loader", 1)
     assert (state, code) == ("LOADING", "UNKNOWN") and "CUSTOM_LOADER_NOT_PRESENT" in message
     assert ready(http, "unknown-loader", 1) == 404
-    response = http.post("/v2/models/unknown-loader/infer",
-                         json={"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": [0] * 10}]})
+    response = http.post(
+        "/v2/models/unknown-loader/infer",
+        json={"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": [0] * 10}]},
+    )
     assert response.status_code == 404 and "not loaded yet" in response.json()["error"]
 
 

@@ -1,5 +1,6 @@
 """KServe v2 gRPC through Ray Serve's gRPC proxy, with tritonclient.grpc, on the session app that
 also answers REST: the same ingress, the same answers."""
+
 from __future__ import annotations
 
 import cv2
@@ -10,6 +11,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from tests import factory
 from tests.integration.test_kserve_server import astronaut_bgr_nchw
 from tests.integration.test_pipelines import FACE, nchw, numbers
 
@@ -34,7 +36,7 @@ def status_of(caught: pytest.ExceptionInfo) -> str:
 def test_server_live_ready_and_metadata(rpc):
     assert rpc.is_server_live() and rpc.is_server_ready()
     metadata = rpc.get_server_metadata(as_json=True)
-    assert metadata["name"] == "rayvino" and metadata["version"] == "0.1.0"
+    assert metadata["name"] == "rayvino" and metadata["version"] == factory.project_version()
 
 
 def test_model_ready_and_a_missing_model_is_not_found(rpc):

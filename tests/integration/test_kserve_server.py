@@ -1,4 +1,5 @@
 """KServe v2 REST through the real Ray Serve app, with tritonclient (binary and JSON) and raw HTTP."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,9 @@ def dummy_infer(client, model, version="", value=0.0, binary=True):
     data = np.full((1, 10), value, np.float32)
     tensor = triton.InferInput("b", [1, 10], "FP32")
     tensor.set_data_from_numpy(data, binary_data=binary)
-    result = client.infer(model, [tensor], model_version=version,
-                          outputs=[triton.InferRequestedOutput("a", binary_data=binary)])
+    result = client.infer(
+        model, [tensor], model_version=version, outputs=[triton.InferRequestedOutput("a", binary_data=binary)]
+    )
     return result.as_numpy("a"), result.get_response()["model_version"]
 
 
@@ -30,8 +32,9 @@ def test_astronaut_face_is_found(client, binary):
     image = astronaut_bgr_nchw()
     tensor = triton.InferInput("data", list(image.shape), "FP32")
     tensor.set_data_from_numpy(image, binary_data=binary)
-    result = client.infer("face-detection", [tensor],
-                          outputs=[triton.InferRequestedOutput("detection_out", binary_data=binary)])
+    result = client.infer(
+        "face-detection", [tensor], outputs=[triton.InferRequestedOutput("detection_out", binary_data=binary)]
+    )
     detections = result.as_numpy("detection_out")[0, 0]
     faces = detections[: np.argmax(detections[:, 0] == -1)]
     faces = faces[faces[:, 2] > 0.5]
@@ -80,28 +83,48 @@ def test_config_status_shows_every_version(http):
 
 
 GOOD_JSON = {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": [1.0] * 10}]}
-TRUNCATED = json.dumps({"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32",
-                                    "parameters": {"binary_data_size": 40}}]}).encode()
+TRUNCATED = json.dumps(
+    {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "parameters": {"binary_data_size": 40}}]}
+).encode()
 
 
 @pytest.mark.parametrize(
     "path, kwargs, status, message",
     [
         ("/v2/models/all/infer", {"content": b'{"inputs": [{'}, 412, "not valid JSON"),
-        ("/v2/models/all/infer", {"json": {"inputs": [{"name": "b", "shape": [1, 9], "datatype": "FP32", "data": [1.0] * 9}]}},
-         400, "Invalid input shape - input 'b': expected (1,10), got (1,9)"),
-        ("/v2/models/all/infer", {"json": {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "INT32", "data": [1] * 10}]}},
-         400, "Invalid input precision - input 'b': expected FP32, got INT32"),
+        (
+            "/v2/models/all/infer",
+            {"json": {"inputs": [{"name": "b", "shape": [1, 9], "datatype": "FP32", "data": [1.0] * 9}]}},
+            400,
+            "Invalid input shape - input 'b': expected (1,10), got (1,9)",
+        ),
+        (
+            "/v2/models/all/infer",
+            {"json": {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "INT32", "data": [1] * 10}]}},
+            400,
+            "Invalid input precision - input 'b': expected FP32, got INT32",
+        ),
         ("/v2/models/unknown/infer", {"json": GOOD_JSON}, 404, "Model with requested name is not found"),
         ("/v2/models/all/versions/9/infer", {"json": GOOD_JSON}, 404, "Model with requested version is not found"),
         ("/v2/models/broken/infer", {"json": GOOD_JSON}, 404, "Model with requested version is not loaded yet"),
-        ("/v2/models/all/infer", {"content": TRUNCATED + b"\0" * 12,
-                                  "headers": {"Inference-Header-Content-Length": str(len(TRUNCATED))}},
-         400, "declares binary_data_size 40, but only 12 bytes remain"),
+        (
+            "/v2/models/all/infer",
+            {"content": TRUNCATED + b"\0" * 12, "headers": {"Inference-Header-Content-Length": str(len(TRUNCATED))}},
+            400,
+            "declares binary_data_size 40, but only 12 bytes remain",
+        ),
         ("/v2/models/all/infer", {"content": b"\0" * (MAX_REQUEST_BYTES + 1)}, 413, "Request body too large"),
     ],
-    ids=["malformed-json", "wrong-shape", "wrong-datatype", "unknown-model", "unknown-version", "not-loaded",
-         "truncated-binary", "oversize"],
+    ids=[
+        "malformed-json",
+        "wrong-shape",
+        "wrong-datatype",
+        "unknown-model",
+        "unknown-version",
+        "not-loaded",
+        "truncated-binary",
+        "oversize",
+    ],
 )
 def test_bad_requests_get_their_status_and_the_server_keeps_serving(http, client, path, kwargs, status, message):
     response = http.post(path, **kwargs)

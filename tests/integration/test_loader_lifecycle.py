@@ -1,6 +1,7 @@
 """Graceful shutdown: deleting the app deletes every deployment its config made, runs every
 node's ``deinitialize`` and every loader's ``loader_deinit`` (after unloading and retiring its
 models, as OVMS does at shutdown), ends the config and loader actors, and leaves no process."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,7 @@ RECORDING_LOADER = textwrap.dedent('''
 
 RECORDING_NODE = textwrap.dedent('''
     """A pass-through node that appends initialize and deinitialize to params["log"]."""
-    from app.tensors import TensorInfo
-    from nodes.base import Node
+    from nodes import Node, TensorInfo
 
 
     class RecordingNode(Node):
@@ -79,29 +79,73 @@ def test_deleting_the_app_shuts_everything_down_in_order(ray_cluster, tmp_path):
     (tmp_path / "recording_node.py").write_text(RECORDING_NODE)
     (tmp_path / "recording.cfg").write_text("")
     node_log = tmp_path / "node.log"
-    (tmp_path / "config.json").write_text(json.dumps({
-        "custom_loader_config_list": [{"config": {"loader_name": "rec", "library_path": "recording_loader.py",
-                                                  "loader_config_file": "recording.cfg"}}],
-        "model_config_list": [{"config": {"name": "tracked", "base_path": "tracked", "custom_loader_options": {
-            "loader_name": "rec", "model_file": "model.xml", "bin_file": "model.bin"}}}],
-        "custom_node_library_config_list": [{"name": "recording", "base_path": "recording_node.py"}],
-        "pipeline_config_list": [{"name": "recorded", "inputs": ["x"], "nodes": [
-            {"name": "pass", "type": "custom", "library_name": "recording", "params": {"log": str(node_log)},
-             "inputs": [{"x": {"node_name": "request", "data_item": "x"}}],
-             "outputs": [{"data_item": "y", "alias": "y"}]}],
-            "outputs": [{"y": {"node_name": "pass", "data_item": "y"}}]}],
-    }))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "custom_loader_config_list": [
+                    {
+                        "config": {
+                            "loader_name": "rec",
+                            "library_path": "recording_loader.py",
+                            "loader_config_file": "recording.cfg",
+                        }
+                    }
+                ],
+                "model_config_list": [
+                    {
+                        "config": {
+                            "name": "tracked",
+                            "base_path": "tracked",
+                            "custom_loader_options": {
+                                "loader_name": "rec",
+                                "model_file": "model.xml",
+                                "bin_file": "model.bin",
+                            },
+                        }
+                    }
+                ],
+                "custom_node_library_config_list": [{"name": "recording", "base_path": "recording_node.py"}],
+                "pipeline_config_list": [
+                    {
+                        "name": "recorded",
+                        "inputs": ["x"],
+                        "nodes": [
+                            {
+                                "name": "pass",
+                                "type": "custom",
+                                "library_name": "recording",
+                                "params": {"log": str(node_log)},
+                                "inputs": [{"x": {"node_name": "request", "data_item": "x"}}],
+                                "outputs": [{"data_item": "y", "alias": "y"}],
+                            }
+                        ],
+                        "outputs": [{"y": {"node_name": "pass", "data_item": "y"}}],
+                    }
+                ],
+            }
+        )
+    )
     log = tmp_path / "recording.cfg.log"
     suffix = uuid.uuid4().hex[:6]
     loader_actor, config_actor, app_name = f"lifecycle-loader-{suffix}", f"lifecycle-config-{suffix}", "lifecycle"
-    serve.run(build_app({"config_path": str(tmp_path / "config.json"), "loader_actor_name": loader_actor,
-                         "config_actor_name": config_actor, "loader_idle_shutdown_seconds": 3.0}),
-              name=app_name, route_prefix=None)
+    serve.run(
+        build_app(
+            {
+                "config_path": str(tmp_path / "config.json"),
+                "loader_actor_name": loader_actor,
+                "config_actor_name": config_actor,
+                "loader_idle_shutdown_seconds": 3.0,
+            }
+        ),
+        name=app_name,
+        route_prefix=None,
+    )
     assert log.read_text().splitlines() == ["loader_init", "load_model tracked 1"]
     made = {"model.tracked", "pipeline.recorded", "node.recorded.pass"}
     wait_for(lambda: made <= set(serve.status().applications), timeout=60, what="the config's deployments")
-    wait_for(lambda: node_log.exists() and "initialize" in node_log.read_text(), timeout=120,
-             what="the node to initialize")
+    wait_for(
+        lambda: node_log.exists() and "initialize" in node_log.read_text(), timeout=120, what="the node to initialize"
+    )
 
     pids = replica_pids(made | {app_name}) | {actor_pid(loader_actor), actor_pid(config_actor)}
 
@@ -111,15 +155,31 @@ def test_deleting_the_app_shuts_everything_down_in_order(ray_cluster, tmp_path):
     wait_for(lambda: "deinitialize" in node_log.read_text(), timeout=60, what="the node's deinitialize")
     assert node_log.read_text().splitlines() == ["initialize", "deinitialize"]
     wait_for(lambda: not made & set(serve.status().applications), timeout=60, what="the deployments to go")
-    wait_for(lambda: not [pid for pid in pids if running(pid)], timeout=60,
-             what=f"every process of the app ({len(pids)}: replicas, config and loader actors) to exit")
+    wait_for(
+        lambda: not [pid for pid in pids if running(pid)],
+        timeout=60,
+        what=f"every process of the app ({len(pids)}: replicas, config and loader actors) to exit",
+    )
 
 
 def replica_pids(apps: set[str]) -> set[int]:
+    """The PIDs of every replica of ``apps``, once each of their deployments lists running replicas:
+    Serve lists a starting replica before it has a PID."""
     from ray.serve.context import _get_global_client
 
-    details = _get_global_client().get_serve_details()["applications"]
-    return {r["pid"] for app in apps for d in details[app]["deployments"].values() for r in d["replicas"]}
+    def running_pids() -> set[int] | None:
+        details = _get_global_client().get_serve_details()["applications"]
+        if not apps <= set(details):
+            return None
+        deployments = [d for app in apps for d in details[app]["deployments"].values()]
+        replicas = [r for d in deployments for r in d["replicas"]]
+        if not all(d["replicas"] for d in deployments) or not all(
+            r.get("state") == "RUNNING" and r.get("pid") for r in replicas
+        ):
+            return None
+        return {r["pid"] for r in replicas}
+
+    return wait_for(running_pids, timeout=120, what=f"every replica of {sorted(apps)} to run with a PID")
 
 
 def actor_pid(name: str) -> int:

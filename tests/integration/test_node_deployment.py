@@ -1,5 +1,6 @@
 """One custom node per Ray Serve deployment: results, params, a failing initialize, a segfault
 that kills only its replica, and deinitialize on delete, against real replicas."""
+
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +22,10 @@ X = np.arange(10, dtype=np.float32).reshape(1, 10)
 @pytest.fixture(scope="module")
 def libraries(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("node_deployment")
-    return {name: compile_c_node(C_NODES / f"node_{name}.c", out / f"libnode_{name}.so")
-            for name in ("segfault", "counting")}
+    return {
+        name: compile_c_node(C_NODES / f"node_{name}.c", out / f"libnode_{name}.so")
+        for name in ("segfault", "counting")
+    }
 
 
 @pytest.fixture
@@ -37,8 +40,9 @@ def deploy(ray_cluster):
     def _deploy(base_path: str, params: dict[str, str], node_name: str) -> NodeClient:
         name = f"{node_name}-{uuid.uuid4().hex[:6]}"
         names.append(name)
-        handle = serve.run(node_app(load_node_class(base_path, Path("/")), params, node_name),
-                           name=name, route_prefix=None)
+        handle = serve.run(
+            node_app(load_node_class(base_path, Path("/")), params, node_name), name=name, route_prefix=None
+        )
         return NodeClient(handle, node_name)
 
     yield _deploy
@@ -66,8 +70,9 @@ def test_failing_initialize_keeps_the_replica_up_and_reports_why(deploy, librari
     broken = deploy(str(libraries["counting"]), {"fault": "fail_initialize"}, "broken")
     with pytest.raises(NodeInitializeFailed) as caught:
         asyncio.run(broken.inputs_info())
-    assert caught.value.message == ("Failure during custom node library initialization - "
-                                    "node 'broken': initialize returned 1")
+    assert caught.value.message == (
+        "Failure during custom node library initialization - node 'broken': initialize returned 1"
+    )
     with pytest.raises(NodeInitializeFailed):
         run(broken)
 
@@ -102,8 +107,9 @@ def test_segfault_kills_only_its_replica(deploy, libraries):
 
 async def crash_while_calling(crashing, healthy) -> tuple[BaseException | None, list[np.ndarray]]:
     """Sends 13 to the crashing node while calling the healthy one, until the crash is answered."""
-    crash_call = asyncio.ensure_future(crashing.run({"input_numbers": np.full((1, 3), 13, np.float32)},
-                                                    ["output_numbers"]))
+    crash_call = asyncio.ensure_future(
+        crashing.run({"input_numbers": np.full((1, 3), 13, np.float32)}, ["output_numbers"])
+    )
     results = []
     while not crash_call.done() or len(results) < 5:
         outputs = await healthy.run({"input_numbers": X}, ["output_numbers"])

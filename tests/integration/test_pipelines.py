@@ -1,5 +1,6 @@
 """Pipelines through the real app: the two demo pipelines on real images, C nodes compiled here,
 failures that stay contained, and pipelines as models in the API."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,7 +44,7 @@ def test_faces_pipeline_finds_the_astronaut_with_landmarks_in_the_box(client, bi
     box = boxes[0, 0] * 512
     np.testing.assert_allclose(box, FACE, atol=5)
     landmarks = result.as_numpy("landmarks").reshape(468, 3)[:, :2] / 192  # crop-relative
-    points = box[:2] + landmarks * (box[2:] - box[:2])                    # in image pixels
+    points = box[:2] + landmarks * (box[2:] - box[:2])  # in image pixels
     centroid = points.mean(0)
     assert (box[:2] < centroid).all() and (centroid < box[2:]).all()
     margin = 0.1 * (box[2:] - box[:2])
@@ -60,8 +61,14 @@ def test_faces_pipeline_decodes_a_jpeg_sent_as_bytes(client):
 
 def test_no_face_answers_204(http):
     coffee = nchw(skimage.data.coffee()[:, :, ::-1])
-    response = http.post("/v2/models/faces/infer", json={"inputs": [
-        {"name": "image", "shape": list(coffee.shape), "datatype": "FP32", "data": coffee.ravel().tolist()}]})
+    response = http.post(
+        "/v2/models/faces/infer",
+        json={
+            "inputs": [
+                {"name": "image", "shape": list(coffee.shape), "datatype": "FP32", "data": coffee.ravel().tolist()}
+            ]
+        },
+    )
     assert response.status_code == 204 and response.content == b""
 
 
@@ -93,16 +100,20 @@ def test_a_c_node_written_and_compiled_by_a_user_runs_unchanged(client):
 
 def test_add_sub_with_and_without_its_params(client, http):
     np.testing.assert_allclose(infer(client, "add-sub", "numbers", numbers(1.0)).as_numpy("result"), numbers(4.0))
-    response = http.post("/v2/models/add-sub-without-params/infer", json={"inputs": [
-        {"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]})
+    response = http.post(
+        "/v2/models/add-sub-without-params/infer",
+        json={"inputs": [{"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]},
+    )
     assert response.status_code == 500
     assert "Custom node failed during execution" in response.json()["error"]
 
 
 def test_a_crashing_node_fails_its_request_only(client, http):
     pending = [client.async_infer("scale", [_numbers_input(i)]) for i in range(8)]
-    response = http.post("/v2/models/crashing/infer", json={"inputs": [
-        {"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [13, 0, 0, 0]}]})
+    response = http.post(
+        "/v2/models/crashing/infer",
+        json={"inputs": [{"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [13, 0, 0, 0]}]},
+    )
     assert response.status_code == 500 and "crashed" in response.json()["error"]
     for i, request in enumerate(pending):
         np.testing.assert_allclose(request.get_result().as_numpy("result"), numbers(i * 2.5))
@@ -117,8 +128,10 @@ def _numbers_input(value: float):
 
 
 def _crashing_answers(http) -> bool:
-    response = http.post("/v2/models/crashing/infer", json={"inputs": [
-        {"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]})
+    response = http.post(
+        "/v2/models/crashing/infer",
+        json={"inputs": [{"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]},
+    )
     return response.status_code == 200
 
 

@@ -1,5 +1,6 @@
 """Version folders added and removed while the session app serves: each replica of the model picks
 them up per its policy ("latest 1") within a few polls, and a steady stream of requests never fails."""
+
 from __future__ import annotations
 
 import shutil
@@ -82,15 +83,21 @@ def test_version_folders_added_and_removed_at_run_time(model_server, served_dir,
         added = time.monotonic()
         factory.save(factory.dummy(3.0), base / ".incoming-3")
         (base / ".incoming-3").rename(base / "3")  # atomic, as an operator should copy a version in
-        wait_for(lambda: every_replica_serves(http, {"2": "END", "3": "AVAILABLE"}, default="3"),
-                 timeout=120, what="version 3 to replace version 2 on every replica")
+        wait_for(
+            lambda: every_replica_serves(http, {"2": "END", "3": "AVAILABLE"}, default="3"),
+            timeout=120,
+            what="version 3 to replace version 2 on every replica",
+        )
         seen_added = time.monotonic() - added
 
         removed = time.monotonic()
         (base / "3").rename(base / ".removed-3")
         shutil.rmtree(base / ".removed-3")
-        wait_for(lambda: every_replica_serves(http, {"2": "AVAILABLE", "3": "END"}, default="2", gone="3"),
-                 timeout=120, what="version 2 to come back and version 3 to end on every replica")
+        wait_for(
+            lambda: every_replica_serves(http, {"2": "AVAILABLE", "3": "END"}, default="2", gone="3"),
+            timeout=120,
+            what="version 2 to come back and version 3 to end on every replica",
+        )
         seen_removed = time.monotonic() - removed
         retired = http.post(f"/v2/models/{NAME}/versions/3/infer", json=BODY)
     finally:
@@ -103,11 +110,15 @@ def test_version_folders_added_and_removed_at_run_time(model_server, served_dir,
     assert {a.version for a in stream.answers} == {"2", "3"}  # the stream spanned both changes
     print(f"\n{REPLICAS} replicas polling every 1 s; {len(stream.answers)} requests without a version, none failed")
     by_3, by_2 = stream.answered_by("3", added, removed), stream.answered_by("2", added, removed)
-    print(f"version 3 added:   first answer by version 3 after {at(by_3, 0)}, last answer by version 2 after "
-          f"{at(by_2, -1)}, every replica confirmed after {seen_added:.2f} s")
+    print(
+        f"version 3 added:   first answer by version 3 after {at(by_3, 0)}, last answer by version 2 after "
+        f"{at(by_2, -1)}, every replica confirmed after {seen_added:.2f} s"
+    )
     by_2, by_3 = stream.answered_by("2", removed), stream.answered_by("3", removed)
-    print(f"version 3 removed: first answer by version 2 after {at(by_2, 0)}, last answer by version 3 after "
-          f"{at(by_3, -1)}, every replica confirmed after {seen_removed:.2f} s")
+    print(
+        f"version 3 removed: first answer by version 2 after {at(by_2, 0)}, last answer by version 3 after "
+        f"{at(by_3, -1)}, every replica confirmed after {seen_removed:.2f} s"
+    )
 
 
 def at(times: list[float], index: int) -> str:

@@ -1,4 +1,5 @@
 """Shared helpers of the loader unit tests (kept out of conftest.py, which other suites own)."""
+
 from __future__ import annotations
 
 import shutil

@@ -2,6 +2,7 @@
 
 Imported by tests/unit/conftest.py so each fixture runs once per session.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -20,8 +21,22 @@ ASTRONAUT_FACE = (179, 82, 271, 175)  # BlazeFace's box on skimage's astronaut (
 
 
 def compile_c_node(source: Path, output: Path) -> Path:
-    result = subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-Wall", "-Wno-unused-parameter",
-                             f"-I{REPO / 'nodes'}", "-o", str(output), str(source)], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            "gcc",
+            "-O2",
+            "-shared",
+            "-fPIC",
+            "-Wall",
+            "-Wno-unused-parameter",
+            f"-I{REPO / 'nodes'}",
+            "-o",
+            str(output),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, f"gcc failed on {source.name}:\n{result.stderr}"
     return output
 
@@ -30,15 +45,25 @@ def compile_c_node(source: Path, output: Path) -> Path:
 def c_nodes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every tests/c_nodes/node_<name>.c compiled once: name -> .so path."""
     out = tmp_path_factory.mktemp("c_nodes")
-    return {src.stem.removeprefix("node_"): compile_c_node(src, out / f"lib{src.stem}.so")
-            for src in sorted(C_NODES.glob("node_*.c"))}
+    return {
+        src.stem.removeprefix("node_"): compile_c_node(src, out / f"lib{src.stem}.so")
+        for src in sorted(C_NODES.glob("node_*.c"))
+    }
 
 
 class Counts:
     """The counting test library's counters, read through its extra exports."""
 
-    FIELDS = ("initialize", "deinitialize", "execute", "info", "release", "outstanding", "unknown_release",
-              "bad_manager")
+    FIELDS = (
+        "initialize",
+        "deinitialize",
+        "execute",
+        "info",
+        "release",
+        "outstanding",
+        "unknown_release",
+        "bad_manager",
+    )
 
     def __init__(self, path: Path) -> None:
         self.lib = ctypes.CDLL(str(path))  # the same handle cffi gets: dlopen shares loaded libraries
@@ -50,7 +75,7 @@ class Counts:
     def __call__(self) -> dict[str, int]:
         stats = (ctypes.c_int64 * len(self.FIELDS))()
         self.lib.counting_stats(stats)
-        return dict(zip(self.FIELDS, stats))
+        return dict(zip(self.FIELDS, stats, strict=True))
 
     def last_input(self) -> int:
         return self.lib.counting_last_input()
@@ -82,10 +107,13 @@ def ocr_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             with zipfile.ZipFile(folder / OCR_WHEEL) as wheel:
                 for kind in ("det", "rec"):
                     (out / f"{kind}.onnx").write_bytes(
-                        wheel.read(f"rapidocr_onnxruntime/models/ch_PP-OCRv4_{kind}_infer.onnx"))
+                        wheel.read(f"rapidocr_onnxruntime/models/ch_PP-OCRv4_{kind}_infer.onnx")
+                    )
             return {"det": out / "det.onnx", "rec": out / "rec.onnx"}
-    pytest.fail("PP-OCRv4 models missing: run `make models`, or "
-                f"`pip download --no-deps -d /tmp/wheels rapidocr-onnxruntime==1.4.4`")
+    pytest.fail(
+        "PP-OCRv4 models missing: run `make models`, or "
+        "`pip download --no-deps -d /tmp/wheels rapidocr-onnxruntime==1.4.4`"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -106,8 +134,9 @@ def page_bgr() -> np.ndarray:
     return np.ascontiguousarray(np.repeat(grey[np.newaxis, np.newaxis], 3, axis=1))
 
 
-def face_detection(box: tuple[int, int, int, int] = ASTRONAUT_FACE, size: int = 512, rows: int = 200,
-                   confidence: float = 0.92) -> np.ndarray:
+def face_detection(
+    box: tuple[int, int, int, int] = ASTRONAUT_FACE, size: int = 512, rows: int = 200, confidence: float = 0.92
+) -> np.ndarray:
     """A [1,1,rows,7] detection tensor holding one box, then an image_id -1 end row."""
     detection = np.zeros((1, 1, rows, 7), np.float32)
     detection[0, 0, 0] = [0, 1, confidence, *(np.array(box, np.float32) / size)]

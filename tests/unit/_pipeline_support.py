@@ -3,10 +3,12 @@ and short builders for pipeline configs.
 
 The Python nodes below are loaded through ``load_node_class`` as ``tests.unit._pipeline_support:Class``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -77,16 +79,25 @@ class FailingInitialize(Node):
         raise ValueError(f"params {params} are not what this node wants")
 
 
-LIBRARIES_C = ("add_sub", "choose_maximum", "perform_different_operations", "dynamic_demultiplex",
-               "dynamic_image", "mock", "missing_implementation")
+LIBRARIES_C = (
+    "add_sub",
+    "choose_maximum",
+    "perform_different_operations",
+    "dynamic_demultiplex",
+    "dynamic_image",
+    "mock",
+    "missing_implementation",
+)
 LIBRARIES_PY = ("ToInt", "Echo", "Prefix", "NoMetadata", "FailingInitialize")
 
 
 @pytest.fixture(scope="session")
-def pipeline_server_config(tmp_path_factory: pytest.TempPathFactory, c_nodes: dict[str, Path]) -> tuple[ServerConfig, Path]:
-    """The config behind ``pipeline_catalog``: models dummy (b [1,10] -> a = b+1), dummy_range (b [1,11:20]), dummy_nchw (b [1,3,4,6]),
-    dummy_auto (batch_size auto), broken (no loadable version); every C test library and the
-    Python nodes above, by their names."""
+def pipeline_server_config(
+    tmp_path_factory: pytest.TempPathFactory, c_nodes: dict[str, Path]
+) -> tuple[ServerConfig, Path]:
+    """The config behind ``pipeline_catalog``: models dummy (b [1,10] -> a = b+1), dummy_range
+    (b [1,11:20]), dummy_nchw (b [1,3,4,6]), dummy_auto (batch_size auto),
+    broken (no loadable version); every C test library and the Python nodes above, by their names."""
     root = tmp_path_factory.mktemp("pipeline_models")
     write_dummy(root / "dummy", [1])
     write_dummy(root / "nchw", [1], shape=(1, 3, 4, 6))
@@ -100,8 +111,9 @@ def pipeline_server_config(tmp_path_factory: pytest.TempPathFactory, c_nodes: di
     ]
     libraries = [{"name": name, "base_path": str(c_nodes[name])} for name in LIBRARIES_C]
     libraries += [{"name": name, "base_path": f"{SUPPORT}:{name}"} for name in LIBRARIES_PY]
-    config = parse_config({"model_config_list": [{"config": m} for m in models],
-                           "custom_node_library_config_list": libraries}, root)
+    config = parse_config(
+        {"model_config_list": [{"config": m} for m in models], "custom_node_library_config_list": libraries}, root
+    )
     return config, root
 
 
@@ -124,49 +136,96 @@ def _inputs(inputs: dict[str, Source]) -> list[dict]:
 
 def custom(name: str, library: str, inputs: dict[str, Source], outputs: dict[str, str], **extra: Any) -> dict:
     """A custom node; ``outputs`` maps real output name -> alias."""
-    return {"name": name, "type": "custom", "library_name": library, "inputs": _inputs(inputs),
-            "outputs": [{"data_item": d, "alias": a} for d, a in outputs.items()], **extra}
+    return {
+        "name": name,
+        "type": "custom",
+        "library_name": library,
+        "inputs": _inputs(inputs),
+        "outputs": [{"data_item": d, "alias": a} for d, a in outputs.items()],
+        **extra,
+    }
 
 
 def model(name: str, model_name: str, inputs: dict[str, Source], outputs: dict[str, str], **extra: Any) -> dict:
-    return {"name": name, "type": "DL model", "model_name": model_name, "inputs": _inputs(inputs),
-            "outputs": [{"data_item": d, "alias": a} for d, a in outputs.items()], **extra}
+    return {
+        "name": name,
+        "type": "DL model",
+        "model_name": model_name,
+        "inputs": _inputs(inputs),
+        "outputs": [{"data_item": d, "alias": a} for d, a in outputs.items()],
+        **extra,
+    }
 
 
-def pipeline(name: str, inputs: list[str], nodes: list[dict], outputs: dict[str, Source], **extra: Any) -> PipelineConfig:
-    return PipelineConfig.model_validate({"name": name, "inputs": inputs, "nodes": nodes,
-                                          "outputs": _inputs(outputs), **extra})
+def pipeline(
+    name: str, inputs: list[str], nodes: list[dict], outputs: dict[str, Source], **extra: Any
+) -> PipelineConfig:
+    return PipelineConfig.model_validate(
+        {"name": name, "inputs": inputs, "nodes": nodes, "outputs": _inputs(outputs), **extra}
+    )
 
 
 def add_sub_then_dummy(name: str = "add_sub_dummy", params: dict[str, str] | None = ADD_SUB_PARAMS) -> PipelineConfig:
     """request:in -> add_sub -> dummy -> response:out."""
-    return pipeline(name, ["in"], [
-        custom("adder", "add_sub", {"input_numbers": ("request", "in")}, {"output_numbers": "sum"},
-               **({"params": params} if params is not None else {})),
-        model("plus_one", "dummy", {"b": ("adder", "sum")}, {"a": "y"}),
-    ], {"out": ("plus_one", "y")})
+    return pipeline(
+        name,
+        ["in"],
+        [
+            custom(
+                "adder",
+                "add_sub",
+                {"input_numbers": ("request", "in")},
+                {"output_numbers": "sum"},
+                **({"params": params} if params is not None else {}),
+            ),
+            model("plus_one", "dummy", {"b": ("adder", "sum")}, {"a": "y"}),
+        ],
+        {"out": ("plus_one", "y")},
+    )
 
 
 def different_ops_then_choose_maximum(name: str = "different_ops", choose: bool = True) -> PipelineConfig:
     """OVMS's DifferentOpsCustomNodeThenDummyThenChooseMaximum: a fixed demultiplexer (4), dummy on each
     shard, choose_maximum gathering them. Without ``choose``, the response gathers the shards."""
     nodes = [
-        custom("ops", "perform_different_operations",
-               {"input_numbers": ("request", "numbers"), "op_factors": ("request", "factors")},
-               {"different_ops_results": "results"}, demultiply_count=4),
+        custom(
+            "ops",
+            "perform_different_operations",
+            {"input_numbers": ("request", "numbers"), "op_factors": ("request", "factors")},
+            {"different_ops_results": "results"},
+            demultiply_count=4,
+        ),
         model("plus_one", "dummy", {"b": ("ops", "results")}, {"a": "y"}),
     ]
     if not choose:
         return pipeline(name, ["numbers", "factors"], nodes, {"all": ("plus_one", "y")})
-    nodes.append(custom("choose", "choose_maximum", {"input_tensors": ("plus_one", "y")}, {"maximum_tensor": "maximum"},
-                        gather_from_node="ops", params={"selection_criteria": "MAXIMUM_MAXIMUM"}))
+    nodes.append(
+        custom(
+            "choose",
+            "choose_maximum",
+            {"input_tensors": ("plus_one", "y")},
+            {"maximum_tensor": "maximum"},
+            gather_from_node="ops",
+            params={"selection_criteria": "MAXIMUM_MAXIMUM"},
+        )
+    )
     return pipeline(name, ["numbers", "factors"], nodes, {"maximum": ("choose", "maximum")})
 
 
 def dynamic_demultiplex_then_dummy(name: str = "dynamic") -> PipelineConfig:
     """request:in [1,10] -> dynamic_demultiplex (N = in[0,0]) -> dummy per shard -> response [N,1,10]."""
-    return pipeline(name, ["in"], [
-        custom("copies", "dynamic_demultiplex", {"input_numbers": ("request", "in")},
-               {"dynamic_demultiplex_results": "copies"}, demultiply_count=-1),
-        model("plus_one", "dummy", {"b": ("copies", "copies")}, {"a": "y"}),
-    ], {"out": ("plus_one", "y")})
+    return pipeline(
+        name,
+        ["in"],
+        [
+            custom(
+                "copies",
+                "dynamic_demultiplex",
+                {"input_numbers": ("request", "in")},
+                {"dynamic_demultiplex_results": "copies"},
+                demultiply_count=-1,
+            ),
+            model("plus_one", "dummy", {"b": ("copies", "copies")}, {"a": "y"}),
+        ],
+        {"out": ("plus_one", "y")},
+    )

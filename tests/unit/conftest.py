@@ -1,4 +1,5 @@
 """Unit tier: plain Python, no Ray cluster."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,6 +19,9 @@ def _no_ray_in_unit_tests():
         raise AssertionError("unit tests must not start Ray; put this test under tests/integration")
 
 
+# Loader tests (tests/unit/test_loaders_*.py): a dummy model per test and a fake clock.
+from tests.unit._loaders_support import _dummy_template, clock, dummy  # noqa: E402,F401
+
 # Node tests (tests/unit/test_nodes_*.py): compiled C libraries and models, once per session.
 from tests.unit._nodes_support import (  # noqa: E402,F401
     astronaut_bgr,
@@ -27,7 +31,6 @@ from tests.unit._nodes_support import (  # noqa: E402,F401
     ocr_models,
     page_bgr,
 )
-
 
 # Pipeline tests (tests/unit/test_pipeline_*.py): one in-process catalog of models and nodes per session.
 from tests.unit._pipeline_support import pipeline_catalog, pipeline_server_config  # noqa: E402,F401

@@ -1,4 +1,5 @@
 """Dynamic batching's Ray-free core (app/batching.py) on real OpenVINO models, without Ray."""
+
 import asyncio
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def test_merged_requests_get_the_results_they_would_get_alone(batchable):
     requests = [xn(i + 1, id=f"r{i}") for i in range(8)]
     responses, sizes = run_batch(batched, requests)
     assert sizes == {8: 1}  # one inference for all eight
-    for request, response in zip(requests, responses):
+    for request, response in zip(requests, responses, strict=True):
         assert response.id == request.id and response.model_version == 1
         assert_same_outputs(response, run_alone(plain, request))
 
@@ -64,7 +65,7 @@ def test_requests_of_several_rows_are_split_back_by_their_own_row_counts(batchab
     requests = [xn(1, rows=1), xn(2, rows=3), xn(3, rows=2)]
     responses, sizes = run_batch(batched, requests)
     assert sizes == {3: 1}
-    for request, response in zip(requests, responses):
+    for request, response in zip(requests, responses, strict=True):
         assert response.outputs["total"].shape == (request.inputs["x"].shape[0], 1)
         np.testing.assert_array_equal(response.outputs["total"], request.inputs["x"].sum(axis=1, keepdims=True))
         np.testing.assert_array_equal(response.outputs["shifted"], request.inputs["x"] + request.inputs["n"])
@@ -74,15 +75,19 @@ def test_only_requests_that_agree_share_an_inference(tmp_path, batchable):
     factory.save(factory.batchable(), batchable / "2")
     batched = servable(batchable, True, model_version_policy={"all": {}})
     requests = [
-        xn(1), xn(2),                                            # version 2 (the default), every output
-        xn(3, outputs=[RequestedOutput("total")]), xn(4, outputs=[RequestedOutput("total")]),  # fewer outputs
-        InferRequest("m", 1, xn(5).inputs),                      # another version, alone
+        xn(1),
+        xn(2),  # version 2 (the default), every output
+        xn(3, outputs=[RequestedOutput("total")]),
+        xn(4, outputs=[RequestedOutput("total")]),  # fewer outputs
+        InferRequest("m", 1, xn(5).inputs),  # another version, alone
     ]
     responses, sizes = run_batch(batched, requests)
     assert sizes == {2: 2, 1: 1}
     assert [r.model_version for r in responses] == [2, 2, 2, 2, 1]
-    assert [sorted(r.outputs) for r in responses] == [["shifted", "total"]] * 2 + [["total"]] * 2 + [["shifted", "total"]]
-    for request, response in zip(requests, responses):
+    assert [sorted(r.outputs) for r in responses] == [["shifted", "total"]] * 2 + [["total"]] * 2 + [
+        ["shifted", "total"]
+    ]
+    for request, response in zip(requests, responses, strict=True):
         np.testing.assert_array_equal(response.outputs["total"], request.inputs["x"].sum(axis=1, keepdims=True))
 
 
@@ -92,7 +97,7 @@ def test_inputs_with_other_trailing_dims_run_apart(tmp_path):
     requests = [InferRequest("m", None, {"b": np.full((1, 3, width), width, np.float32)}) for width in (2, 5, 2, 5, 7)]
     responses, sizes = run_batch(batched, requests)
     assert sizes == {2: 2, 1: 1}
-    for request, response in zip(requests, responses):
+    for request, response in zip(requests, responses, strict=True):
         np.testing.assert_array_equal(response.outputs["a"], request.inputs["b"] + 1)
 
 
@@ -101,19 +106,26 @@ def test_a_bad_request_fails_alone_with_its_own_error(batchable):
     good = [xn(1), xn(2), xn(3)]
     requests = [
         good[0],
-        InferRequest("m", None, {"x": xn(9).inputs["x"]}),                           # missing n
+        InferRequest("m", None, {"x": xn(9).inputs["x"]}),  # missing n
         good[1],
         InferRequest("m", None, {"x": xn(9).inputs["x"], "n": np.ones((1, 1), np.float32)}),  # n of the wrong type
         xn(9, outputs=[RequestedOutput("nope")]),
-        InferRequest("m", 7, xn(9).inputs),                                           # no such version
+        InferRequest("m", 7, xn(9).inputs),  # no such version
         good[2],
     ]
     responses, sizes = run_batch(batched, requests)
     assert sizes == {3: 1}
-    assert [type(r) for r in responses] == [InferResponse, MissingInput, InferResponse, InvalidPrecision,
-                                            InvalidOutput, ModelVersionNotFound, InferResponse]
+    assert [type(r) for r in responses] == [
+        InferResponse,
+        MissingInput,
+        InferResponse,
+        InvalidPrecision,
+        InvalidOutput,
+        ModelVersionNotFound,
+        InferResponse,
+    ]
     assert "input 'n' of model 'm' is missing" in str(responses[1])
-    for index, request in zip((0, 2, 6), good):
+    for index, request in zip((0, 2, 6), good, strict=True):
         assert_same_outputs(responses[index], run_alone(plain, request))
 
 
@@ -122,11 +134,13 @@ def test_a_merged_inference_that_fails_is_retried_request_by_request(tmp_path):
     # broadcast against x [2,3] and the merged inference fails. Each request then runs on its own.
     factory.save(factory.two_inputs(), tmp_path / "two" / "1")
     batched = servable(tmp_path / "two", True)
-    requests = [InferRequest("m", None, {"x": np.full((1, 3), i, np.float32), "k": np.array([10 * i], np.int32)})
-                for i in (1, 2)]
+    requests = [
+        InferRequest("m", None, {"x": np.full((1, 3), i, np.float32), "k": np.array([10 * i], np.int32)})
+        for i in (1, 2)
+    ]
     responses, sizes = run_batch(batched, requests)
     assert sizes == {1: 2}
-    for i, response in zip((1, 2), responses):
+    for i, response in zip((1, 2), responses, strict=True):
         np.testing.assert_array_equal(response.outputs["sum"], np.full((1, 3), 11 * i, np.float32))
 
 
@@ -142,15 +156,20 @@ def test_a_model_whose_outputs_fold_the_batch_refuses_batching(tmp_path):
     factory.save(factory.flattening(), tmp_path / "flat" / "1")
     (status,) = servable(tmp_path / "flat", True, name="flat").statuses()
     assert (status.state, status.error_code) == (ModelVersionState.LOADING, ErrorCode.UNKNOWN)
-    assert "dynamic_batching is set for model 'flat', which cannot batch: output 'flat' has shape [1,?]" in status.error_message
+    assert (
+        "dynamic_batching is set for model 'flat', which cannot batch: output 'flat' has shape [1,?]"
+        in status.error_message
+    )
     assert servable(tmp_path / "flat", False).statuses()[0].available  # unbatched it serves as before
 
 
 def test_face_detection_refuses_batching_naming_its_detection_table(demo_models):
     (status,) = servable(demo_models / "face-detection", True, name="face-detection").statuses()
     assert not status.available
-    assert ("model 'face-detection', which cannot batch: output 'detection_out' has shape [1,1,200,7], "
-            "whose dim 0 is not the batch") in status.error_message
+    assert (
+        "model 'face-detection', which cannot batch: output 'detection_out' has shape [1,1,200,7], "
+        "whose dim 0 is not the batch"
+    ) in status.error_message
 
 
 @pytest.mark.parametrize("name, shape", [("text-recognition", (1, 3, 48, 320)), ("face-landmarks", (1, 192, 192, 3))])
@@ -162,7 +181,7 @@ def test_real_models_merged_equal_alone(demo_models, name, shape):
     requests = [InferRequest("m", None, {input_name: rng.uniform(0, 1, shape).astype(np.float32)}) for _ in range(4)]
     responses, sizes = run_batch(batched, requests)
     assert sizes == {4: 1}
-    for request, response in zip(requests, responses):
+    for request, response in zip(requests, responses, strict=True):
         expected = run_alone(plain, request)
         for output in expected.outputs:
             np.testing.assert_allclose(response.outputs[output], expected.outputs[output], rtol=1e-5, atol=1e-6)

@@ -1,4 +1,5 @@
 """A newly added model served from the ingress's process until its deployment runs (app/bridge.py)."""
+
 from __future__ import annotations
 
 import asyncio

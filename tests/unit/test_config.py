@@ -57,7 +57,11 @@ def test_remote_storage_is_refused_with_the_alternative():
 
 @pytest.mark.parametrize(
     "policy, versions",
-    [({"all": {}}, [1, 2, 3]), ({"latest": {"num_versions": 2}}, [2, 3]), ({"specific": {"versions": [1, 3, 7]}}, [1, 3])],
+    [
+        ({"all": {}}, [1, 2, 3]),
+        ({"latest": {"num_versions": 2}}, [2, 3]),
+        ({"specific": {"versions": [1, 3, 7]}}, [1, 3]),
+    ],
 )
 def test_version_policies_select_from_disk(policy, versions):
     config = parse_config(model(model_version_policy=policy))
@@ -109,16 +113,24 @@ def test_mediapipe_and_stateful_are_refused_with_a_reason():
 
 def test_pipeline_schema_rules():
     node = {"name": "n", "type": "custom", "model_name": "m", "inputs": [], "outputs": []}
-    data = {**model(), "pipeline_config_list": [{"name": "p", "inputs": ["a"], "nodes": [node],
-                                                  "outputs": [{"o": {"node_name": "n", "data_item": "x"}}]}]}
+    data = {
+        **model(),
+        "pipeline_config_list": [
+            {"name": "p", "inputs": ["a"], "nodes": [node], "outputs": [{"o": {"node_name": "n", "data_item": "x"}}]}
+        ],
+    }
     (error,) = errors_of(data)
     assert "pipeline_config_list[0].nodes[0]" in error and "needs library_name and no model_name" in error
 
 
 def test_node_demultiply_count_zero_means_dynamic():
     node = {"name": "n", "type": "custom", "library_name": "l", "inputs": [], "outputs": [], "demultiply_count": 0}
-    data = {**model(), "pipeline_config_list": [{"name": "p", "inputs": ["a"], "nodes": [node],
-                                                  "outputs": [{"o": {"node_name": "n", "data_item": "x"}}]}]}
+    data = {
+        **model(),
+        "pipeline_config_list": [
+            {"name": "p", "inputs": ["a"], "nodes": [node], "outputs": [{"o": {"node_name": "n", "data_item": "x"}}]}
+        ],
+    }
     assert parse_config(data).pipeline_config_list[0].nodes[0].demultiply_count == -1
 
 
@@ -164,11 +176,18 @@ def _with_options(deployments: dict) -> dict:
 
 
 def test_deployment_options_are_read_by_deployment_name():
-    config = parse_config(_with_options({
-        "model.face-detection": {"num_replicas": 2, "max_ongoing_requests": 32,
-                                 "dynamic_batching": {"max_batch_size": 8}},
-        "node.ocr.crops": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 3}},
-    }))
+    config = parse_config(
+        _with_options(
+            {
+                "model.face-detection": {
+                    "num_replicas": 2,
+                    "max_ongoing_requests": 32,
+                    "dynamic_batching": {"max_batch_size": 8},
+                },
+                "node.ocr.crops": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 3}},
+            }
+        )
+    )
     face = config.ray_serve.deployments["model.face-detection"]
     assert face.serve_options() == {"num_replicas": 2, "max_ongoing_requests": 32}
     assert face.dynamic_batching.max_batch_size == 8 and face.dynamic_batching.batch_wait_timeout_s == 0.005
@@ -201,13 +220,19 @@ def test_options_name_a_deployment_and_scale_one_way():
 
 def test_dynamic_batching_is_for_model_deployments_only():
     (error,) = errors_of(_with_options({"pipeline.ocr": {"dynamic_batching": {"max_batch_size": 4}}}))
-    assert error.startswith("ray_serve.deployments: 'pipeline.ocr' sets dynamic_batching, which only model "
-                            "deployments (model.<model>) take")
-    assert "'ingress' sets dynamic_batching" in errors_of(_with_options({"ingress": {"dynamic_batching": {"max_batch_size": 4}}}))[0]
+    assert error.startswith(
+        "ray_serve.deployments: 'pipeline.ocr' sets dynamic_batching, which only model deployments (model.<model>) take"
+    )
+    assert (
+        "'ingress' sets dynamic_batching"
+        in errors_of(_with_options({"ingress": {"dynamic_batching": {"max_batch_size": 4}}}))[0]
+    )
 
 
 def test_dynamic_batching_needs_room_for_a_batch_in_a_replica():
-    (error,) = errors_of(_with_options({"model.a": {"max_ongoing_requests": 4, "dynamic_batching": {"max_batch_size": 8}}}))
+    (error,) = errors_of(
+        _with_options({"model.a": {"max_ongoing_requests": 4, "dynamic_batching": {"max_batch_size": 8}}})
+    )
     assert "max_ongoing_requests 4 is below dynamic_batching.max_batch_size 8" in error
     big = parse_config(_with_options({"model.a": {"dynamic_batching": {"max_batch_size": 100}}}))
     assert big.ray_serve.deployments["model.a"].serve_options() == {"max_ongoing_requests": 100}
@@ -221,6 +246,8 @@ def test_dynamic_batching_in_serve_config_args_is_for_model_deployments_only():
     AppArgs(deployments={"model.m": {"dynamic_batching": {"max_batch_size": 4}}})  # a model: accepted
     with pytest.raises(ValidationError) as caught:
         AppArgs(deployments={"node.ocr.crop": {"dynamic_batching": {"max_batch_size": 4}}})
-    assert "'node.ocr.crop' sets dynamic_batching, which only model deployments (model.<model>) take" in str(caught.value)
+    assert "'node.ocr.crop' sets dynamic_batching, which only model deployments (model.<model>) take" in str(
+        caught.value
+    )
     # A model deployment the config does not make is reported when the config is planned
     # (tests/unit/test_config_reload.py), where the config's models are known.

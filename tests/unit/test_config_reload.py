@@ -1,10 +1,11 @@
 """The config actor's core without Ray: what a reload deploys, deletes and leaves running."""
+
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -73,19 +74,36 @@ def model(name: str, **fields) -> dict:
 
 
 def pipeline(name: str, model_name: str) -> dict:
-    return {"name": name, "inputs": ["x"],
-            "nodes": [{"name": "m", "type": "DL model", "model_name": model_name,
-                       "inputs": [{"b": {"node_name": "request", "data_item": "x"}}],
-                       "outputs": [{"data_item": "a", "alias": "y"}]},
-                      {"name": "decode", "type": "custom", "library_name": "ctc",
-                       "inputs": [{"logits": {"node_name": "m", "data_item": "y"}}],
-                       "outputs": [{"data_item": "texts", "alias": "texts"}]}],
-            "outputs": [{"texts": {"node_name": "decode", "data_item": "texts"}}]}
+    return {
+        "name": name,
+        "inputs": ["x"],
+        "nodes": [
+            {
+                "name": "m",
+                "type": "DL model",
+                "model_name": model_name,
+                "inputs": [{"b": {"node_name": "request", "data_item": "x"}}],
+                "outputs": [{"data_item": "a", "alias": "y"}],
+            },
+            {
+                "name": "decode",
+                "type": "custom",
+                "library_name": "ctc",
+                "inputs": [{"logits": {"node_name": "m", "data_item": "y"}}],
+                "outputs": [{"data_item": "texts", "alias": "texts"}],
+            },
+        ],
+        "outputs": [{"texts": {"node_name": "decode", "data_item": "texts"}}],
+    }
 
 
 def write(path: Path, models: list[dict], pipelines: list[dict] = (), **extra) -> None:
-    config = {"model_config_list": models, "pipeline_config_list": list(pipelines),
-              "custom_node_library_config_list": [{"name": "ctc", "base_path": "builtin:ctc_decode"}], **extra}
+    config = {
+        "model_config_list": models,
+        "pipeline_config_list": list(pipelines),
+        "custom_node_library_config_list": [{"name": "ctc", "base_path": "builtin:ctc_decode"}],
+        **extra,
+    }
     path.write_text(json.dumps(config))
 
 
@@ -300,8 +318,9 @@ def test_options_for_a_deployment_the_config_does_not_make_are_reported(served):
     config, _, _ = service(path)
     asyncio.run(config.load())
     (error,) = config.catalog().errors
-    assert error.startswith("config.json ray_serve.deployments.model.aa: this config deploys no such deployment; "
-                            "did you mean 'model.a'?")
+    assert error.startswith(
+        "config.json ray_serve.deployments.model.aa: this config deploys no such deployment; did you mean 'model.a'?"
+    )
 
 
 def test_a_model_a_reload_adds_is_bridged_until_its_deployment_runs(served):

@@ -1,5 +1,6 @@
 """The KServe v2 gRPC codec and RPC methods over in-process models: every datatype, raw and typed
 contents, BYTES, errors and their status codes, no Ray."""
+
 from __future__ import annotations
 
 import asyncio
@@ -112,8 +113,9 @@ def test_response_carries_name_version_and_id_and_outputs_in_order():
     reply = encode_response(InferResponse("m", 2, {"b": EXAMPLES["INT8"], "a": EXAMPLES["FP64"]}, id="x1"))
     assert (reply.model_name, reply.model_version, reply.id) == ("m", "2", "x1")
     assert [o.name for o in reply.outputs] == ["b", "a"] and len(reply.raw_output_contents) == 2
-    np.testing.assert_array_equal(np.frombuffer(reply.raw_output_contents[1], np.float64).reshape(2, 3),
-                                  EXAMPLES["FP64"])
+    np.testing.assert_array_equal(
+        np.frombuffer(reply.raw_output_contents[1], np.float64).reshape(2, 3), EXAMPLES["FP64"]
+    )
     assert encode_response(InferResponse("m", 1, {})).id == ""
 
 
@@ -135,38 +137,102 @@ def typed(datatype, field, values, shape=(1, 2)):
     "request_, error, message",
     [
         (pb.ModelInferRequest(model_name="m"), errors.MalformedRequest, "the request has no inputs"),
-        (bad(extra=lambda r: r.raw_input_contents.append(b"")), errors.MalformedRequest,
-         "raw_input_contents has 2 entries for 1 inputs"),
-        (bad(extra=lambda r: r.inputs[0].contents.fp32_contents.extend([1, 2])), errors.MalformedRequest,
-         "input 'x' has typed contents, and the request has raw_input_contents"),
-        (bad(extra=lambda r: r.raw_input_contents.__setitem__(0, b"\0" * 7)), errors.InvalidContentSize,
-         "input 'x': 7 bytes given; expected 8 for shape [1, 2] of FP32"),
-        (bad(extra=lambda r: r.inputs[0].__setattr__("datatype", "FLOAT")), errors.InvalidPrecision,
-         "unknown datatype 'FLOAT'"),
-        (bad(extra=lambda r: r.inputs[0].shape.__setitem__(0, -1)), errors.InvalidShape,
-         "input 'x' shape [-1, 2]; expected non-negative integers"),
-        (bad(extra=lambda r: (r.inputs.add(name="x", datatype="FP32", shape=[1, 2]),
-                              r.raw_input_contents.append(b"\0" * 8))),
-         errors.MalformedRequest, "input 'x' is given twice"),
-        (typed("FP32", "int_contents", [1, 2]), errors.MalformedRequest,
-         "input 'x' is FP32, whose values go in contents.fp32_contents; the request filled contents.int_contents"),
-        (typed("FP32", "fp32_contents", [1.0]), errors.InvalidContentSize,
-         "input 'x': 1 values in contents.fp32_contents; expected 2 for shape [1, 2]"),
-        (typed("INT8", "int_contents", [1, 300]), errors.MalformedRequest, "input 'x': value 300 is out of range for INT8"),
-        (typed("UINT16", "uint_contents", [70000, 1]), errors.MalformedRequest, "value 70000 is out of range for UINT16"),
-        (typed("FP16", "fp32_contents", [1.0, 2.0]), errors.MalformedRequest,
-         "input 'x' is FP16, which has no typed contents field; send it in raw_input_contents"),
+        (
+            bad(extra=lambda r: r.raw_input_contents.append(b"")),
+            errors.MalformedRequest,
+            "raw_input_contents has 2 entries for 1 inputs",
+        ),
+        (
+            bad(extra=lambda r: r.inputs[0].contents.fp32_contents.extend([1, 2])),
+            errors.MalformedRequest,
+            "input 'x' has typed contents, and the request has raw_input_contents",
+        ),
+        (
+            bad(extra=lambda r: r.raw_input_contents.__setitem__(0, b"\0" * 7)),
+            errors.InvalidContentSize,
+            "input 'x': 7 bytes given; expected 8 for shape [1, 2] of FP32",
+        ),
+        (
+            bad(extra=lambda r: r.inputs[0].__setattr__("datatype", "FLOAT")),
+            errors.InvalidPrecision,
+            "unknown datatype 'FLOAT'",
+        ),
+        (
+            bad(extra=lambda r: r.inputs[0].shape.__setitem__(0, -1)),
+            errors.InvalidShape,
+            "input 'x' shape [-1, 2]; expected non-negative integers",
+        ),
+        (
+            bad(
+                extra=lambda r: (
+                    r.inputs.add(name="x", datatype="FP32", shape=[1, 2]),
+                    r.raw_input_contents.append(b"\0" * 8),
+                )
+            ),
+            errors.MalformedRequest,
+            "input 'x' is given twice",
+        ),
+        (
+            typed("FP32", "int_contents", [1, 2]),
+            errors.MalformedRequest,
+            "input 'x' is FP32, whose values go in contents.fp32_contents; the request filled contents.int_contents",
+        ),
+        (
+            typed("FP32", "fp32_contents", [1.0]),
+            errors.InvalidContentSize,
+            "input 'x': 1 values in contents.fp32_contents; expected 2 for shape [1, 2]",
+        ),
+        (
+            typed("INT8", "int_contents", [1, 300]),
+            errors.MalformedRequest,
+            "input 'x': value 300 is out of range for INT8",
+        ),
+        (
+            typed("UINT16", "uint_contents", [70000, 1]),
+            errors.MalformedRequest,
+            "value 70000 is out of range for UINT16",
+        ),
+        (
+            typed("FP16", "fp32_contents", [1.0, 2.0]),
+            errors.MalformedRequest,
+            "input 'x' is FP16, which has no typed contents field; send it in raw_input_contents",
+        ),
         (typed("BYTES", "bytes_contents", [b"a"]), errors.InvalidContentSize, "1 values in contents.bytes_contents"),
-        (bad(extra=lambda r: (r.inputs[0].__setattr__("datatype", "BYTES"),
-                              r.raw_input_contents.__setitem__(0, b"\x05\0\0\0ab"))),
-         errors.InvalidContentSize, "input 'x': BYTES element 0 declares 5 bytes, 2 remain"),
-        (bad(model_version="latest"), errors.ModelVersionInvalidFormat,
-         "invalid model version format in request - model_version is 'latest'; expected an integer"),
+        (
+            bad(
+                extra=lambda r: (
+                    r.inputs[0].__setattr__("datatype", "BYTES"),
+                    r.raw_input_contents.__setitem__(0, b"\x05\0\0\0ab"),
+                )
+            ),
+            errors.InvalidContentSize,
+            "input 'x': BYTES element 0 declares 5 bytes, 2 remain",
+        ),
+        (
+            bad(model_version="latest"),
+            errors.ModelVersionInvalidFormat,
+            "invalid model version format in request - model_version is 'latest'; expected an integer",
+        ),
         (bad(model_version="0"), errors.ModelVersionNotFound, "version 0; versions are positive integers"),
     ],
-    ids=["no-inputs", "raw-count", "raw-and-typed", "raw-size", "unknown-datatype", "negative-dim", "twice",
-         "wrong-field", "typed-count", "int8-range", "uint16-range", "fp16-typed", "bytes-count", "bytes-prefix",
-         "version-text", "version-zero"],
+    ids=[
+        "no-inputs",
+        "raw-count",
+        "raw-and-typed",
+        "raw-size",
+        "unknown-datatype",
+        "negative-dim",
+        "twice",
+        "wrong-field",
+        "typed-count",
+        "int8-range",
+        "uint16-range",
+        "fp16-typed",
+        "bytes-count",
+        "bytes-prefix",
+        "version-text",
+        "version-zero",
+    ],
 )
 def test_bad_requests_name_what_was_wrong(request_, error, message):
     with pytest.raises(error) as caught:
@@ -251,8 +317,9 @@ def call(front: Front, method: str, request):
     return reply, context
 
 
-def dummy_request(version: str = "", value: float = 0.5, name: str = "b", model: str = "dummy",
-                  columns: int = 10) -> pb.ModelInferRequest:
+def dummy_request(
+    version: str = "", value: float = 0.5, name: str = "b", model: str = "dummy", columns: int = 10
+) -> pb.ModelInferRequest:
     request = request_with_raw({name: np.full((1, columns), value, np.float32)})
     request.model_name, request.model_version = model, version
     return request
@@ -268,7 +335,11 @@ def test_server_rpcs(front):
     assert call(front, "ServerLive", pb.ServerLiveRequest())[0].live
     assert call(front, "ServerReady", pb.ServerReadyRequest())[0].ready
     reply, _ = call(front, "ServerMetadata", pb.ServerMetadataRequest())
-    assert (reply.name, reply.version, list(reply.extensions)) == ("rayvino", "0.1.0", ["binary_tensor_data"])
+    assert (reply.name, reply.version, list(reply.extensions)) == (
+        "rayvino",
+        factory.project_version(),
+        ["binary_tensor_data"],
+    )
 
 
 @pytest.mark.parametrize(

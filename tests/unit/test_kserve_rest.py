@@ -3,7 +3,14 @@ import json
 import numpy as np
 import pytest
 
-from app.errors import InvalidContentSize, InvalidShape, JsonInvalid, MalformedRequest, ModelVersionNotFound, http_status
+from app.errors import (
+    InvalidContentSize,
+    InvalidShape,
+    JsonInvalid,
+    MalformedRequest,
+    ModelVersionNotFound,
+    http_status,
+)
 from app.inference import InferRequest, InferResponse, RequestedOutput
 from app.kserve_rest import decode_request, encode_response, parse_version
 from app.tensors import pack_bytes, unpack_bytes
@@ -15,7 +22,9 @@ def binary_body(header: dict, *chunks: bytes) -> tuple[bytes, int]:
 
 
 def test_json_tensor_with_nested_data():
-    body = json.dumps({"id": "7", "inputs": [{"name": "x", "shape": [2, 2], "datatype": "INT32", "data": [[1, 2], [3, 4]]}]})
+    body = json.dumps(
+        {"id": "7", "inputs": [{"name": "x", "shape": [2, 2], "datatype": "INT32", "data": [[1, 2], [3, 4]]}]}
+    )
     request = decode_request("m", None, body.encode(), None)
     assert request.id == "7"
     np.testing.assert_array_equal(request.inputs["x"], np.array([[1, 2], [3, 4]], np.int32))
@@ -24,11 +33,14 @@ def test_json_tensor_with_nested_data():
 def test_binary_tensors_follow_the_json_header_in_order():
     a, b = np.arange(6, dtype=np.float32), np.array([7], np.int64)
     body, length = binary_body(
-        {"inputs": [
-            {"name": "a", "shape": [2, 3], "datatype": "FP32", "parameters": {"binary_data_size": a.nbytes}},
-            {"name": "b", "shape": [1], "datatype": "INT64", "parameters": {"binary_data_size": b.nbytes}},
-        ]},
-        a.tobytes(), b.tobytes(),
+        {
+            "inputs": [
+                {"name": "a", "shape": [2, 3], "datatype": "FP32", "parameters": {"binary_data_size": a.nbytes}},
+                {"name": "b", "shape": [1], "datatype": "INT64", "parameters": {"binary_data_size": b.nbytes}},
+            ]
+        },
+        a.tobytes(),
+        b.tobytes(),
     )
     request = decode_request("m", 2, body, length)
     np.testing.assert_array_equal(request.inputs["a"], a.reshape(2, 3))
@@ -47,7 +59,8 @@ def test_bytes_elements_carry_length_prefixes():
     packed = pack_bytes(strings)
     assert packed[:4] == (10).to_bytes(4, "little")
     body, length = binary_body(
-        {"inputs": [{"name": "s", "shape": [3], "datatype": "BYTES", "parameters": {"binary_data_size": len(packed)}}]}, packed
+        {"inputs": [{"name": "s", "shape": [3], "datatype": "BYTES", "parameters": {"binary_data_size": len(packed)}}]},
+        packed,
     )
     assert list(decode_request("m", None, body, length).inputs["s"]) == [b"String_123", b"", b"zebra"]
 
@@ -60,9 +73,12 @@ def test_bytes_length_prefix_past_the_end_is_refused():
 def test_truncated_binary_body_names_the_tensor_and_sizes():
     a = np.ones(10, np.float32)
     body, length = binary_body(
-        {"inputs": [{"name": "a", "shape": [10], "datatype": "FP32", "parameters": {"binary_data_size": 40}}]}, a.tobytes()
+        {"inputs": [{"name": "a", "shape": [10], "datatype": "FP32", "parameters": {"binary_data_size": 40}}]},
+        a.tobytes(),
     )
-    with pytest.raises(InvalidContentSize, match="input 'a' declares binary_data_size 40, but only 36 bytes remain") as caught:
+    with pytest.raises(
+        InvalidContentSize, match="input 'a' declares binary_data_size 40, but only 36 bytes remain"
+    ) as caught:
         decode_request("m", None, body[:-4], length)
     assert http_status(caught.value) == 400
 
@@ -97,9 +113,21 @@ def test_header_length_beyond_the_body():
         (b'{"inputs": []}', MalformedRequest, "'inputs' is empty"),
         (b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP32"}]}', MalformedRequest, "neither 'data'"),
         (b'{"inputs": [{"name": "a", "shape": [-1], "datatype": "FP32", "data": [1]}]}', InvalidShape, "non-negative"),
-        (b'{"inputs": [{"name": "a", "shape": [2], "datatype": "FP32", "data": [1]}]}', InvalidContentSize, "1 values given; expected 2"),
-        (b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP33", "data": [1]}]}', Exception, "unknown datatype 'FP33'"),
-        (b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": ["x"]}]}', MalformedRequest, "does not convert"),
+        (
+            b'{"inputs": [{"name": "a", "shape": [2], "datatype": "FP32", "data": [1]}]}',
+            InvalidContentSize,
+            "1 values given; expected 2",
+        ),
+        (
+            b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP33", "data": [1]}]}',
+            Exception,
+            "unknown datatype 'FP33'",
+        ),
+        (
+            b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": ["x"]}]}',
+            MalformedRequest,
+            "does not convert",
+        ),
     ],
 )
 def test_malformed_requests_say_what_is_wrong(body, error, text):
@@ -123,7 +151,9 @@ def test_versions_in_urls_are_positive_integers():
 
 def test_response_mixes_json_and_binary_outputs():
     outputs = {"a": np.arange(3, dtype=np.float32), "s": np.array([b"hi", b"there"], dtype=object)}
-    request = InferRequest("m", None, {}, outputs=[RequestedOutput("a", binary=True), RequestedOutput("s", binary=False)])
+    request = InferRequest(
+        "m", None, {}, outputs=[RequestedOutput("a", binary=True), RequestedOutput("s", binary=False)]
+    )
     body, headers = encode_response(InferResponse("m", 1, outputs, id="x"), request)
     length = int(headers["inference-header-content-length"])
     header = json.loads(body[:length])
@@ -134,7 +164,9 @@ def test_response_mixes_json_and_binary_outputs():
 
 
 def test_response_is_plain_json_without_binary_outputs():
-    body, headers = encode_response(InferResponse("m", 2, {"a": np.ones((1, 2), np.float16)}), InferRequest("m", None, {}))
+    body, headers = encode_response(
+        InferResponse("m", 2, {"a": np.ones((1, 2), np.float16)}), InferRequest("m", None, {})
+    )
     assert headers == {"content-type": "application/json"}
     assert json.loads(body)["outputs"] == [{"name": "a", "datatype": "FP16", "shape": [1, 2], "data": [1.0, 1.0]}]
 

@@ -1,4 +1,5 @@
 """The loader actor's body without Ray: forwarding, long-poll, background polling, creation options."""
+
 from __future__ import annotations
 
 import asyncio
@@ -6,13 +7,10 @@ import time
 
 import pytest
 
-from tests.unit._loaders_support import (  # noqa: F401 (fixtures)
-    AVAILABLE, END_OK, _dummy_template, clock, disable, dummy, model_spec, sample_spec,
-    write_recording_loader,
-)
 from loaders import actor as actor_module
 from loaders.actor import LoaderActor, LoaderService, get_or_create_loader_actor
 from loaders.specs import LoaderSpec
+from tests.unit._loaders_support import AVAILABLE, END_OK, disable, model_spec, sample_spec, write_recording_loader
 
 
 def by_version(statuses) -> dict[int, tuple[str, str]]:
@@ -99,8 +97,13 @@ def test_get_or_create_uses_a_named_detached_actor(monkeypatch):
     monkeypatch.setattr(actor_module, "LoaderActor", FakeActorClass())
     assert get_or_create_loader_actor([], [], 2.0) == "handle"
     assert calls == [
-        {"name": "rayvino-loader", "namespace": "rayvino", "lifetime": "detached", "get_if_exists": True,
-         "resources": {"node:__internal_head__": 0.001}},  # on the head node, as Serve's controller
+        {
+            "name": "rayvino-loader",
+            "namespace": "rayvino",
+            "lifetime": "detached",
+            "get_if_exists": True,
+            "resources": {"node:__internal_head__": 0.001},
+        },  # on the head node, as Serve's controller
         ([], [], 2.0, time.time, 0.0),
     ]
 

@@ -1,5 +1,6 @@
 """Two-phase unloads: a leaving version is drained by every live replica before it is unloaded,
 so a transition seen from outside is never contradicted by a stale replica."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,9 +9,15 @@ from loaders import actor as actor_module
 from loaders.actor import LoaderService
 from loaders.manager import LoaderManager
 from loaders.specs import LoaderSpec
-from tests.unit._loaders_support import (  # noqa: F401 (fixtures)
-    AVAILABLE, END_OK, _dummy_template, clock, disable, dummy, hook_calls, model_spec, states,
-    sample_spec, write_recording_loader,
+from tests.unit._loaders_support import (
+    AVAILABLE,
+    END_OK,
+    disable,
+    hook_calls,
+    model_spec,
+    sample_spec,
+    states,
+    write_recording_loader,
 )
 
 
@@ -105,8 +112,13 @@ def test_the_actor_ends_once_every_replica_has_left(dummy, clock, tmp_path, monk
     monkeypatch.setattr(actor_module, "REPLICA_GRACE_SECONDS", 0.0)
 
     async def scenario():
-        service = _Ending([recording(tmp_path)], [model_spec(dummy, loader="rec")], poll_wait_seconds=0,
-                          clock=clock, idle_shutdown_seconds=0.01)
+        service = _Ending(
+            [recording(tmp_path)],
+            [model_spec(dummy, loader="rec")],
+            poll_wait_seconds=0,
+            clock=clock,
+            idle_shutdown_seconds=0.01,
+        )
         loader = service._manager.loader("rec")
         assert not await service.idle_check()  # no replica ever came: not the app going away
         await service.wait_for_change("dummy", None, timeout=0, replica="r")
@@ -122,8 +134,13 @@ def test_the_actor_ends_once_every_replica_has_left(dummy, clock, tmp_path, monk
 
 def test_a_replica_coming_back_keeps_the_actor(dummy, clock, tmp_path):
     async def scenario():
-        service = _Ending([recording(tmp_path)], [model_spec(dummy, loader="rec")], poll_wait_seconds=0,
-                          clock=clock, idle_shutdown_seconds=0.01)
+        service = _Ending(
+            [recording(tmp_path)],
+            [model_spec(dummy, loader="rec")],
+            poll_wait_seconds=0,
+            clock=clock,
+            idle_shutdown_seconds=0.01,
+        )
         await service.wait_for_change("dummy", None, timeout=0, replica="old")
         await service.leave("dummy", "old")
         assert not await service.idle_check()
@@ -141,8 +158,12 @@ def test_shutdown_unloads_before_it_retires_and_deinitialises(dummy, clock, tmp_
     manager.poll()  # version 2 is draining when the app goes away
     loader = manager.loader("rec")
     manager.shutdown()
-    assert loader.calls[-4:] == [("unload_model", "dummy", 2), ("unload_model", "dummy", 1),
-                                 ("retire_model", "dummy"), ("loader_deinit",)]
+    assert loader.calls[-4:] == [
+        ("unload_model", "dummy", 2),
+        ("unload_model", "dummy", 1),
+        ("retire_model", "dummy"),
+        ("loader_deinit",),
+    ]
 
 
 def test_removing_a_model_from_the_config_unloads_before_it_retires(dummy, clock, tmp_path):
@@ -153,6 +174,5 @@ def test_removing_a_model_from_the_config_unloads_before_it_retires(dummy, clock
     manager.poll()  # version 2 is draining when a reload removes the model
     loader = manager.loader("rec")
     manager.apply([loader_spec], [])
-    assert loader.calls[-3:] == [("unload_model", "dummy", 1), ("unload_model", "dummy", 2),
-                                 ("retire_model", "dummy")]
+    assert loader.calls[-3:] == [("unload_model", "dummy", 1), ("unload_model", "dummy", 2), ("retire_model", "dummy")]
     assert {s.version: s.state.name for s in manager.statuses("dummy")} == {1: "END", 2: "END"}

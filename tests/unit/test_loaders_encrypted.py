@@ -1,4 +1,5 @@
 """The AES-256-GCM model protection loader: round trip, wrong key, tampering, key secrecy."""
+
 from __future__ import annotations
 
 import base64
@@ -10,13 +11,11 @@ import traceback
 import numpy as np
 import pytest
 
-from tests.unit._loaders_support import (  # noqa: F401 (fixtures)
-    AVAILABLE, LOADING_UNKNOWN, _dummy_template, clock, dummy, infer, states, status,
-)
 from loaders import encrypted
 from loaders.errors import ModelDecryptionFailed
 from loaders.manager import LoaderManager
 from loaders.specs import LoaderSpec, ModelSpec
+from tests.unit._loaders_support import AVAILABLE, LOADING_UNKNOWN, infer, states, status
 
 OPTIONS = {"loader_name": "enc", "model_file": "model.xml", "bin_file": "model.bin"}
 

@@ -1,18 +1,17 @@
 """The Ed25519 licence loader: expiry, renewal without restart, bad signature, unlisted model."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
-from tests.unit._loaders_support import (  # noqa: F401 (fixtures)
-    AVAILABLE, END_OK, LOADING_UNKNOWN, _dummy_template, clock, dummy, infer, model_spec, states, status,
-)
 from loaders import licence
 from loaders.manager import LoaderManager
 from loaders.specs import LoaderSpec
+from tests.unit._loaders_support import AVAILABLE, END_OK, LOADING_UNKNOWN, infer, model_spec, states, status
 
 EXPIRY = "2026-06-01"  # the fake clock starts on 2026-05-28
 
@@ -35,8 +34,19 @@ def vendor(tmp_path):
 
 def issue(vendor, models="dummy,other", until=EXPIRY, key=None) -> None:
     private, config = vendor
-    args = ["issue", "--models", models, "--until", until, "--key", str(key or private),
-            "--out", str(config / "licence.json"), "--customer", "acme"]
+    args = [
+        "issue",
+        "--models",
+        models,
+        "--until",
+        until,
+        "--key",
+        str(key or private),
+        "--out",
+        str(config / "licence.json"),
+        "--customer",
+        "acme",
+    ]
     assert licence.main(args) == 0
 
 
@@ -54,10 +64,10 @@ def test_licensed_model_is_served(manager, vendor, dummy):
 def test_expiry_then_renewal_without_restart(manager, vendor, dummy, clock):
     issue(vendor)
     manager.apply([loader_spec(vendor)], [model_spec(dummy, loader="lic")])
-    clock.now = datetime(2026, 5, 31, 23, 59, tzinfo=timezone.utc).timestamp()
+    clock.now = datetime(2026, 5, 31, 23, 59, tzinfo=UTC).timestamp()
     manager.poll()
     assert states(manager) == {1: AVAILABLE, 2: AVAILABLE}
-    clock.now = datetime(2026, 6, 1, tzinfo=timezone.utc).timestamp()
+    clock.now = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
     manager.poll()
     assert states(manager) == {1: END_OK, 2: END_OK}
     issue(vendor, until="2027-01-01")  # the customer receives a renewed licence file

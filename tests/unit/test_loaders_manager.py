@@ -1,17 +1,27 @@
 """LoaderManager's state machine, driven with a fake clock and the sample loader (no Ray)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tests.unit._loaders_support import (  # noqa: F401 (fixtures)
-    AVAILABLE, END_OK, LOADING_UNKNOWN, _dummy_template, clock, disable, dummy, hook_calls, infer,
-    model_spec, sample_spec, states, status, write_recording_loader,
-)
 from loaders.errors import CustomLoaderExists, CustomLoaderNotPresent, CustomLoaderOptionsInvalid
 from loaders.manager import LoaderManager
 from loaders.sample import SampleLoader
 from loaders.specs import LoaderSpec, ModelSpec
+from tests.unit._loaders_support import (
+    AVAILABLE,
+    END_OK,
+    LOADING_UNKNOWN,
+    disable,
+    hook_calls,
+    infer,
+    model_spec,
+    sample_spec,
+    states,
+    status,
+    write_recording_loader,
+)
 
 
 @pytest.fixture
@@ -87,8 +97,10 @@ def test_options_reach_load_model_as_one_json_string(manager, dummy, rec):
     seen = []
     manager.apply([rec], [])
     loader = manager.loader("rec")
-    loader.load_model = lambda *args: seen.append(args) or SampleLoader().read_model(
-        "dummy", str(dummy), 1, {"model_file": "model.xml", "bin_file": "model.bin"})
+    loader.load_model = lambda *args: (
+        seen.append(args)
+        or SampleLoader().read_model("dummy", str(dummy), 1, {"model_file": "model.xml", "bin_file": "model.bin"})
+    )
     manager.apply([rec], [ModelSpec("dummy", str(dummy), (1,), {"loader_name": "rec", "x": "1"})])
     assert seen == [("dummy", str(dummy), 1, '{"loader_name":"rec","x":"1"}')]
 
@@ -110,7 +122,10 @@ def test_blacklist_gives_end_then_revoke_gives_available(manager, dummy):
     manager.poll()
     assert states(manager) == {1: END_OK, 2: AVAILABLE}
     assert status(manager, 1).to_ovms() == {
-        "version": "1", "state": "END", "status": {"error_code": "OK", "error_message": "OK"}}
+        "version": "1",
+        "state": "END",
+        "status": {"error_code": "OK", "error_message": "OK"},
+    }
     assert manager.buffers("dummy", 1) is None
     manager.poll()
     assert states(manager) == {1: END_OK, 2: AVAILABLE}
@@ -190,8 +205,7 @@ def test_model_removed_from_config_is_retired_and_shows_end(manager, dummy, rec)
     loader = manager.loader("rec")
     manager.apply([rec], [])
     assert states(manager) == {1: END_OK, 2: END_OK}
-    assert loader.calls[-3:] == [("unload_model", "dummy", 1), ("unload_model", "dummy", 2),
-                                 ("retire_model", "dummy")]
+    assert loader.calls[-3:] == [("unload_model", "dummy", 1), ("unload_model", "dummy", 2), ("retire_model", "dummy")]
     manager.apply([rec], [model_spec(dummy, loader="rec")])  # and it can come back
     assert states(manager) == {1: AVAILABLE, 2: AVAILABLE}
 
@@ -222,8 +236,12 @@ def test_loader_deinit_when_it_leaves_the_config(manager, dummy, rec):
     loader = manager.loader("rec")
     errors = manager.apply([sample_spec()], [model_spec(dummy, loader="rec")])
     assert [type(e) for e in errors] == [CustomLoaderNotPresent]
-    assert loader.calls[-4:] == [("unload_model", "dummy", 1), ("unload_model", "dummy", 2),
-                                 ("retire_model", "dummy"), ("loader_deinit",)]
+    assert loader.calls[-4:] == [
+        ("unload_model", "dummy", 1),
+        ("unload_model", "dummy", 2),
+        ("retire_model", "dummy"),
+        ("loader_deinit",),
+    ]
     assert manager.loader_names() == ["sample"]
     assert states(manager) == {1: LOADING_UNKNOWN, 2: LOADING_UNKNOWN}
 
@@ -238,12 +256,14 @@ def test_loader_deinit_on_shutdown(manager, dummy, rec):
 
 def test_failing_loader_init_is_reported_in_status(manager, dummy, tmp_path):
     (tmp_path / "bad.py").write_text(
-        "from loaders.base import Loader\n"
+        "from loaders import Loader\n"
         "class Bad(Loader):\n"
         "    def loader_init(self, cfg):\n"
-        "        raise RuntimeError('no licence server')\n")
-    errors = manager.apply([LoaderSpec("bad", "bad.py", config_dir=str(tmp_path))],
-                           [model_spec(dummy, loader="bad", versions=(1,))])
+        "        raise RuntimeError('no licence server')\n"
+    )
+    errors = manager.apply(
+        [LoaderSpec("bad", "bad.py", config_dir=str(tmp_path))], [model_spec(dummy, loader="bad", versions=(1,))]
+    )
     assert [e.code for e in errors] == ["CUSTOM_LOADER_INIT_FAILED"]
     assert states(manager) == {1: LOADING_UNKNOWN}
     assert "no licence server" in status(manager, 1).error_message

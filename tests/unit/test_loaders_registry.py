@@ -1,4 +1,5 @@
 """Resolving library_path to a Loader class."""
+
 from __future__ import annotations
 
 import json
@@ -7,17 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit._loaders_support import (  # noqa: F401 (fixtures)
-    AVAILABLE, END_OK, _dummy_template, clock, dummy, states,
-)
 from loaders.errors import CustomLoaderLibraryInvalid, CustomLoaderLibraryLoadFailed
-from loaders.registry import resolve_loader_class
 from loaders.manager import LoaderManager
+from loaders.registry import resolve_loader_class
 from loaders.sample import SampleLoader
 from loaders.specs import LoaderSpec, ModelSpec
+from tests.unit._loaders_support import AVAILABLE, END_OK, states
 
 TWO = (
-    "from loaders.base import Loader\n"
+    "from loaders import Loader\n"
     "from loaders.sample import SampleLoader\n"  # imported, so it does not count
     "class A(Loader): pass\n"
     "class B(SampleLoader): pass\n"
@@ -84,8 +83,10 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "loaders" / "examples"
 
 def test_example_config_names_resolvable_loaders():
     config = json.loads((EXAMPLES / "config.json").read_text())
-    names = [resolve_loader_class(e["config"]["library_path"], EXAMPLES).__name__
-             for e in config["custom_loader_config_list"]]
+    names = [
+        resolve_loader_class(e["config"]["library_path"], EXAMPLES).__name__
+        for e in config["custom_loader_config_list"]
+    ]
     assert names == ["SampleLoader", "BlockListLoader", "EncryptedLoader", "LicenceLoader"]
 
 

@@ -1,4 +1,5 @@
 """The sample loader: model types and the timed unload/reload on a fake clock."""
+
 from __future__ import annotations
 
 import pickle
@@ -7,13 +8,19 @@ import numpy as np
 import openvino as ov
 import pytest
 
-from tests.unit._loaders_support import (  # noqa: F401 (fixtures)
-    AVAILABLE, END_OK, LOADING_UNKNOWN, _dummy_template, clock, dummy, infer, model_spec,
-    sample_spec, states, status,
-)
 from loaders.base import LoaderStatus, ModelBuffers
 from loaders.manager import LoaderManager
 from loaders.specs import ModelSpec
+from tests.unit._loaders_support import (
+    AVAILABLE,
+    END_OK,
+    LOADING_UNKNOWN,
+    infer,
+    model_spec,
+    sample_spec,
+    states,
+    status,
+)
 
 
 @pytest.fixture
@@ -53,13 +60,16 @@ def test_disabled_unload_does_not_start_the_reload_timer(manager, clock, dummy):
     assert states(manager) == {1: AVAILABLE}
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"unload_after_seconds": "10"}, "must be given together"),
-    ({"unload_after_seconds": "ten", "reload_after_seconds": "5"}, "numbers of seconds"),
-    ({"model_file": "model.bin"}, "must end with .xml"),
-    ({"model_file": "../1/model.xml"}, "plain name"),
-    ({"bin_file": ""}, "needs 'bin_file'"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"unload_after_seconds": "10"}, "must be given together"),
+        ({"unload_after_seconds": "ten", "reload_after_seconds": "5"}, "numbers of seconds"),
+        ({"model_file": "model.bin"}, "must end with .xml"),
+        ({"model_file": "../1/model.xml"}, "plain name"),
+        ({"bin_file": ""}, "needs 'bin_file'"),
+    ],
+)
 def test_bad_options_give_loading_unknown(manager, dummy, options, message):
     manager.apply([sample_spec()], [model_spec(dummy, versions=(1,), **options)])
     assert states(manager) == {1: LOADING_UNKNOWN}
@@ -74,7 +84,10 @@ def test_onnx_model_is_read_whole(manager, dummy, tmp_path):
     manager.apply([sample_spec()], [spec])
     buffers = manager.buffers("m", 1)
     assert (buffers.model_type, buffers.model, buffers.weights) == (
-        LoaderStatus.MODEL_TYPE_ONNX, b"not really onnx", None)
+        LoaderStatus.MODEL_TYPE_ONNX,
+        b"not really onnx",
+        None,
+    )
 
 
 def test_buffers_pickle_and_hide_bytes_in_repr(manager, dummy):

@@ -1,4 +1,5 @@
 """Lifecycle logs reach a replica's stderr at INFO, once, whatever Python's defaults."""
+
 from __future__ import annotations
 
 import logging
@@ -11,8 +12,10 @@ from app.logs import LOGGERS, show_lifecycle_logs
 @pytest.fixture
 def fresh_loggers():
     """Our loggers as Python leaves them, and put back afterwards (pytest's capture relies on them)."""
-    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level,
-                    logging.getLogger(name).propagate) for name in LOGGERS}
+    saved = {
+        name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level, logging.getLogger(name).propagate)
+        for name in LOGGERS
+    }
     yield
     for name, (handlers, level, propagate) in saved.items():
         logger = logging.getLogger(name)

@@ -1,4 +1,5 @@
 """OVMS's Prometheus metrics on GET /metrics, counted by the REST app over in-process models."""
+
 from __future__ import annotations
 
 import re
@@ -18,8 +19,13 @@ GOOD = {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": [
 
 def app_over_dummy(tmp_path, metrics: ServingMetrics | None) -> TestClient:
     factory.write_dummy(tmp_path / "dummy", [1, 2])
-    config = parse_config({"model_config_list": [{"config": {
-        "name": "dummy", "base_path": str(tmp_path / "dummy"), "model_version_policy": {"all": {}}}}]})
+    config = parse_config(
+        {
+            "model_config_list": [
+                {"config": {"name": "dummy", "base_path": str(tmp_path / "dummy"), "model_version_policy": {"all": {}}}}
+            ]
+        }
+    )
     model = ModelServable(config.models[0])
     model.load()
     return TestClient(build_rest_app(DataPlane({"dummy": LocalServable(model)}), metrics=metrics))

@@ -6,7 +6,16 @@ import openvino.opset13 as ops
 import pytest
 
 from app.config import parse_config
-from app.errors import InferenceFailed, InvalidOutput, InvalidPrecision, InvalidShape, MissingInput, ModelVersionNotFound, ModelVersionNotLoadedYet, UnexpectedInput
+from app.errors import (
+    InferenceFailed,
+    InvalidOutput,
+    InvalidPrecision,
+    InvalidShape,
+    MissingInput,
+    ModelVersionNotFound,
+    ModelVersionNotLoadedYet,
+    UnexpectedInput,
+)
 from app.inference import InferRequest, RequestedOutput
 from app.model import ModelServable
 from app.status import ErrorCode, ModelVersionState
@@ -134,19 +143,24 @@ def test_metadata_lists_tensors_and_versions(tmp_path):
     model.load()
     meta = model.metadata(1)
     assert meta["versions"] == ["1"] and meta["platform"] == "OpenVINO"
-    assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}, {"name": "k", "datatype": "INT32", "shape": [1]}]
+    assert meta["inputs"] == [
+        {"name": "x", "datatype": "FP32", "shape": [-1, 3]},
+        {"name": "k", "datatype": "INT32", "shape": [1]},
+    ]
     assert [o["name"] for o in meta["outputs"]] == ["sum", "double"]
 
 
 def test_a_failing_inference_raises_and_gives_its_infer_request_back(tmp_path):
     # OpenVINO skips its completion callback when an inference fails: the request must still end,
-    # and free its infer request. x [?,?] passes the input checks, but only 4 columns multiply.
-    x = ops.parameter(ov.PartialShape([-1, -1]), ov.Type.f32, name="x")
-    y = ops.matmul(x, np.ones((4, 2), np.float32), False, False)
+    # and free its infer request. x [?] passes the input checks, but only 6 values reshape to
+    # [2,3]: the element count is checked by shape inference on every CPU, whatever its kernels.
+    x = ops.parameter(ov.PartialShape([-1]), ov.Type.f32, name="x")
+    y = ops.reshape(x, ops.constant(np.array([2, 3], np.int64)), False)
     y.output(0).get_tensor().set_names({"y"})
-    factory.save(ov.Model([y], [x], "matmul"), tmp_path / "matmul" / "1")
-    model = servable(tmp_path / "matmul", nireq=1)
+    factory.save(ov.Model([y], [x], "reshape"), tmp_path / "reshape" / "1")
+    model = servable(tmp_path / "reshape", nireq=1)
     with pytest.raises(InferenceFailed, match="Inference failed - version 1: "):
-        asyncio.run(model.infer(InferRequest("dummy", None, {"x": np.ones((1, 5), np.float32)})))
-    response = asyncio.run(model.infer(InferRequest("dummy", None, {"x": np.ones((1, 4), np.float32)})))
-    np.testing.assert_array_equal(response.outputs["y"], np.full((1, 2), 4, np.float32))
+        asyncio.run(model.infer(InferRequest("dummy", None, {"x": np.ones(5, np.float32)})))
+    six = np.arange(6, dtype=np.float32)
+    response = asyncio.run(model.infer(InferRequest("dummy", None, {"x": six})))
+    np.testing.assert_array_equal(response.outputs["y"], six.reshape(2, 3))

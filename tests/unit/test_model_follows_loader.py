@@ -1,4 +1,5 @@
 """A loader-backed model in one replica follows the loader manager's snapshots (no Ray)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,9 +12,7 @@ from app.errors import ModelVersionNotLoadedAnymore, ModelVersionNotLoadedYet
 from app.inference import InferRequest
 from app.model import ModelServable
 from loaders.manager import LoaderManager
-from tests.unit._loaders_support import (  # noqa: F401 (fixtures)
-    IR_OPTIONS, _dummy_template, clock, disable, dummy, model_spec, sample_spec,
-)
+from tests.unit._loaders_support import IR_OPTIONS, disable, model_spec, sample_spec
 
 
 @pytest.fixture
@@ -21,9 +20,20 @@ def setup(dummy, clock):
     manager = LoaderManager(clock, gate_unloads=True)
     manager.apply([sample_spec()], [model_spec(dummy)])
     options = {"loader_name": "sample", **IR_OPTIONS}
-    config = parse_config({"model_config_list": [{"config": {
-        "name": "dummy", "base_path": str(dummy), "custom_loader_options": options,
-        "model_version_policy": {"all": {}}}}]})
+    config = parse_config(
+        {
+            "model_config_list": [
+                {
+                    "config": {
+                        "name": "dummy",
+                        "base_path": str(dummy),
+                        "custom_loader_options": options,
+                        "model_version_policy": {"all": {}},
+                    }
+                }
+            ]
+        }
+    )
     return manager, ModelServable(config.models[0])
 
 

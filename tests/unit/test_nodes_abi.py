@@ -1,4 +1,5 @@
 """The cffi boundary: the header as cdef, and opening libraries."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,11 +13,22 @@ from tests.unit._nodes_support import compile_c_node
 
 
 def test_strip_drops_preprocessor_lines_and_extern_c_guard():
-    header = "\n".join([
-        "#pragma once", "#include <stdint.h>", "struct S {", "    int a;", "};",
-        "#ifdef __cplusplus", 'extern "C" {', "#endif", "int f(struct S* s);",
-        "#ifdef __cplusplus", "}", "#endif",
-    ])
+    header = "\n".join(
+        [
+            "#pragma once",
+            "#include <stdint.h>",
+            "struct S {",
+            "    int a;",
+            "};",
+            "#ifdef __cplusplus",
+            'extern "C" {',
+            "#endif",
+            "int f(struct S* s);",
+            "#ifdef __cplusplus",
+            "}",
+            "#endif",
+        ]
+    )
     assert cdef_from_header(header).split() == ["struct", "S", "{", "int", "a;", "};", "int", "f(struct", "S*", "s);"]
 
 
@@ -41,8 +53,10 @@ def test_the_shipped_header_is_accepted_by_cdef_and_keeps_ovms_layout():
 
 def test_header_compiles_as_c_and_as_cpp(tmp_path: Path):
     source = tmp_path / "use.c"
-    source.write_text('#include "custom_node_interface.h"\n#include "custom_node_interface.h"\n'
-                      "int release(void* p, void* m) { return 0; }\n")
+    source.write_text(
+        '#include "custom_node_interface.h"\n#include "custom_node_interface.h"\n'
+        "int release(void* p, void* m) { return 0; }\n"
+    )
     compile_c_node(source, tmp_path / "use.so")
     cpp = tmp_path / "use.cpp"
     cpp.write_text(source.read_text())

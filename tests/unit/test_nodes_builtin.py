@@ -1,4 +1,5 @@
 """Built-in nodes on real images: the astronaut's face, and PP-OCRv4 on skimage's page.png."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,6 +27,7 @@ def hwc(tensor: np.ndarray) -> np.ndarray:
 
 # --- add_one ---------------------------------------------------------------------------------
 
+
 def test_add_one_defaults_and_params(builtin_libraries):
     numbers = np.arange(10, dtype=np.float32).reshape(1, 10)
     np.testing.assert_array_equal(builtin("add_one", {}).run({"input_numbers": numbers})["output_numbers"], numbers + 1)
@@ -38,13 +40,23 @@ def test_add_one_defaults_and_params(builtin_libraries):
 
 # --- image_transformation --------------------------------------------------------------------
 
+
 def test_image_transformation_matches_opencv(builtin_libraries, astronaut_bgr):
-    params = {"original_image_layout": "NCHW", "target_image_layout": "NHWC", "target_image_width": "320",
-              "target_image_height": "200", "original_image_color_order": "BGR", "target_image_color_order": "RGB",
-              "mean_values": "[123.675,116.28,103.53]", "scale_values": "[58.395,57.12,57.375]"}
+    params = {
+        "original_image_layout": "NCHW",
+        "target_image_layout": "NHWC",
+        "target_image_width": "320",
+        "target_image_height": "200",
+        "original_image_color_order": "BGR",
+        "target_image_color_order": "RGB",
+        "mean_values": "[123.675,116.28,103.53]",
+        "scale_values": "[58.395,57.12,57.375]",
+    }
     node = builtin("image_transformation", params)
     out = node.run({"image": astronaut_bgr})["image"]
-    expected = cv2.resize(cv2.cvtColor(hwc(astronaut_bgr), cv2.COLOR_BGR2RGB), (320, 200), interpolation=cv2.INTER_LINEAR)
+    expected = cv2.resize(
+        cv2.cvtColor(hwc(astronaut_bgr), cv2.COLOR_BGR2RGB), (320, 200), interpolation=cv2.INTER_LINEAR
+    )
     expected = (expected - [123.675, 116.28, 103.53]) / [58.395, 57.12, 57.375]
     assert out.shape == (1, 200, 320, 3)
     np.testing.assert_allclose(out[0], expected, atol=1e-3)
@@ -52,8 +64,9 @@ def test_image_transformation_matches_opencv(builtin_libraries, astronaut_bgr):
 
 
 def test_image_transformation_to_gray_with_scale(builtin_libraries, astronaut_bgr):
-    node = builtin("image_transformation", {"original_image_layout": "NCHW", "target_image_color_order": "GRAY",
-                                            "scale": "255"})
+    node = builtin(
+        "image_transformation", {"original_image_layout": "NCHW", "target_image_color_order": "GRAY", "scale": "255"}
+    )
     out = node.run({"image": astronaut_bgr})["image"]
     expected = cv2.cvtColor(hwc(astronaut_bgr), cv2.COLOR_BGR2GRAY) / 255
     assert out.shape == (1, 1, 512, 512)
@@ -68,16 +81,22 @@ def test_image_transformation_requires_the_original_layout(builtin_libraries, as
 
 # --- model_zoo_intel_object_detection ---------------------------------------------------------
 
-DETECTION_PARAMS = {"target_image_width": "64", "target_image_height": "64", "confidence_threshold": "0.5",
-                    "original_image_width": "512", "original_image_height": "512"}
+DETECTION_PARAMS = {
+    "target_image_width": "64",
+    "target_image_height": "64",
+    "confidence_threshold": "0.5",
+    "original_image_width": "512",
+    "original_image_height": "512",
+}
 
 
 def test_object_detection_crops_the_astronauts_face(builtin_libraries, astronaut_bgr):
     detection = face_detection()
     detection[0, 0, 2] = [0, 1, 0.99, 0, 0, 1, 1]  # after the -1 row: must be ignored
     node = builtin("model_zoo_intel_object_detection", DETECTION_PARAMS)
-    out = node.run({"image": astronaut_bgr, "detection": detection},
-                   outputs=["images", "coordinates", "confidences", "label_ids"])
+    out = node.run(
+        {"image": astronaut_bgr, "detection": detection}, outputs=["images", "coordinates", "confidences", "label_ids"]
+    )
     assert out["images"].shape == (1, 1, 3, 64, 64)
     x0, y0, x1, y1 = ASTRONAUT_FACE
     expected = cv2.resize(hwc(astronaut_bgr)[y0:y1, x0:x1], (64, 64), interpolation=cv2.INTER_LINEAR)
@@ -87,11 +106,14 @@ def test_object_detection_crops_the_astronauts_face(builtin_libraries, astronaut
     assert out["label_ids"].dtype == np.int32 and out["label_ids"].tolist() == [[[1]]]
 
 
-@pytest.mark.parametrize("params, count", [
-    ({"confidence_threshold": "0.95"}, 0),
-    ({"filter_label_id": "2"}, 1),
-    ({"max_output_batch": "2"}, 2),
-])
+@pytest.mark.parametrize(
+    "params, count",
+    [
+        ({"confidence_threshold": "0.95"}, 0),
+        ({"filter_label_id": "2"}, 1),
+        ({"max_output_batch": "2"}, 2),
+    ],
+)
 def test_object_detection_filters(builtin_libraries, astronaut_bgr, params, count):
     detection = face_detection(rows=5)
     detection[0, 0, 1] = [0, 2, 0.6, 0.1, 0.1, 0.3, 0.3]
@@ -106,12 +128,15 @@ def test_object_detection_filters(builtin_libraries, astronaut_bgr, params, coun
 
 def test_object_detection_metadata(builtin_libraries):
     node = builtin("model_zoo_intel_object_detection", DETECTION_PARAMS)
-    assert node.inputs_info() == [TensorInfo("image", "FP32", (1, 3, 512, 512)),
-                                  TensorInfo("detection", "FP32", (1, 1, -1, 7))]
+    assert node.inputs_info() == [
+        TensorInfo("image", "FP32", (1, 3, 512, 512)),
+        TensorInfo("detection", "FP32", (1, 1, -1, 7)),
+    ]
     assert [i.shape for i in node.outputs_info()] == [(-1, 1, 3, 64, 64), (-1, 1, 4), (-1, 1, 1), (-1, 1, 1)]
 
 
 # --- face_blur -------------------------------------------------------------------------------
+
 
 def test_face_blur_blurs_only_the_face(astronaut_bgr):
     node = builtin("face_blur", {"gaussian_blur_kernel_size": "21"})
@@ -131,13 +156,21 @@ def test_face_blur_needs_an_odd_kernel_size(params):
 
 
 def test_face_blur_resizes_and_changes_layout(astronaut_bgr):
-    node = builtin("face_blur", {"gaussian_blur_kernel_size": "5", "target_image_width": "100",
-                                 "target_image_height": "50", "target_image_layout": "NHWC"})
+    node = builtin(
+        "face_blur",
+        {
+            "gaussian_blur_kernel_size": "5",
+            "target_image_width": "100",
+            "target_image_height": "50",
+            "target_image_layout": "NHWC",
+        },
+    )
     assert node.run({"image": astronaut_bgr, "detection": face_detection()})["image"].shape == (1, 50, 100, 3)
     assert node.outputs_info() == [TensorInfo("image", "FP32", (1, 50, 100, 3))]
 
 
 # --- PP-OCRv4: text-box crops and CTC decoding -------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def page_ocr(ocr_models, page_bgr):
@@ -149,7 +182,9 @@ def page_ocr(ocr_models, page_bgr):
     height, width = (-(-s // 32) * 32 for s in image.shape[:2])  # PaddleOCR: max side 960, multiples of 32
     # PaddleOCR's predict_det normalisation (ImageNet mean/std) and DB post-processing without dilation.
     x = (cv2.resize(image, (width, height)) / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
-    probability = core.compile_model(str(ocr_models["det"]), "CPU")(x.transpose(2, 0, 1)[np.newaxis].astype(np.float32))[0]
+    probability = core.compile_model(str(ocr_models["det"]), "CPU")(
+        x.transpose(2, 0, 1)[np.newaxis].astype(np.float32)
+    )[0]
     crops = builtin("ppocr_text_crops", {"dilate": "false"}).run({"image": page_bgr, "probability_map": probability})
     scores = core.compile_model(str(ocr_models["rec"]), "CPU")(crops["text_images"][:, 0])[0]
     texts = builtin("ctc_decode", {"model_path": str(ocr_models["rec"])}).run({"scores": scores[:, np.newaxis]})

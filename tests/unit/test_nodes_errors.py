@@ -1,4 +1,5 @@
 """Node errors: HTTP status through app.errors' one table, and pickling across processes."""
+
 from __future__ import annotations
 
 import pickle

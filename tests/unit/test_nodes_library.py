@@ -1,4 +1,5 @@
 """C library nodes: lifecycle, zero-copy inputs, OVMS's output checks and exactly-once release."""
+
 from __future__ import annotations
 
 import contextlib
@@ -54,15 +55,17 @@ def test_a_fixed_demultiplexer_and_a_gather_node(c_nodes):
     factors = np.array([[1, 2, 3, 4]], np.float32)
     ops = node(c_nodes["perform_different_operations"]).execute({"input_numbers": NUMBERS, "op_factors": factors})
     assert ops["different_ops_results"].shape == (4, 1, 10)
-    np.testing.assert_allclose(ops["different_ops_results"][:, 0],
-                               [NUMBERS[0] + 1, NUMBERS[0] - 2, NUMBERS[0] * 3, NUMBERS[0] / 4])
+    np.testing.assert_allclose(
+        ops["different_ops_results"][:, 0], [NUMBERS[0] + 1, NUMBERS[0] - 2, NUMBERS[0] * 3, NUMBERS[0] / 4]
+    )
     np.testing.assert_array_equal(ops["different_ops_factors"], np.broadcast_to(factors, (4, 1, 4)))
     gather = node(c_nodes["choose_maximum"], {"selection_criteria": "MAXIMUM_MINIMUM"})
     chosen = gather.execute({"input_tensors": ops["different_ops_results"]})["maximum_tensor"]
     np.testing.assert_allclose(chosen, NUMBERS + 1)  # minimums 1, -2, 0, 0: "add" wins
     maximum = node(c_nodes["choose_maximum"], {"selection_criteria": "MAXIMUM_MAXIMUM"})
-    np.testing.assert_allclose(maximum.execute({"input_tensors": ops["different_ops_results"]})["maximum_tensor"],
-                               NUMBERS * 3)  # maximums 10, 7, 27, 2.25
+    np.testing.assert_allclose(
+        maximum.execute({"input_tensors": ops["different_ops_results"]})["maximum_tensor"], NUMBERS * 3
+    )  # maximums 10, 7, 27, 2.25
 
 
 @pytest.mark.parametrize("copies", [0, 1, 3])
@@ -168,20 +171,26 @@ def test_a_requested_output_not_produced_is_named(c_nodes, counts):
 
 # --- metadata --------------------------------------------------------------------------------
 
+
 def test_metadata_releases_each_dims_then_the_info_array(c_nodes, counts):
     counting = node(c_nodes["counting"])
-    assert counting.outputs_info() == [TensorInfo("output_numbers", "FP32", (1, -1)),
-                                       TensorInfo("output_ids", "INT32", (1, -1))]
+    assert counting.outputs_info() == [
+        TensorInfo("output_numbers", "FP32", (1, -1)),
+        TensorInfo("output_ids", "INT32", (1, -1)),
+    ]
     counting.inputs_info()
     stats = counts()
     assert (stats["info"], stats["release"], stats["outstanding"], stats["unknown_release"]) == (2, 5, 0, 0)
 
 
-@pytest.mark.parametrize("fault, message, releases", [
-    ("fail_metadata", "getInputsInfo returned 1", 0),
-    ("null_info", "null info array", 0),
-    ("zero_info_count", "infoCount 0", 1),
-])
+@pytest.mark.parametrize(
+    "fault, message, releases",
+    [
+        ("fail_metadata", "getInputsInfo returned 1", 0),
+        ("null_info", "null info array", 0),
+        ("zero_info_count", "infoCount 0", 1),
+    ],
+)
 def test_metadata_faults(c_nodes, counts, fault, message, releases):
     with pytest.raises(NodeMetadataFailed, match=message):
         node(c_nodes["counting"], {"fault": fault}).inputs_info()
@@ -189,6 +198,7 @@ def test_metadata_faults(c_nodes, counts, fault, message, releases):
 
 
 # --- lifecycle -------------------------------------------------------------------------------
+
 
 def test_initialize_failure_is_named_and_the_node_stays_unusable(c_nodes):
     mock = LibraryNode(c_nodes["mock"], name="mock")
@@ -238,8 +248,10 @@ def test_the_segfault_library_echoes_other_values(c_nodes):
 
 
 def test_the_segfault_library_kills_its_process_on_13(c_nodes):
-    code = ("import numpy as np; from nodes.library import LibraryNode; "
-            f"n = LibraryNode({str(c_nodes['segfault'])!r}); n.initialize({{}}); "
-            "n.execute({'input_numbers': np.full((1, 10), 13, np.float32)})")
+    code = (
+        "import numpy as np; from nodes.library import LibraryNode; "
+        f"n = LibraryNode({str(c_nodes['segfault'])!r}); n.initialize({{}}); "
+        "n.execute({'input_numbers': np.full((1, 10), 13, np.float32)})"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert result.returncode == -11  # SIGSEGV

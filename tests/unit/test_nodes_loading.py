@@ -1,17 +1,18 @@
 """load_node_class: every base_path form, its errors, and Python nodes through the Node contract."""
+
 from __future__ import annotations
 
 import contextlib
 import pickle
-import threading
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from app.tensors import TensorInfo
-from nodes import LibraryNode, Node, load_node_class
+from nodes.base import Node
 from nodes.errors import (
     NodeLibraryOpenFailed,
     NodeLibrarySymbolMissing,
@@ -20,6 +21,8 @@ from nodes.errors import (
     NodeOutputsCorrupted,
     NodePathInvalid,
 )
+from nodes.library import LibraryNode
+from nodes.loading import load_node_class
 
 PYTHON_NODE = '''
 import numpy as np
@@ -106,15 +109,18 @@ def test_a_python_file_with_two_node_classes_must_name_one(config_dir):
     assert load_node_class("two.py:Other", config_dir)().node_name == "Other"
 
 
-@pytest.mark.parametrize("base_path, message", [
-    ("missing.py", "no such file"),
-    ("doubler.py:Nope", "cannot import it"),
-    ("tests.unit.test_nodes_loading:NotANode", "not a subclass of nodes.Node"),
-    ("no_such_package.module:Class", "cannot import it: ModuleNotFoundError"),
-    ("builtin:nope", "unknown built-in 'nope'; built-ins are add_one, ctc_decode, face_blur"),
-    ("just-a-name", "expected a C library path ending in .so"),
-    ("lib/libadd_sub.so:Class", "a C library takes no ':Class'"),
-])
+@pytest.mark.parametrize(
+    "base_path, message",
+    [
+        ("missing.py", "no such file"),
+        ("doubler.py:Nope", "cannot import it"),
+        ("tests.unit.test_nodes_loading:NotANode", "not a subclass of nodes.Node"),
+        ("no_such_package.module:Class", "cannot import it: ModuleNotFoundError"),
+        ("builtin:nope", "unknown built-in 'nope'; built-ins are add_one, ctc_decode, face_blur"),
+        ("just-a-name", "expected a C library path ending in .so"),
+        ("lib/libadd_sub.so:Class", "a C library takes no ':Class'"),
+    ],
+)
 def test_load_errors_say_what_was_given_and_what_is_expected(config_dir, base_path, message):
     with pytest.raises(NodeLoadFailed, match=message) as error:
         load_node_class(base_path, config_dir)
@@ -147,6 +153,7 @@ def test_factories_pickle_and_rebuild_the_node(config_dir):
 
 
 # --- Python nodes go through the same contract as C ones ---------------------------------------
+
 
 def test_run_checks_python_results_like_c_ones():
     class Bad(Node):

@@ -1,4 +1,5 @@
 """ppocr_det_preprocess and ctc_decode's coordinates pass-through."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,11 +10,14 @@ from nodes.builtin.det_preprocess import DetPreprocess, detector_size
 from nodes.errors import NodeExecutionFailed, NodeInitializeFailed
 
 
-@pytest.mark.parametrize("size, limit, expected", [
-    ((191, 384), 960, (192, 384)),   # no upscaling, only rounding to the stride
-    ((1000, 3000), 960, (320, 960)),  # the longer side limited
-    ((10, 10), 960, (32, 32)),       # never below one stride
-])
+@pytest.mark.parametrize(
+    "size, limit, expected",
+    [
+        ((191, 384), 960, (192, 384)),  # no upscaling, only rounding to the stride
+        ((1000, 3000), 960, (320, 960)),  # the longer side limited
+        ((10, 10), 960, (32, 32)),  # never below one stride
+    ],
+)
 def test_detector_size(size, limit, expected):
     assert detector_size(*size, limit) == expected
 
@@ -42,7 +46,7 @@ def test_ctc_decode_carries_coordinates_beside_the_texts():
     assert [i.name for i in node.inputs_info()] == ["scores", "coordinates"]
     scores = np.zeros((2, 1, 3, 4), np.float32)
     scores[0, 0, [0, 1, 2], [1, 1, 2]] = 1  # "a", "a" (collapsed), "b"
-    scores[1, 0, :, 3] = 1                  # " ", " ", " " collapsed to one space
+    scores[1, 0, :, 3] = 1  # " ", " ", " " collapsed to one space
     boxes = np.array([[[1, 2, 3, 4]], [[5, 6, 7, 8]]], np.int32)
     out = node.run({"scores": scores, "coordinates": boxes}, ["texts_string", "coordinates"])
     assert decode_strings(out["texts_string"]) == ["ab", " "]

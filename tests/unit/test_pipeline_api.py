@@ -1,5 +1,6 @@
 """What the Ray layer and the front ends see of a pipeline: errors and their statuses, state,
 metadata, a prefetched catalog, and the Mermaid picture with its command."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,16 @@ import pytest
 
 from app.__main__ import main
 from app.errors import http_status
-from app.pipeline import CatalogError, DictCatalog, PipelineInvalid, Signature, pipeline_status, ready_definition, validate
-from app.pipeline import errors
+from app.pipeline import (
+    CatalogError,
+    DictCatalog,
+    PipelineInvalid,
+    Signature,
+    errors,
+    pipeline_status,
+    ready_definition,
+    validate,
+)
 from app.pipeline.mermaid import to_mermaid
 from app.status import ErrorCode, ModelVersionState
 from app.tensors import TensorInfo
@@ -50,8 +59,11 @@ def test_a_failed_pipeline_is_loading_failed_precondition_and_not_ready(pipeline
     with pytest.raises(PipelineInvalid) as error:
         validate(broken, pipeline_catalog)
     [status] = pipeline_status(error.value)
-    assert (status.version, status.state, status.error_code) == (1, ModelVersionState.LOADING,
-                                                                 ErrorCode.FAILED_PRECONDITION)
+    assert (status.version, status.state, status.error_code) == (
+        1,
+        ModelVersionState.LOADING,
+        ErrorCode.FAILED_PRECONDITION,
+    )
     assert "'ghost'" in status.error_message
     with pytest.raises(PipelineInvalid) as not_ready:
         ready_definition(error.value)
@@ -61,19 +73,30 @@ def test_a_failed_pipeline_is_loading_failed_precondition_and_not_ready(pipeline
 def test_a_valid_pipeline_is_available_as_version_1(pipeline_catalog):
     definition = validate(add_sub_then_dummy(), pipeline_catalog)
     assert [s.to_ovms() for s in pipeline_status(definition)] == [
-        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": "OK"}}]
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": "OK"}}
+    ]
     assert ready_definition(definition) is definition
     assert definition.metadata() == {
-        "name": "add_sub_dummy", "versions": ["1"], "platform": "OpenVINO",
+        "name": "add_sub_dummy",
+        "versions": ["1"],
+        "platform": "OpenVINO",
         "inputs": [{"name": "in", "datatype": "FP32", "shape": [1, -1]}],
-        "outputs": [{"name": "out", "datatype": "FP32", "shape": [1, 10]}]}
+        "outputs": [{"name": "out", "datatype": "FP32", "shape": [1, 10]}],
+    }
 
 
 def test_inputs_feeding_several_nodes_get_the_intersection_and_pass_through_is_unspecified(pipeline_catalog):
-    config = pipeline("p", ["in", "raw"], [
-        custom("adder", "add_sub", {"input_numbers": ("request", "in")}, {"output_numbers": "s"}, params=ADD_SUB_PARAMS),
-        model("m", "dummy", {"b": ("request", "in")}, {"a": "y"})],
-        {"s": ("adder", "s"), "y": ("m", "y"), "raw": ("request", "raw")})
+    config = pipeline(
+        "p",
+        ["in", "raw"],
+        [
+            custom(
+                "adder", "add_sub", {"input_numbers": ("request", "in")}, {"output_numbers": "s"}, params=ADD_SUB_PARAMS
+            ),
+            model("m", "dummy", {"b": ("request", "in")}, {"a": "y"}),
+        ],
+        {"s": ("adder", "s"), "y": ("m", "y"), "raw": ("request", "raw")},
+    )
     definition = validate(config, pipeline_catalog)
     inputs = {info.name: info for info in definition.inputs}
     assert inputs["in"] == TensorInfo("in", "FP32", (1, 10))  # add_sub's [1,-1] meets dummy's [1,10]
@@ -85,8 +108,11 @@ def test_a_prefetched_dict_catalog_validates_like_the_local_one():
     numbers = TensorInfo("input_numbers", "FP32", (1, -1))
     catalog = DictCatalog()
     catalog.add_model("dummy", 1, Signature.of([TensorInfo("b", "FP32", (1, 10))], [TensorInfo("a", "FP32", (1, 10))]))
-    catalog.add_node("add_sub", {"add_value": "2.5", "sub_value": "1"},
-                     Signature.of([numbers], [TensorInfo("output_numbers", "FP32", (1, -1))]))
+    catalog.add_node(
+        "add_sub",
+        {"add_value": "2.5", "sub_value": "1"},
+        Signature.of([numbers], [TensorInfo("output_numbers", "FP32", (1, -1))]),
+    )
     assert validate(add_sub_then_dummy(), catalog).outputs[0].shape == (1, 10)
     catalog.add_node("add_sub", {}, CatalogError("NODE_LIBRARY_INITIALIZE_FAILED", "initialize returned 1"))
     with pytest.raises(PipelineInvalid) as error:

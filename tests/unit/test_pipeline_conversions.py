@@ -1,4 +1,5 @@
 """Strings and images at a pipeline's edges (OVMS tensorinfo.cpp and the binary extension)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,8 +25,12 @@ def test_strings_become_zero_padded_u8_rows_and_come_back():
 
 
 def echo_pipeline():
-    return pipeline("echo", ["text"], [custom("echo", "Echo", {"text": ("request", "text")}, {"text": "t"})],
-                    {"texts_string": ("echo", "t"), "texts_raw": ("echo", "t")})
+    return pipeline(
+        "echo",
+        ["text"],
+        [custom("echo", "Echo", {"text": ("request", "text")}, {"text": "t"})],
+        {"texts_string": ("echo", "t"), "texts_raw": ("echo", "t")},
+    )
 
 
 def test_a_string_round_trip_through_a_pipeline(pipeline_catalog):
@@ -54,17 +59,21 @@ IMAGE = np.random.default_rng(0).integers(0, 256, (4, 6, 3), dtype=np.uint8)  # 
 
 def test_png_bytes_to_a_4d_input_are_decoded_nhwc(pipeline_catalog):
     # dynamic_image: input_numbers FP32 with 4 dynamic dims -> NHWC; it adds 8.
-    config = pipeline("image", ["image"], [
-        custom("plus8", "dynamic_image", {"input_numbers": ("request", "image")}, {"output_numbers": "o"})],
-        {"out": ("plus8", "o")})
+    config = pipeline(
+        "image",
+        ["image"],
+        [custom("plus8", "dynamic_image", {"input_numbers": ("request", "image")}, {"output_numbers": "o"})],
+        {"out": ("plus8", "o")},
+    )
     images = np.array([encode(IMAGE, ".png")], dtype=object)
     out = asyncio.run(run(validate(config, pipeline_catalog), {"image": images}, pipeline_catalog.call))
     np.testing.assert_array_equal(out["out"], IMAGE[np.newaxis].astype(np.float32) + 8)
 
 
 def test_jpeg_bytes_to_an_nchw_model_input_are_decoded_and_transposed(pipeline_catalog):
-    config = pipeline("nchw", ["image"], [model("m", "dummy_nchw", {"b": ("request", "image")}, {"a": "y"})],
-                      {"out": ("m", "y")})
+    config = pipeline(
+        "nchw", ["image"], [model("m", "dummy_nchw", {"b": ("request", "image")}, {"a": "y"})], {"out": ("m", "y")}
+    )
     flat = np.full((4, 6, 3), (10, 100, 200), np.uint8)  # one colour survives JPEG almost exactly
     images = np.array([encode(flat, ".jpg")], dtype=object)
     out = asyncio.run(run(validate(config, pipeline_catalog), {"image": images}, pipeline_catalog.call))

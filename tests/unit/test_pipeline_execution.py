@@ -1,5 +1,6 @@
 """Execution over plain callables: OVMS's acceptance cases (reference §5), demultiplexing and gathering,
 request checks, concurrency of branches and shards, and the first error cancelling the rest."""
+
 from __future__ import annotations
 
 import asyncio
@@ -101,12 +102,22 @@ def test_dynamic_demultiplexer_over_10000_shards_fails(pipeline_catalog):
 
 def test_nested_demultiplexers_entry_then_node(pipeline_catalog):
     # The request demultiplexes into 2 shards, each demultiplexed into 4 by perform_different_operations.
-    config = pipeline("nested", ["numbers", "factors"], [
-        custom("ops", "perform_different_operations",
-               {"input_numbers": ("request", "numbers"), "op_factors": ("request", "factors")},
-               {"different_ops_results": "results"}, demultiply_count=4),
-        model("plus_one", "dummy", {"b": ("ops", "results")}, {"a": "y"}),
-    ], {"out": ("plus_one", "y")}, demultiply_count=2)
+    config = pipeline(
+        "nested",
+        ["numbers", "factors"],
+        [
+            custom(
+                "ops",
+                "perform_different_operations",
+                {"input_numbers": ("request", "numbers"), "op_factors": ("request", "factors")},
+                {"different_ops_results": "results"},
+                demultiply_count=4,
+            ),
+            model("plus_one", "dummy", {"b": ("ops", "results")}, {"a": "y"}),
+        ],
+        {"out": ("plus_one", "y")},
+        demultiply_count=2,
+    )
     definition = validate(config, pipeline_catalog)
     assert [i.shape for i in definition.inputs] == [(2, 1, 10), (2, 1, 4)]
     assert definition.outputs[0].shape == (2, 4, 1, 10)
@@ -118,8 +129,13 @@ def test_nested_demultiplexers_entry_then_node(pipeline_catalog):
 
 
 def test_shards_of_different_shapes_cannot_be_gathered(pipeline_catalog):
-    config = pipeline("uneven", ["in"], [custom("prefix", "Prefix", {"numbers": ("request", "in")}, {"prefix": "p"})],
-                      {"out": ("prefix", "p")}, demultiply_count=2)
+    config = pipeline(
+        "uneven",
+        ["in"],
+        [custom("prefix", "Prefix", {"numbers": ("request", "in")}, {"prefix": "p"})],
+        {"out": ("prefix", "p")},
+        demultiply_count=2,
+    )
     numbers = np.stack([with_count(2), with_count(3)])  # shard 0 keeps 2 numbers, shard 1 keeps 3
     with pytest.raises(InconsistentShardDimensions) as error:
         execute(pipeline_catalog, config, {"in": numbers})
@@ -127,12 +143,15 @@ def test_shards_of_different_shapes_cannot_be_gathered(pipeline_catalog):
     assert http_status(error.value) == 500
 
 
-@pytest.mark.parametrize("inputs, error", [
-    ({}, MissingInput),
-    ({"in": X, "extra": X}, UnexpectedInput),
-    ({"in": X.reshape(10, 1)}, InvalidShape),
-    ({"in": X.astype(np.int32)}, InvalidPrecision),
-])
+@pytest.mark.parametrize(
+    "inputs, error",
+    [
+        ({}, MissingInput),
+        ({"in": X, "extra": X}, UnexpectedInput),
+        ({"in": X.reshape(10, 1)}, InvalidShape),
+        ({"in": X.astype(np.int32)}, InvalidPrecision),
+    ],
+)
 def test_requests_are_checked_against_the_pipeline_inputs(pipeline_catalog, inputs, error):
     with pytest.raises(error) as raised:
         execute(pipeline_catalog, add_sub_then_dummy(), inputs)
@@ -140,9 +159,16 @@ def test_requests_are_checked_against_the_pipeline_inputs(pipeline_catalog, inpu
 
 
 def test_a_pass_through_input_takes_anything_and_comes_back_as_sent(pipeline_catalog):
-    config = pipeline("pass", ["in", "raw"], [
-        custom("adder", "add_sub", {"input_numbers": ("request", "in")}, {"output_numbers": "s"}, params=ADD_SUB_PARAMS)],
-        {"s": ("adder", "s"), "raw": ("request", "raw")})
+    config = pipeline(
+        "pass",
+        ["in", "raw"],
+        [
+            custom(
+                "adder", "add_sub", {"input_numbers": ("request", "in")}, {"output_numbers": "s"}, params=ADD_SUB_PARAMS
+            )
+        ],
+        {"s": ("adder", "s"), "raw": ("request", "raw")},
+    )
     raw = np.arange(6, dtype=np.int64).reshape(2, 3)
     out = execute(pipeline_catalog, config, {"in": X, "raw": raw})
     assert out["raw"] is raw
@@ -151,10 +177,19 @@ def test_a_pass_through_input_takes_anything_and_comes_back_as_sent(pipeline_cat
 
 def two_branches(right_params: dict[str, str] = ADD_SUB_PARAMS) -> object:
     """request:in -> left (add_sub) -> response:left and request:in -> right (add_sub) -> response:right."""
-    return pipeline("branches", ["in"], [
-        custom("left", "add_sub", {"input_numbers": ("request", "in")}, {"output_numbers": "o"}, params=ADD_SUB_PARAMS),
-        custom("right", "add_sub", {"input_numbers": ("request", "in")}, {"output_numbers": "o"}, params=right_params),
-    ], {"left": ("left", "o"), "right": ("right", "o")})
+    return pipeline(
+        "branches",
+        ["in"],
+        [
+            custom(
+                "left", "add_sub", {"input_numbers": ("request", "in")}, {"output_numbers": "o"}, params=ADD_SUB_PARAMS
+            ),
+            custom(
+                "right", "add_sub", {"input_numbers": ("request", "in")}, {"output_numbers": "o"}, params=right_params
+            ),
+        ],
+        {"left": ("left", "o"), "right": ("right", "o")},
+    )
 
 
 def test_independent_branches_run_at_the_same_time(pipeline_catalog):

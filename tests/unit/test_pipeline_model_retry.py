@@ -1,5 +1,6 @@
 """A pipeline's model call is sent once more when its replica is lost mid-call (a node died),
 and a pipeline request is run once more when a tensor it passed by reference was lost."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """Poller and ActorFollower: the background loops replicas watch folders and follow actors with (no Ray)."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """The KServe v2 REST app over in-process models: every route and every error status, no Ray."""
+
 import json
 
 import numpy as np
@@ -40,12 +41,17 @@ def test_infer_json_default_version(client):
 
 def test_infer_binary_round_trip(client):
     data = np.arange(10, dtype=np.float32).reshape(1, 10)
-    header = json.dumps({
-        "inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "parameters": {"binary_data_size": 40}}],
-        "outputs": [{"name": "a", "parameters": {"binary_data": True}}],
-    }).encode()
-    response = client.post("/v2/models/dummy/versions/1/infer", content=header + data.tobytes(),
-                           headers={"Inference-Header-Content-Length": str(len(header))})
+    header = json.dumps(
+        {
+            "inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "parameters": {"binary_data_size": 40}}],
+            "outputs": [{"name": "a", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    response = client.post(
+        "/v2/models/dummy/versions/1/infer",
+        content=header + data.tobytes(),
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
     assert response.status_code == 200
     length = int(response.headers["inference-header-content-length"])
     assert json.loads(response.content[:length])["outputs"][0]["parameters"] == {"binary_data_size": 40}
@@ -54,16 +60,20 @@ def test_infer_binary_round_trip(client):
 
 def test_config_status_in_ovms_form(client):
     status = client.get("/v1/config").json()
-    assert status["dummy"] == {"model_version_status": [
-        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": "OK"}},
-        {"version": "3", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": "OK"}},
-    ]}
+    assert status["dummy"] == {
+        "model_version_status": [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": "OK"}},
+            {"version": "3", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": "OK"}},
+        ]
+    }
     (broken,) = status["broken"]["model_version_status"]
     assert broken["state"] == "LOADING" and broken["status"]["error_code"] == "UNKNOWN"
 
 
 def test_metadata_per_version(client):
-    assert client.get("/v2/models/dummy/versions/1").json()["inputs"] == [{"name": "b", "datatype": "FP32", "shape": [1, 10]}]
+    assert client.get("/v2/models/dummy/versions/1").json()["inputs"] == [
+        {"name": "b", "datatype": "FP32", "shape": [1, 10]}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -74,25 +84,53 @@ def test_metadata_per_version(client):
         ("get", "/v2/models/dummy/versions/abc", {}, 404, "version 'abc' is not a positive integer"),
         ("get", "/v2/models/broken/ready", {}, 404, "Model with requested version is not loaded yet"),
         ("post", "/v2/models/nope/infer", {"json": {"inputs": []}}, 404, "Model with requested name is not found"),
-        ("post", "/v2/models/dummy/versions/2/infer",
-         {"json": {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": [0] * 10}]}}, 404,
-         "Model with requested version is not found"),
+        (
+            "post",
+            "/v2/models/dummy/versions/2/infer",
+            {"json": {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": [0] * 10}]}},
+            404,
+            "Model with requested version is not found",
+        ),
         ("post", "/v2/models/dummy/infer", {"content": b'{"inputs": [}'}, 412, "The file is not valid json"),
-        ("post", "/v2/models/dummy/infer",
-         {"json": {"inputs": [{"name": "b", "shape": [1, 5], "datatype": "FP32", "data": [0] * 5}]}}, 400,
-         "Invalid input shape - input 'b': expected (1,10), got (1,5)"),
-        ("post", "/v2/models/dummy/infer",
-         {"json": {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "INT64", "data": [0] * 10}]}}, 400,
-         "Invalid input precision - input 'b': expected FP32, got INT64"),
-        ("post", "/v2/models/dummy/infer",
-         {"json": {"inputs": [{"name": "c", "shape": [1, 10], "datatype": "FP32", "data": [0] * 10}]}}, 400,
-         "Unexpected input name - input 'c'"),
-        ("post", "/v2/models/dummy/infer",
-         {"content": TRUNCATED_HEADER + b"\0" * 8,
-          "headers": {"Inference-Header-Content-Length": str(len(TRUNCATED_HEADER))}}, 400, "only 8 bytes remain"),
+        (
+            "post",
+            "/v2/models/dummy/infer",
+            {"json": {"inputs": [{"name": "b", "shape": [1, 5], "datatype": "FP32", "data": [0] * 5}]}},
+            400,
+            "Invalid input shape - input 'b': expected (1,10), got (1,5)",
+        ),
+        (
+            "post",
+            "/v2/models/dummy/infer",
+            {"json": {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "INT64", "data": [0] * 10}]}},
+            400,
+            "Invalid input precision - input 'b': expected FP32, got INT64",
+        ),
+        (
+            "post",
+            "/v2/models/dummy/infer",
+            {"json": {"inputs": [{"name": "c", "shape": [1, 10], "datatype": "FP32", "data": [0] * 10}]}},
+            400,
+            "Unexpected input name - input 'c'",
+        ),
+        (
+            "post",
+            "/v2/models/dummy/infer",
+            {
+                "content": TRUNCATED_HEADER + b"\0" * 8,
+                "headers": {"Inference-Header-Content-Length": str(len(TRUNCATED_HEADER))},
+            },
+            400,
+            "only 8 bytes remain",
+        ),
         ("post", "/v2/models/dummy/infer", {"content": b"x" * (LIMIT + 1)}, 413, "exceeds the limit of 65536 bytes"),
-        ("post", "/v2/models/dummy/infer", {"content": b"{}", "headers": {"Inference-Header-Content-Length": "x"}}, 400,
-         "expected a byte count"),
+        (
+            "post",
+            "/v2/models/dummy/infer",
+            {"content": b"{}", "headers": {"Inference-Header-Content-Length": "x"}},
+            400,
+            "expected a byte count",
+        ),
     ],
 )
 def test_bad_requests_get_status_and_message_and_the_server_still_serves(client, method, path, kwargs, status, message):

@@ -1,4 +1,5 @@
 """A disk-backed model follows its version folders: ModelServable.refresh() with tiny models, no Ray."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,8 +21,13 @@ from tests import factory
 
 
 def servable(base: Path, policy: dict, **fields) -> ModelServable:
-    config = parse_config({"model_config_list": [{"config": {
-        "name": "dummy", "base_path": str(base), "model_version_policy": policy, **fields}}]})
+    config = parse_config(
+        {
+            "model_config_list": [
+                {"config": {"name": "dummy", "base_path": str(base), "model_version_policy": policy, **fields}}
+            ]
+        }
+    )
     model = ModelServable(config.models[0])
     model.load()
     return model
