@@ -297,16 +297,26 @@ class CatalogFollower(ActorFollower):
     def __init__(self, dataplane: DataPlane, config_actor: ConfigActorRef) -> None:
         super().__init__(config_actor.get, "the config actor")
         self.dataplane = dataplane
+        # Catalogs are fetched by the long-poll and by refresh() at once; each fetch takes a ticket
+        # when it asks, and a catalog is applied only if no later-asked one was applied already,
+        # so a long-poll that returns after a reload's refresh cannot put an older catalog back.
+        self._asked = 0
+        self._applied = 0
 
     async def refresh(self) -> None:
         """Take the current catalog now, whatever revision this replica has seen."""
-        self.apply(await self.actor.wait_for_change.remote(None, 0))
+        await self._fetch(None, 0)
 
     async def _step(self) -> None:
-        catalog = await self.actor.wait_for_change.remote(self.seen, LONG_POLL_SECONDS)
-        if catalog.revision != self.seen:
+        await self._fetch(self.seen, LONG_POLL_SECONDS)
+
+    async def _fetch(self, seen: int | None, timeout: float) -> None:
+        self._asked += 1
+        ticket = self._asked
+        catalog = await self.actor.wait_for_change.remote(seen, timeout)
+        if ticket > self._applied and catalog.revision != seen:
             self.apply(catalog)
-            self.seen = catalog.revision
+            self.seen, self._applied = catalog.revision, ticket
 
     def apply(self, catalog: Catalog) -> None:
         current = self.dataplane.servables

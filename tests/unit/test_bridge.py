@@ -113,3 +113,42 @@ def test_the_ingress_keeps_a_bridge_across_revisions_and_hands_over_to_the_deplo
     assert isinstance(rebuilt, BridgedServable) and rebuilt is not bridged and rebuilt.config == changed
     assert isinstance(handed_over, HandleServable) and handed_over is rebuilt.deployment
     assert not handed_over.starting
+
+
+def test_a_long_poll_answered_after_a_reload_refresh_does_not_put_an_older_catalog_back():
+    from app.config_actor import Catalog
+    from app.dataplane import DataPlane
+    from app.deployments import CatalogFollower
+
+    def catalog(revision: int, starting: frozenset) -> Catalog:
+        return Catalog(revision, {"m": "model.m"}, {"m": (1,)}, {}, (), starting)
+
+    class Actor:
+        """The config actor's long-poll, answered when and with what the test says."""
+
+        def __init__(self) -> None:
+            self.answers: list[asyncio.Future] = []
+            self.wait_for_change = self
+
+        def remote(self, seen, timeout) -> asyncio.Future:
+            self.answers.append(asyncio.get_running_loop().create_future())
+            return self.answers[-1]
+
+    class Ref:
+        def __init__(self, actor: Actor) -> None:
+            self.get = lambda: actor
+
+    async def scenario() -> DataPlane:
+        actor, dataplane = Actor(), DataPlane({})
+        follower = CatalogFollower(dataplane, Ref(actor))
+        polling = asyncio.ensure_future(follower._step())  # asked before the reload finished
+        refreshing = asyncio.ensure_future(follower.refresh())  # the reload's answer asks again
+        await asyncio.sleep(0)
+        actor.answers[1].set_result(catalog(2, frozenset()))  # what the reload made: running
+        await refreshing
+        actor.answers[0].set_result(catalog(1, frozenset({"model.m"})))  # mid-reload: starting
+        await polling
+        return dataplane
+
+    dataplane = asyncio.run(scenario())
+    assert dataplane.ready  # the reload's catalog stands
