@@ -7,8 +7,10 @@ resolve against the config file's folder; a path containing ``..`` is rejected, 
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,6 +36,12 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(self.errors)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"did you mean 'x'? "`` for the choice closest to a misspelt ``word``, or ``""`` if none is close."""
+    guess = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean '{guess[0]}'? " if guess else ""
 
 
 class _Strict(BaseModel):
@@ -413,17 +421,14 @@ class DeploymentOptions(_Strict):
     @classmethod
     def _autoscaling(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
-            import difflib
-
             from ray.serve.config import AutoscalingConfig  # Serve's own rules, not a copy of them
 
+            known = list(AutoscalingConfig.model_fields)
             for key in value:  # Serve ignores unknown keys; a typo would silently do nothing
-                if key not in AutoscalingConfig.model_fields:
-                    guess = difflib.get_close_matches(key, list(AutoscalingConfig.model_fields), n=1)
-                    hint = f"did you mean '{guess[0]}'? " if guess else ""
+                if key not in known:
                     raise ValueError(
-                        f"autoscaling_config has unknown key '{key}'; {hint}"
-                        f"expected some of: {', '.join(AutoscalingConfig.model_fields)}"
+                        f"autoscaling_config has unknown key '{key}'; {did_you_mean(key, known)}"
+                        f"expected some of: {', '.join(known)}"
                     )
             try:
                 AutoscalingConfig(**value)
@@ -590,15 +595,11 @@ def _is_union_tag(part: str) -> bool:
 
 
 def _allowed_keys_hint(loc: tuple[Any, ...]) -> str:
-    import difflib
-
     model = _model_at(loc[:-1])
     if model is None:
         return "remove it"
     allowed = list(model.model_fields)
-    guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-    prefix = f"did you mean '{guess[0]}'? " if guess else ""
-    return f"{prefix}expected one of: {', '.join(allowed)}"
+    return f"{did_you_mean(str(loc[-1]), allowed)}expected one of: {', '.join(allowed)}"
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:

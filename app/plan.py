@@ -21,7 +21,14 @@ from typing import Any, Literal
 
 from ray.serve import Application
 
-from app.config import DeploymentOptions, ModelConfig, PipelineConfig, ServerConfig, resolve_param_paths
+from app.config import (
+    DeploymentOptions,
+    ModelConfig,
+    PipelineConfig,
+    ServerConfig,
+    did_you_mean,
+    resolve_param_paths,
+)
 from app.openvino_model import versions_on_disk
 from loaders.actor import LoaderActorConfig
 from loaders.specs import LoaderSpec, ModelSpec
@@ -94,8 +101,6 @@ def plan_config(config: ServerConfig, config_dir: Path, settings: PlanSettings) 
 
 def _check_option_names(plan: Plan, config: ServerConfig, settings: PlanSettings) -> None:
     """Options for a deployment the config does not make are a typo or a leftover: say so."""
-    import difflib
-
     known = [*plan.deployments, "ingress"]
     for where, options in (
         ("config.json ray_serve.deployments", config.ray_serve.deployments),
@@ -103,10 +108,8 @@ def _check_option_names(plan: Plan, config: ServerConfig, settings: PlanSettings
     ):
         for name in options:
             if name not in known:
-                guess = difflib.get_close_matches(name, known, n=1)
-                hint = f"did you mean '{guess[0]}'? " if guess else ""
                 plan.errors.append(
-                    f"{where}.{name}: this config deploys no such deployment; {hint}"
+                    f"{where}.{name}: this config deploys no such deployment; {did_you_mean(name, known)}"
                     f"it deploys {', '.join(sorted(known))}"
                 )
 
