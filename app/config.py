@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from app.tensors import Dim
 
@@ -292,17 +293,26 @@ class NodeOutput(_Strict):
     alias: str = Field(min_length=1)
 
 
-class PipelineNode(_Strict):
+class _Node(_Strict):
+    """What every pipeline node has, whatever it runs."""
+
+    # For the likeliest mix-up, the other kind's key: one line saying which key this kind needs.
+    _kind: ClassVar[str]  # the type as written in config.json
+    _needs: ClassVar[str]
+    _other: ClassVar[str]
+
     name: str = Field(min_length=1)
-    type: Literal["DL model", "custom"]
-    model_name: str | None = None
-    library_name: str | None = None
-    version: int | None = Field(None, ge=1)
-    params: dict[str, str] = Field(default_factory=dict)
     inputs: list[dict[str, DataSource]]
     outputs: list[NodeOutput]
-    demultiply_count: int | None = Field(None, ge=-1, le=10_000)
+    demultiply_count: int | None = Field(default=None, ge=-1, le=10_000)
     gather_from_node: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _other_kinds_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls._other in data:
+            raise ValueError(f"node '{data.get('name')}' of type {cls._kind} needs {cls._needs} and no {cls._other}")
+        return data
 
     @field_validator("inputs")
     @classmethod
@@ -316,13 +326,43 @@ class PipelineNode(_Strict):
     def _zero_is_dynamic(cls, value: int | None) -> int | None:
         return -1 if value == 0 else value  # OVMS parses 0 as -1 (deprecated spelling of dynamic)
 
-    @model_validator(mode="after")
-    def _kind(self) -> PipelineNode:
-        if self.type == "custom" and (self.library_name is None or self.model_name is not None):
-            raise ValueError(f"node '{self.name}' of type custom needs library_name and no model_name")
-        if self.type == "DL model" and (self.model_name is None or self.library_name is not None):
-            raise ValueError(f"node '{self.name}' of type \"DL model\" needs model_name and no library_name")
-        return self
+
+class ModelNode(_Node):
+    """``"type": "DL model"``: runs a model of model_config_list."""
+
+    _kind = '"DL model"'
+    _needs = "model_name"
+    _other = "library_name"
+
+    type: Literal["DL model"]
+    model_name: str
+    version: int | None = Field(default=None, ge=1, description="None: the model's default version.")
+
+    @property
+    def target(self) -> str:
+        """What the node runs, for messages."""
+        return f"model '{self.model_name}'"
+
+
+class CustomNode(_Node):
+    """``"type": "custom"``: runs a library of custom_node_library_config_list with its params."""
+
+    _kind = "custom"
+    _needs = "library_name"
+    _other = "model_name"
+
+    type: Literal["custom"]
+    library_name: str
+    params: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        """What the node runs, for messages."""
+        return f"library '{self.library_name}'"
+
+
+PipelineNode = Annotated[ModelNode | CustomNode, Field(discriminator="type")]
+_NODE_TYPES: dict[str, type[_Node]] = {"DL model": ModelNode, "custom": CustomNode}
 
 
 def resolve_param_paths(params: dict[str, str], config_dir: Path | None) -> dict[str, str]:
@@ -565,26 +605,38 @@ def parse_config(data: Any, config_dir: Path | None = None) -> ServerConfig:
 
 
 def format_errors(exc: ValidationError) -> list[str]:
-    lines = []
-    for error in exc.errors(include_url=False):
-        loc = error["loc"]
-        path = json_path(loc) or "<top level>"
-        if error["type"] == "extra_forbidden":
-            lines.append(f"{path}: unknown key; {_allowed_keys_hint(loc)}")
-        elif error["type"] == "missing":
-            lines.append(f"{path}: required key is missing")
-        else:
-            message = error["msg"].removeprefix("Value error, ")
-            lines.append(f"{path}: {message} (got {_short(error.get('input'))})")
-    return lines
+    return [_format_error(error) for error in exc.errors(include_url=False)]
+
+
+def _format_error(error: ErrorDetails) -> str:
+    loc = error["loc"]
+    path = json_path(loc) or "<top level>"
+    if error["type"] == "extra_forbidden":
+        return f"{path}: unknown key; {_allowed_keys_hint(loc)}"
+    if error["type"] == "missing":
+        return f"{path}: required key is missing"
+    if error["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        return _node_type_error(path, error)
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{path}: {message} (got {_short(error.get('input'))})"
+
+
+def _node_type_error(path: str, error: ErrorDetails) -> str:
+    """A node whose ``type`` is missing or unknown, reported at the ``type`` key like any other key."""
+    if error["type"] == "union_tag_not_found":
+        return f"{path}.type: required key is missing"
+    node = error["input"]
+    got = node.get("type") if isinstance(node, dict) else node
+    expected = " or ".join(repr(kind) for kind in _NODE_TYPES)
+    return f"{path}.type: Input should be {expected} (got {_short(got)})"
 
 
 def json_path(loc: tuple[Any, ...]) -> str:
     out = ""
-    for part in loc:
+    for index, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif not _is_union_tag(part):
+        elif not _is_union_tag(part) and not _is_node_type(loc, index):
             out += f".{part}" if out else str(part)
     return out
 
@@ -592,6 +644,11 @@ def json_path(loc: tuple[Any, ...]) -> str:
 def _is_union_tag(part: str) -> bool:
     # pydantic puts the union member tried into loc ("str", "dict[str,str]", "function-after[...]")
     return part in {"str", "int", "bool", "float"} or "[" in part
+
+
+def _is_node_type(loc: tuple[Any, ...], index: int) -> bool:
+    """Whether ``loc[index]`` is the node type pydantic adds after ``nodes[i]`` (the member of the node union)."""
+    return index >= 2 and loc[index - 2] == "nodes" and isinstance(loc[index - 1], int) and loc[index] in _NODE_TYPES
 
 
 def _allowed_keys_hint(loc: tuple[Any, ...]) -> str:
@@ -604,29 +661,42 @@ def _allowed_keys_hint(loc: tuple[Any, ...]) -> str:
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model that validates the object at ``loc`` (to list its allowed keys)."""
-    import typing
-
     model: Any = ServerConfig
-    annotation: Any = ServerConfig
     keyed = False  # inside a dict[str, Model]: the next part is a key, not a field
-    for part in loc:
-        if isinstance(part, int) or _is_union_tag(str(part)) or keyed:
-            keyed = False
+    for index, part in enumerate(loc):
+        if _is_node_type(loc, index):
+            model = _NODE_TYPES[part]
+        elif isinstance(part, int) or _is_union_tag(str(part)):
             continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+        elif keyed:
+            keyed = False
+        elif _is_model(model) and part in model.model_fields:
+            annotation = model.model_fields[part].annotation
+            keyed = _holds_dict(annotation)
+            model = _unwrap(annotation)
+        else:
             return None
-        annotation = model.model_fields[part].annotation
-        keyed = typing.get_origin(annotation) is dict
-        model = _unwrap(annotation, typing)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+    return model if _is_model(model) else None
 
 
-def _unwrap(annotation: Any, typing: Any) -> Any:
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _holds_dict(annotation: Any) -> bool:
+    """A dict, or a list or Optional of dicts: the loc names a key before the value's fields."""
+    return get_origin(annotation) is dict or any(get_origin(a) is dict for a in get_args(annotation))
+
+
+def _unwrap(annotation: Any) -> Any:
+    """The model inside lists, dicts, Optional and Annotated (the first, for a union of models)."""
     while True:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
+        args = [a for a in get_args(annotation) if a is not type(None)]
         if not args:
             return annotation
-        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        models = [a for a in args if _is_model(a)]
         annotation = models[0] if models else args[-1]
 
 

@@ -15,7 +15,14 @@ from ray.serve.handle import DeploymentHandle
 
 from app.batching import BatchedModel
 from app.bridge import BridgedServable
-from app.config import MODEL_MAX_ONGOING_REQUESTS, DynamicBatching, ModelConfig, MonitoringConfig, PipelineConfig
+from app.config import (
+    MODEL_MAX_ONGOING_REQUESTS,
+    DynamicBatching,
+    ModelConfig,
+    ModelNode,
+    MonitoringConfig,
+    PipelineConfig,
+)
 from app.config_actor import Catalog, ConfigActorRef
 from app.dataplane import DataPlane, RetiredServable, Servable
 from app.errors import ConfigReloadFailed, ServingError, causes
@@ -218,19 +225,20 @@ class PipelineDeployment:
     async def infer(self, request: InferRequest) -> InferResponse:
         return await rerun_if_tensor_lost(lambda: self.pipeline.infer(request))
 
-    async def _call(self, node: NodeSpec, inputs: Tensors) -> Tensors:
+    async def _call(self, spec: NodeSpec, inputs: Tensors) -> Tensors:
         # Values are tensors or object references: they go on to the next deployment as they are.
-        if node.kind == "model":
-            request = InferRequest(node.model_name, node.version, inputs, [RequestedOutput(o) for o in node.outputs])
+        node = spec.node
+        if isinstance(node, ModelNode):
+            request = InferRequest(node.model_name, node.version, inputs, [RequestedOutput(o) for o in spec.outputs])
             handle = self.models[node.model_name]
             return (await call_model(lambda: handle.infer_by_reference.remote(request))).outputs
-        return await self.nodes[node.name].run(inputs, node.outputs, by_reference=True)
+        return await self.nodes[node.name].run(inputs, spec.outputs, by_reference=True)
 
     async def _catalog(self) -> DictCatalog:
         """Every model's and node's signature, asked of their deployments."""
         catalog = DictCatalog()
         for node in self.pipeline.config.nodes:
-            if node.type == "DL model":
+            if isinstance(node, ModelNode):
                 await self._add_model(catalog, node.model_name, node.version)
             else:
                 catalog.add_node(node.library_name, node.params, await self._node_signature(node.name))

@@ -22,8 +22,10 @@ from typing import Any, Literal
 from ray.serve import Application
 
 from app.config import (
+    CustomNode,
     DeploymentOptions,
     ModelConfig,
+    ModelNode,
     PipelineConfig,
     ServerConfig,
     did_you_mean,
@@ -189,19 +191,21 @@ def _plan_pipeline(
 ) -> None:
     from app.deployments import PipelineDeployment
 
-    nodes, library_errors = {}, {}
+    nodes: dict[str, str] = {}  # node name -> its deployment
+    library_errors: dict[str, str] = {}  # node name -> why its library cannot be used
     libraries = {library.name: library.base_path for library in config.custom_node_library_config_list}
     for node in pipeline.nodes:
-        if node.type == "custom":
+        if isinstance(node, CustomNode):
             planned, problem = _plan_node(plan, pipeline, node, libraries, config, config_dir, settings)
             if planned is not None:
                 nodes[node.name] = planned
             else:
                 library_errors[node.name] = problem
-    models = {
-        node.model_name: plan.servables.get(node.model_name) for node in pipeline.nodes if node.type == "DL model"
+    models = {  # a model missing from the config is left out: validation reports it
+        node.model_name: plan.servables[node.model_name]
+        for node in pipeline.nodes
+        if isinstance(node, ModelNode) and node.model_name in plan.servables
     }
-    models = {model: deployment for model, deployment in models.items() if deployment is not None}
     name = deployment_name("pipeline", pipeline.name)
     options = options_for(config, settings, name)
     # A changed model or node changes the pipeline's fingerprint: its redeploy re-validates it.
@@ -227,7 +231,7 @@ def _plan_pipeline(
 def _plan_node(
     plan: Plan,
     pipeline: PipelineConfig,
-    node: Any,
+    node: CustomNode,
     libraries: dict[str, str],
     config: ServerConfig,
     config_dir: Path,

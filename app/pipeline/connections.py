@@ -29,7 +29,7 @@ def check_connections(config: PipelineConfig, signatures: dict[str, Signature], 
                     expected = [info.name for info in signatures[node.name].inputs]
                     fail(
                         "PIPELINE_CONNECTION_TO_MISSING_MODEL_INPUT",
-                        f"{where}: {_kind(node)} has no input '{input_name}'; expected one of {expected}",
+                        f"{where}: {node.target} has no input '{input_name}'; expected one of {expected}",
                     )
                 if input_name in fed:
                     fail(
@@ -43,7 +43,7 @@ def check_connections(config: PipelineConfig, signatures: dict[str, Signature], 
         if missing:
             fail(
                 "PIPELINE_NOT_ALL_INPUTS_CONNECTED",
-                f"node '{node.name}' ({_kind(node)}) has inputs {missing} fed by no connection; "
+                f"node '{node.name}' ({node.target}) has inputs {missing} fed by no connection; "
                 "expected every input to be connected",
             )
     for item in config.outputs:
@@ -108,7 +108,7 @@ def _check_output(
     fail(
         "PIPELINE_NODE_REFERING_TO_MISSING_MODEL_OUTPUT",
         f"{where}: alias '{connection.alias}' of node '{connection.source}' maps to output '{connection.output}', "
-        f"which {_kind(nodes[connection.source])} does not have; expected one of {expected}",
+        f"which {nodes[connection.source].target} does not have; expected one of {expected}",
     )
 
 
@@ -131,17 +131,17 @@ def _check_tensors(
     if not shapes_overlap(given.shape, needed.shape):
         fail(
             "INVALID_SHAPE",
-            f"{where}: {_kind(source_node)} output '{produced.name}' gives shape "
+            f"{where}: {source_node.target} output '{produced.name}' gives shape "
             f"{format_shape(given.shape)}{_stripped(source_node, target)}; expected "
-            f"{format_shape(needed.shape)}, as {_kind(target)} input '{wanted.name}' needs",
+            f"{format_shape(needed.shape)}, as {target.target} input '{wanted.name}' needs",
         )
     if produced.datatype == "BYTES" and wanted.datatype == "BYTES":
         fail("NOT_IMPLEMENTED", f"{where}: string to string connections are not supported")
     if produced.datatype != wanted.datatype:
         fail(
             "INVALID_PRECISION",
-            f"{where}: {_kind(source_node)} output '{produced.name}' is {produced.datatype}; "
-            f"expected {wanted.datatype}, as {_kind(target)} input '{wanted.name}' needs",
+            f"{where}: {source_node.target} output '{produced.name}' is {produced.datatype}; "
+            f"expected {wanted.datatype}, as {target.target} input '{wanted.name}' needs",
         )
 
 
@@ -157,7 +157,3 @@ def _stripped(source: PipelineNode, target: PipelineNode) -> str:
     if target.gather_from_node is not None:
         notes.append(f"dim0 dropped: '{target.name}' gathers")
     return f" ({'; '.join(notes)})" if notes else ""
-
-
-def _kind(node: PipelineNode) -> str:
-    return f"model '{node.model_name}'" if node.type == "DL model" else f"library '{node.library_name}'"
