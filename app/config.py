@@ -112,7 +112,7 @@ class AllVersions(_Strict):
 
 
 class LatestVersions(_Strict):
-    num_versions: int = Field(1, ge=1, description="How many of the highest versions to serve.")
+    num_versions: int = Field(default=1, ge=1, description="How many of the highest versions to serve.")
 
 
 class SpecificVersions(_Strict):
@@ -150,24 +150,26 @@ class VersionPolicy(_Strict):
 class ModelConfig(_Strict):
     name: str = Field(min_length=1, description="The name clients use.")
     base_path: str = Field(description="Folder of numeric version folders, each with an IR, ONNX or TFLite file.")
-    batch_size: int | str | None = Field(None, description='Batch size applied by reshape, or "auto".')
-    shape: str | dict[str, str] | None = Field(None, description="Shape for the input, or per input name.")
-    layout: str | dict[str, str] | None = Field(None, description='Layout, e.g. "NHWC:NCHW", or per input name.')
+    batch_size: int | str | None = Field(default=None, description='Batch size applied by reshape, or "auto".')
+    shape: str | dict[str, str] | None = Field(default=None, description="Shape for the input, or per input name.")
+    layout: str | dict[str, str] | None = Field(
+        default=None, description='Layout, e.g. "NHWC:NCHW", or per input name.'
+    )
     model_version_policy: VersionPolicy = Field(
         default_factory=lambda: VersionPolicy(latest=LatestVersions()), description="Which versions to serve."
     )
     nireq: int = Field(
-        0, ge=0, le=100_000, description="Infer requests in flight per replica; 0 picks OpenVINO's optimum."
+        default=0, ge=0, le=100_000, description="Infer requests in flight per replica; 0 picks OpenVINO's optimum."
     )
-    target_device: str = Field("CPU", min_length=1, description="OpenVINO device name.")
-    allow_cache: bool = Field(False, description="Accepted for compatibility; no model cache is kept.")
+    target_device: str = Field(default="CPU", min_length=1, description="OpenVINO device name.")
+    allow_cache: bool = Field(default=False, description="Accepted for compatibility; no model cache is kept.")
     plugin_config: dict[str, str | int | float | bool] = Field(default_factory=dict, description="OpenVINO properties.")
     stateful: bool = False
     idle_sequence_cleanup: bool = True
     low_latency_transformation: bool = False
-    max_sequence_number: int | None = Field(None, ge=1)
+    max_sequence_number: int | None = Field(default=None, ge=1)
     custom_loader_options: dict[str, str] | None = Field(
-        None, description="Options for a custom loader; loader_name is required, every value a string."
+        default=None, description="Options for a custom loader; loader_name is required, every value a string."
     )
     graph_path: str | None = None
     subconfig: str | None = None
@@ -383,7 +385,7 @@ class PipelineConfig(_Strict):
     inputs: list[str] = Field(min_length=1)
     nodes: list[PipelineNode]
     outputs: list[dict[str, DataSource]] = Field(min_length=1)
-    demultiply_count: int | None = Field(None, ge=-1, le=10_000)
+    demultiply_count: int | None = Field(default=None, ge=-1, le=10_000)
 
     @field_validator("outputs")
     @classmethod
@@ -433,7 +435,7 @@ class DynamicBatching(_Strict):
 
     max_batch_size: int = Field(ge=1, description="Requests merged into one inference at most.")
     batch_wait_timeout_s: float = Field(
-        0.005, ge=0, description="How long the first request of a batch waits for others."
+        default=0.005, ge=0, description="How long the first request of a batch waits for others."
     )
 
 
@@ -443,12 +445,12 @@ MODEL_MAX_ONGOING_REQUESTS = 64  # a model replica's default; Serve never batche
 class DeploymentOptions(_Strict):
     """Ray Serve options of one deployment, keyed by its name (``model.<n>``, ``node.<p>.<n>``, ...)."""
 
-    num_replicas: int | Literal["auto"] | None = Field(None, description="Fixed replica count, or 'auto'.")
-    autoscaling_config: dict[str, Any] | None = Field(None, description="Ray Serve's AutoscalingConfig.")
-    max_ongoing_requests: int | None = Field(None, ge=1, description="Requests one replica runs at once.")
-    max_replicas_per_node: int | None = Field(None, ge=1, description="Spread replicas over nodes.")
-    ray_actor_options: dict[str, Any] | None = Field(None, description="Resources and runtime env per replica.")
-    dynamic_batching: DynamicBatching | None = Field(None, description="Model deployments only.")
+    num_replicas: int | Literal["auto"] | None = Field(default=None, description="Fixed replica count, or 'auto'.")
+    autoscaling_config: dict[str, Any] | None = Field(default=None, description="Ray Serve's AutoscalingConfig.")
+    max_ongoing_requests: int | None = Field(default=None, ge=1, description="Requests one replica runs at once.")
+    max_replicas_per_node: int | None = Field(default=None, ge=1, description="Spread replicas over nodes.")
+    ray_actor_options: dict[str, Any] | None = Field(default=None, description="Resources and runtime env per replica.")
+    dynamic_batching: DynamicBatching | None = Field(default=None, description="Model deployments only.")
 
     @field_validator("num_replicas")
     @classmethod

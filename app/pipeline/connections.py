@@ -24,8 +24,9 @@ def check_connections(config: PipelineConfig, signatures: dict[str, Signature], 
             for input_name, source in item.items():
                 connection = _connect(config, nodes, source.node_name, source.data_item, node.name, input_name, fail)
                 where = f"node '{node.name}' input '{input_name}' (connection {connection.describe()})"
-                _check_output(nodes, signatures, connection, where, fail)
-                if signatures[node.name].input(input_name) is None:
+                produced = _check_output(nodes, signatures, connection, where, fail)
+                wanted = signatures[node.name].input(input_name)
+                if wanted is None:
                     expected = [info.name for info in signatures[node.name].inputs]
                     fail(
                         "PIPELINE_CONNECTION_TO_MISSING_MODEL_INPUT",
@@ -37,7 +38,8 @@ def check_connections(config: PipelineConfig, signatures: dict[str, Signature], 
                         f"{where}: the input is already fed by {fed[input_name]}; expected one source per input",
                     )
                 fed[input_name] = connection.describe()
-                _check_tensors(config, nodes, signatures, connection, where, fail)
+                if produced is not None:  # the request has no metadata of its own: it takes what its consumers need
+                    _check_tensors(nodes, connection, produced, wanted, where, fail)
                 connections.append(connection)
         missing = [info.name for info in signatures[node.name].inputs if info.name not in fed]
         if missing:
@@ -101,9 +103,13 @@ def _connect(
 
 def _check_output(
     nodes: dict[str, PipelineNode], signatures: dict[str, Signature], connection: Connection, where: str, fail: Fail
-) -> None:
-    if connection.source == REQUEST or signatures[connection.source].output(connection.output) is not None:
-        return
+) -> TensorInfo | None:
+    """The output the connection takes from its source node; None if it comes from the request."""
+    if connection.source == REQUEST:
+        return None
+    produced = signatures[connection.source].output(connection.output)
+    if produced is not None:
+        return produced
     expected = [info.name for info in signatures[connection.source].outputs]
     fail(
         "PIPELINE_NODE_REFERING_TO_MISSING_MODEL_OUTPUT",
@@ -113,19 +119,16 @@ def _check_output(
 
 
 def _check_tensors(
-    config: PipelineConfig,
     nodes: dict[str, PipelineNode],
-    signatures: dict[str, Signature],
     connection: Connection,
+    produced: TensorInfo,
+    wanted: TensorInfo,
     where: str,
     fail: Fail,
 ) -> None:
-    if connection.source == REQUEST:
-        return  # the request has no metadata of its own: it takes what its consumers need
+    """``produced`` by the source node fits what the target node's input ``wanted``."""
     source_node = nodes[connection.source]
-    produced = signatures[connection.source].output(connection.output)
     target = nodes[connection.target]
-    wanted = signatures[connection.target].input(connection.input)
     given = _strip(produced, source_node.demultiply_count is not None)
     needed = _strip(wanted, target.gather_from_node is not None)
     if not shapes_overlap(given.shape, needed.shape):

@@ -107,6 +107,18 @@ class PipelineDefinition:
     def into(self, target: str) -> list[Connection]:
         return [c for c in self.connections if c.target == target]
 
+    def produced(self, connection: Connection) -> TensorInfo:
+        """The output a connection from a node (not the request) takes."""
+        info = self.signatures[connection.source].output(connection.output)
+        assert info is not None  # validation keeps no connection from an output the node lacks
+        return info
+
+    def needed(self, connection: Connection) -> TensorInfo:
+        """The input a connection to a node (not the response) feeds."""
+        info = self.signatures[connection.target].input(connection.input)
+        assert info is not None  # validation keeps no connection to an input the node lacks
+        return info
+
     def metadata(self) -> dict:
         """KServe v2 model metadata: pipelines have one version, "1", as in OVMS."""
         return {
