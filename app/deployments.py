@@ -139,7 +139,7 @@ class ModelDeployment:
     ``batching``, concurrent requests are merged into shared inferences (app/batching.py).
     """
 
-    async def __init__(
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async __init__
         self,
         config: ModelConfig,
         loader_actor: LoaderActorConfig | None = None,
@@ -164,10 +164,12 @@ class ModelDeployment:
                 ).start()
 
     def __del__(self) -> None:
-        if getattr(self, "follower", None) is not None:
-            self.follower.stop()
-        if getattr(self, "poller", None) is not None:
-            self.poller.stop()
+        # getattr: __init__ may have failed before setting them
+        follower, poller = getattr(self, "follower", None), getattr(self, "poller", None)
+        if follower is not None:
+            follower.stop()
+        if poller is not None:
+            poller.stop()
 
     async def statuses(self) -> list[VersionStatus]:
         return self.model.statuses()
@@ -201,7 +203,7 @@ class PipelineDeployment:
     and Serve spreads them over the target deployment's replicas.
     """
 
-    async def __init__(
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async __init__
         self,
         config: PipelineConfig,
         models: dict[str, str],
@@ -330,7 +332,12 @@ class CatalogFollower(ActorFollower):
         """Keep what this replica has for ``name`` when it still fits, so handles and compiled bridges live on."""
         bridge = catalog.bridges.get(name)
         if bridge is not None:
-            if isinstance(kept, BridgedServable) and kept.config == bridge and kept.deployment.deployment == deployment:
+            if (
+                isinstance(kept, BridgedServable)
+                and kept.config == bridge
+                and isinstance(kept.deployment, HandleServable)
+                and kept.deployment.deployment == deployment
+            ):
                 return kept
             handle = HandleServable(deployment, catalog.versions.get(name, (1,)))
             handle.starting = True
@@ -348,7 +355,7 @@ class CatalogFollower(ActorFollower):
 class Ingress(KServeGrpcMethods):
     """KServe v2 front end, REST and gRPC: decodes the wire, routes to servables by name, encodes the reply."""
 
-    async def __init__(
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async __init__
         self,
         config_actor: ConfigActorRef,
         max_request_bytes: int,
@@ -359,8 +366,8 @@ class Ingress(KServeGrpcMethods):
         self.follower = CatalogFollower(self.dataplane, config_actor)
         await self.follower.start()
         self.max_request_bytes = max_request_bytes
-        enabled = monitoring is not None and monitoring.metrics.enable
-        self.metrics = ServingMetrics(monitoring.metrics.metrics_list) if enabled else None
+        metrics = monitoring.metrics if monitoring is not None else None
+        self.metrics = ServingMetrics(metrics.metrics_list) if metrics is not None and metrics.enable else None
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return build_rest_app(self.dataplane, self.max_request_bytes, reload=self.reload, metrics=self.metrics)

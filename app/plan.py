@@ -175,7 +175,8 @@ def _plan_model(plan: Plan, model: ModelConfig, config: ServerConfig, settings: 
     )
 
     def application() -> Application:
-        return ModelDeployment.options(name=name, **options.serve_options()).bind(
+        deployment = ModelDeployment.options(name=name, **options.serve_options())  # type: ignore[attr-defined]  # Serve's decorator made it a Deployment
+        return deployment.bind(
             model, loader, file_system_poll_wait_seconds=settings.poll_seconds, batching=options.dynamic_batching
         )
 
@@ -221,7 +222,7 @@ def _plan_pipeline(
     )
 
     def application() -> Application:
-        deployment = PipelineDeployment.options(name=name, **options.serve_options())
+        deployment = PipelineDeployment.options(name=name, **options.serve_options())  # type: ignore[attr-defined]  # Serve's decorator made it a Deployment
         return deployment.bind(pipeline, models, nodes, library_errors)
 
     plan.deployments[name] = Planned(name, "pipeline", print_, application)
