@@ -81,7 +81,9 @@ class BatchedModel:
         for group in await asyncio.gather(*runs):
             for planned, outcome in group:
                 outcomes[planned.index] = outcome
-        return outcomes  # every slot is filled: each request was either refused or run
+        done = [outcome for outcome in outcomes if outcome is not None]
+        assert len(done) == len(requests)  # every slot is filled: each request was either refused or run
+        return done
 
     async def _run_group(self, group: list[_Planned]) -> list[tuple[_Planned, Outcome]]:
         if len(group) == 1:

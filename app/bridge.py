@@ -30,7 +30,7 @@ class BridgedServable:
         self.model: ModelServable | None = None
         self._loading = asyncio.get_running_loop().create_task(self._load())
 
-    async def _load(self) -> bool:
+    async def _load(self) -> None:
         def compile_here() -> ModelServable:
             model = ModelServable(self.config)
             model.load()
@@ -40,16 +40,17 @@ class BridgedServable:
             model = await asyncio.to_thread(compile_here)  # the event loop keeps serving meanwhile
         except Exception:
             log.exception("model %s: cannot serve it from the ingress; waiting for its deployment", self.config.name)
-            return False
+            return
         if not model.available_versions():
             log.warning("model %s: no version compiled in the ingress; waiting for its deployment", self.config.name)
-            return False
+            return
         self.model = model
         log.info("model %s: served from the ingress until its deployment runs", self.config.name)
-        return True
 
-    async def _served_here(self) -> bool:
-        return await asyncio.shield(self._loading)  # a cancelled request must not cancel the compile
+    async def _model_here(self) -> ModelServable | None:
+        """The model compiled in this process, once its compile is over; None if it could not be."""
+        await asyncio.shield(self._loading)  # a cancelled request must not cancel the compile
+        return self.model
 
     async def statuses(self) -> list[VersionStatus]:
         if self.model is not None:
@@ -57,11 +58,11 @@ class BridgedServable:
         return await self.deployment.statuses()  # LOADING, as for any deployment that is starting
 
     async def metadata(self, version: int | None) -> dict:
-        if await self._served_here():
-            return self.model.metadata(version)
+        if (model := await self._model_here()) is not None:
+            return model.metadata(version)
         return await self.deployment.metadata(version)
 
     async def infer(self, request: InferRequest) -> InferResponse:
-        if await self._served_here():
-            return await self.model.infer(request)
+        if (model := await self._model_here()) is not None:
+            return await model.infer(request)
         return await self.deployment.infer(request)

@@ -95,4 +95,5 @@ def build_app(args: dict) -> Application:
         settings.config_path,
     )
     options = options_for(config, actor.settings.plan, "ingress").serve_options()
-    return Ingress.options(name="ingress", **options).bind(actor, settings.max_request_bytes, config.monitoring)
+    ingress = Ingress.options(name="ingress", **options)  # type: ignore[attr-defined]  # Serve's decorator made it a Deployment
+    return ingress.bind(actor, settings.max_request_bytes, config.monitoring)

@@ -7,10 +7,12 @@ resolve against the config file's folder; a path containing ``..`` is rejected, 
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -21,6 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from app.tensors import Dim
 
@@ -34,6 +37,12 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(self.errors)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"did you mean 'x'? "`` for the choice closest to a misspelt ``word``, or ``""`` if none is close."""
+    guess = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean '{guess[0]}'? " if guess else ""
 
 
 class _Strict(BaseModel):
@@ -103,7 +112,7 @@ class AllVersions(_Strict):
 
 
 class LatestVersions(_Strict):
-    num_versions: int = Field(1, ge=1, description="How many of the highest versions to serve.")
+    num_versions: int = Field(default=1, ge=1, description="How many of the highest versions to serve.")
 
 
 class SpecificVersions(_Strict):
@@ -141,24 +150,26 @@ class VersionPolicy(_Strict):
 class ModelConfig(_Strict):
     name: str = Field(min_length=1, description="The name clients use.")
     base_path: str = Field(description="Folder of numeric version folders, each with an IR, ONNX or TFLite file.")
-    batch_size: int | str | None = Field(None, description='Batch size applied by reshape, or "auto".')
-    shape: str | dict[str, str] | None = Field(None, description="Shape for the input, or per input name.")
-    layout: str | dict[str, str] | None = Field(None, description='Layout, e.g. "NHWC:NCHW", or per input name.')
+    batch_size: int | str | None = Field(default=None, description='Batch size applied by reshape, or "auto".')
+    shape: str | dict[str, str] | None = Field(default=None, description="Shape for the input, or per input name.")
+    layout: str | dict[str, str] | None = Field(
+        default=None, description='Layout, e.g. "NHWC:NCHW", or per input name.'
+    )
     model_version_policy: VersionPolicy = Field(
         default_factory=lambda: VersionPolicy(latest=LatestVersions()), description="Which versions to serve."
     )
     nireq: int = Field(
-        0, ge=0, le=100_000, description="Infer requests in flight per replica; 0 picks OpenVINO's optimum."
+        default=0, ge=0, le=100_000, description="Infer requests in flight per replica; 0 picks OpenVINO's optimum."
     )
-    target_device: str = Field("CPU", min_length=1, description="OpenVINO device name.")
-    allow_cache: bool = Field(False, description="Accepted for compatibility; no model cache is kept.")
+    target_device: str = Field(default="CPU", min_length=1, description="OpenVINO device name.")
+    allow_cache: bool = Field(default=False, description="Accepted for compatibility; no model cache is kept.")
     plugin_config: dict[str, str | int | float | bool] = Field(default_factory=dict, description="OpenVINO properties.")
     stateful: bool = False
     idle_sequence_cleanup: bool = True
     low_latency_transformation: bool = False
-    max_sequence_number: int | None = Field(None, ge=1)
+    max_sequence_number: int | None = Field(default=None, ge=1)
     custom_loader_options: dict[str, str] | None = Field(
-        None, description="Options for a custom loader; loader_name is required, every value a string."
+        default=None, description="Options for a custom loader; loader_name is required, every value a string."
     )
     graph_path: str | None = None
     subconfig: str | None = None
@@ -284,17 +295,26 @@ class NodeOutput(_Strict):
     alias: str = Field(min_length=1)
 
 
-class PipelineNode(_Strict):
+class _Node(_Strict):
+    """What every pipeline node has, whatever it runs."""
+
+    # For the likeliest mix-up, the other kind's key: one line saying which key this kind needs.
+    _kind: ClassVar[str]  # the type as written in config.json
+    _needs: ClassVar[str]
+    _other: ClassVar[str]
+
     name: str = Field(min_length=1)
-    type: Literal["DL model", "custom"]
-    model_name: str | None = None
-    library_name: str | None = None
-    version: int | None = Field(None, ge=1)
-    params: dict[str, str] = Field(default_factory=dict)
     inputs: list[dict[str, DataSource]]
     outputs: list[NodeOutput]
-    demultiply_count: int | None = Field(None, ge=-1, le=10_000)
+    demultiply_count: int | None = Field(default=None, ge=-1, le=10_000)
     gather_from_node: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _other_kinds_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls._other in data:
+            raise ValueError(f"node '{data.get('name')}' of type {cls._kind} needs {cls._needs} and no {cls._other}")
+        return data
 
     @field_validator("inputs")
     @classmethod
@@ -308,13 +328,43 @@ class PipelineNode(_Strict):
     def _zero_is_dynamic(cls, value: int | None) -> int | None:
         return -1 if value == 0 else value  # OVMS parses 0 as -1 (deprecated spelling of dynamic)
 
-    @model_validator(mode="after")
-    def _kind(self) -> PipelineNode:
-        if self.type == "custom" and (self.library_name is None or self.model_name is not None):
-            raise ValueError(f"node '{self.name}' of type custom needs library_name and no model_name")
-        if self.type == "DL model" and (self.model_name is None or self.library_name is not None):
-            raise ValueError(f"node '{self.name}' of type \"DL model\" needs model_name and no library_name")
-        return self
+
+class ModelNode(_Node):
+    """``"type": "DL model"``: runs a model of model_config_list."""
+
+    _kind = '"DL model"'
+    _needs = "model_name"
+    _other = "library_name"
+
+    type: Literal["DL model"]
+    model_name: str
+    version: int | None = Field(default=None, ge=1, description="None: the model's default version.")
+
+    @property
+    def target(self) -> str:
+        """What the node runs, for messages."""
+        return f"model '{self.model_name}'"
+
+
+class CustomNode(_Node):
+    """``"type": "custom"``: runs a library of custom_node_library_config_list with its params."""
+
+    _kind = "custom"
+    _needs = "library_name"
+    _other = "model_name"
+
+    type: Literal["custom"]
+    library_name: str
+    params: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        """What the node runs, for messages."""
+        return f"library '{self.library_name}'"
+
+
+PipelineNode = Annotated[ModelNode | CustomNode, Field(discriminator="type")]
+_NODE_TYPES: dict[str, type[_Node]] = {"DL model": ModelNode, "custom": CustomNode}
 
 
 def resolve_param_paths(params: dict[str, str], config_dir: Path | None) -> dict[str, str]:
@@ -335,7 +385,7 @@ class PipelineConfig(_Strict):
     inputs: list[str] = Field(min_length=1)
     nodes: list[PipelineNode]
     outputs: list[dict[str, DataSource]] = Field(min_length=1)
-    demultiply_count: int | None = Field(None, ge=-1, le=10_000)
+    demultiply_count: int | None = Field(default=None, ge=-1, le=10_000)
 
     @field_validator("outputs")
     @classmethod
@@ -385,7 +435,7 @@ class DynamicBatching(_Strict):
 
     max_batch_size: int = Field(ge=1, description="Requests merged into one inference at most.")
     batch_wait_timeout_s: float = Field(
-        0.005, ge=0, description="How long the first request of a batch waits for others."
+        default=0.005, ge=0, description="How long the first request of a batch waits for others."
     )
 
 
@@ -395,12 +445,12 @@ MODEL_MAX_ONGOING_REQUESTS = 64  # a model replica's default; Serve never batche
 class DeploymentOptions(_Strict):
     """Ray Serve options of one deployment, keyed by its name (``model.<n>``, ``node.<p>.<n>``, ...)."""
 
-    num_replicas: int | Literal["auto"] | None = Field(None, description="Fixed replica count, or 'auto'.")
-    autoscaling_config: dict[str, Any] | None = Field(None, description="Ray Serve's AutoscalingConfig.")
-    max_ongoing_requests: int | None = Field(None, ge=1, description="Requests one replica runs at once.")
-    max_replicas_per_node: int | None = Field(None, ge=1, description="Spread replicas over nodes.")
-    ray_actor_options: dict[str, Any] | None = Field(None, description="Resources and runtime env per replica.")
-    dynamic_batching: DynamicBatching | None = Field(None, description="Model deployments only.")
+    num_replicas: int | Literal["auto"] | None = Field(default=None, description="Fixed replica count, or 'auto'.")
+    autoscaling_config: dict[str, Any] | None = Field(default=None, description="Ray Serve's AutoscalingConfig.")
+    max_ongoing_requests: int | None = Field(default=None, ge=1, description="Requests one replica runs at once.")
+    max_replicas_per_node: int | None = Field(default=None, ge=1, description="Spread replicas over nodes.")
+    ray_actor_options: dict[str, Any] | None = Field(default=None, description="Resources and runtime env per replica.")
+    dynamic_batching: DynamicBatching | None = Field(default=None, description="Model deployments only.")
 
     @field_validator("num_replicas")
     @classmethod
@@ -413,17 +463,14 @@ class DeploymentOptions(_Strict):
     @classmethod
     def _autoscaling(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
-            import difflib
-
             from ray.serve.config import AutoscalingConfig  # Serve's own rules, not a copy of them
 
+            known = list(AutoscalingConfig.model_fields)
             for key in value:  # Serve ignores unknown keys; a typo would silently do nothing
-                if key not in AutoscalingConfig.model_fields:
-                    guess = difflib.get_close_matches(key, list(AutoscalingConfig.model_fields), n=1)
-                    hint = f"did you mean '{guess[0]}'? " if guess else ""
+                if key not in known:
                     raise ValueError(
-                        f"autoscaling_config has unknown key '{key}'; {hint}"
-                        f"expected some of: {', '.join(AutoscalingConfig.model_fields)}"
+                        f"autoscaling_config has unknown key '{key}'; {did_you_mean(key, known)}"
+                        f"expected some of: {', '.join(known)}"
                     )
             try:
                 AutoscalingConfig(**value)
@@ -560,26 +607,38 @@ def parse_config(data: Any, config_dir: Path | None = None) -> ServerConfig:
 
 
 def format_errors(exc: ValidationError) -> list[str]:
-    lines = []
-    for error in exc.errors(include_url=False):
-        loc = error["loc"]
-        path = json_path(loc) or "<top level>"
-        if error["type"] == "extra_forbidden":
-            lines.append(f"{path}: unknown key; {_allowed_keys_hint(loc)}")
-        elif error["type"] == "missing":
-            lines.append(f"{path}: required key is missing")
-        else:
-            message = error["msg"].removeprefix("Value error, ")
-            lines.append(f"{path}: {message} (got {_short(error.get('input'))})")
-    return lines
+    return [_format_error(error) for error in exc.errors(include_url=False)]
+
+
+def _format_error(error: ErrorDetails) -> str:
+    loc = error["loc"]
+    path = json_path(loc) or "<top level>"
+    if error["type"] == "extra_forbidden":
+        return f"{path}: unknown key; {_allowed_keys_hint(loc)}"
+    if error["type"] == "missing":
+        return f"{path}: required key is missing"
+    if error["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        return _node_type_error(path, error)
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{path}: {message} (got {_short(error.get('input'))})"
+
+
+def _node_type_error(path: str, error: ErrorDetails) -> str:
+    """A node whose ``type`` is missing or unknown, reported at the ``type`` key like any other key."""
+    if error["type"] == "union_tag_not_found":
+        return f"{path}.type: required key is missing"
+    node = error["input"]
+    got = node.get("type") if isinstance(node, dict) else node
+    expected = " or ".join(repr(kind) for kind in _NODE_TYPES)
+    return f"{path}.type: Input should be {expected} (got {_short(got)})"
 
 
 def json_path(loc: tuple[Any, ...]) -> str:
     out = ""
-    for part in loc:
+    for index, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif not _is_union_tag(part):
+        elif not _is_union_tag(part) and not _is_node_type(loc, index):
             out += f".{part}" if out else str(part)
     return out
 
@@ -589,43 +648,57 @@ def _is_union_tag(part: str) -> bool:
     return part in {"str", "int", "bool", "float"} or "[" in part
 
 
-def _allowed_keys_hint(loc: tuple[Any, ...]) -> str:
-    import difflib
+def _is_node_type(loc: tuple[Any, ...], index: int) -> bool:
+    """Whether ``loc[index]`` is the node type pydantic adds after ``nodes[i]`` (the member of the node union)."""
+    return index >= 2 and loc[index - 2] == "nodes" and isinstance(loc[index - 1], int) and loc[index] in _NODE_TYPES
 
+
+def _allowed_keys_hint(loc: tuple[Any, ...]) -> str:
     model = _model_at(loc[:-1])
     if model is None:
         return "remove it"
     allowed = list(model.model_fields)
-    guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-    prefix = f"did you mean '{guess[0]}'? " if guess else ""
-    return f"{prefix}expected one of: {', '.join(allowed)}"
+    return f"{did_you_mean(str(loc[-1]), allowed)}expected one of: {', '.join(allowed)}"
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model that validates the object at ``loc`` (to list its allowed keys)."""
-    import typing
-
     model: Any = ServerConfig
-    annotation: Any = ServerConfig
     keyed = False  # inside a dict[str, Model]: the next part is a key, not a field
-    for part in loc:
-        if isinstance(part, int) or _is_union_tag(str(part)) or keyed:
-            keyed = False
+    for index, part in enumerate(loc):
+        if _is_node_type(loc, index):
+            model = _NODE_TYPES[part]
+        elif isinstance(part, int) or _is_union_tag(str(part)):
             continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+        elif keyed:
+            keyed = False
+        elif _is_model(model) and part in model.model_fields:
+            annotation = model.model_fields[part].annotation
+            keyed = _holds_dict(annotation)
+            model = _unwrap(annotation)
+        else:
             return None
-        annotation = model.model_fields[part].annotation
-        keyed = typing.get_origin(annotation) is dict
-        model = _unwrap(annotation, typing)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+    return model if _is_model(model) else None
 
 
-def _unwrap(annotation: Any, typing: Any) -> Any:
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _holds_dict(annotation: Any) -> bool:
+    """A dict, or a list or Optional of dicts: the loc names a key before the value's fields."""
+    return get_origin(annotation) is dict or any(get_origin(a) is dict for a in get_args(annotation))
+
+
+def _unwrap(annotation: Any) -> Any:
+    """The model inside lists, dicts, Optional and Annotated (the first, for a union of models)."""
     while True:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
+        args = [a for a in get_args(annotation) if a is not type(None)]
         if not args:
             return annotation
-        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        models = [a for a in args if _is_model(a)]
         annotation = models[0] if models else args[-1]
 
 

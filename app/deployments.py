@@ -15,7 +15,14 @@ from ray.serve.handle import DeploymentHandle
 
 from app.batching import BatchedModel
 from app.bridge import BridgedServable
-from app.config import MODEL_MAX_ONGOING_REQUESTS, DynamicBatching, ModelConfig, MonitoringConfig, PipelineConfig
+from app.config import (
+    MODEL_MAX_ONGOING_REQUESTS,
+    DynamicBatching,
+    ModelConfig,
+    ModelNode,
+    MonitoringConfig,
+    PipelineConfig,
+)
 from app.config_actor import Catalog, ConfigActorRef
 from app.dataplane import DataPlane, RetiredServable, Servable
 from app.errors import ConfigReloadFailed, ServingError, causes
@@ -132,7 +139,7 @@ class ModelDeployment:
     ``batching``, concurrent requests are merged into shared inferences (app/batching.py).
     """
 
-    async def __init__(
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async __init__
         self,
         config: ModelConfig,
         loader_actor: LoaderActorConfig | None = None,
@@ -157,10 +164,12 @@ class ModelDeployment:
                 ).start()
 
     def __del__(self) -> None:
-        if getattr(self, "follower", None) is not None:
-            self.follower.stop()
-        if getattr(self, "poller", None) is not None:
-            self.poller.stop()
+        # getattr: __init__ may have failed before setting them
+        follower, poller = getattr(self, "follower", None), getattr(self, "poller", None)
+        if follower is not None:
+            follower.stop()
+        if poller is not None:
+            poller.stop()
 
     async def statuses(self) -> list[VersionStatus]:
         return self.model.statuses()
@@ -194,7 +203,7 @@ class PipelineDeployment:
     and Serve spreads them over the target deployment's replicas.
     """
 
-    async def __init__(
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async __init__
         self,
         config: PipelineConfig,
         models: dict[str, str],
@@ -218,19 +227,20 @@ class PipelineDeployment:
     async def infer(self, request: InferRequest) -> InferResponse:
         return await rerun_if_tensor_lost(lambda: self.pipeline.infer(request))
 
-    async def _call(self, node: NodeSpec, inputs: Tensors) -> Tensors:
+    async def _call(self, spec: NodeSpec, inputs: Tensors) -> Tensors:
         # Values are tensors or object references: they go on to the next deployment as they are.
-        if node.kind == "model":
-            request = InferRequest(node.model_name, node.version, inputs, [RequestedOutput(o) for o in node.outputs])
+        node = spec.node
+        if isinstance(node, ModelNode):
+            request = InferRequest(node.model_name, node.version, inputs, [RequestedOutput(o) for o in spec.outputs])
             handle = self.models[node.model_name]
             return (await call_model(lambda: handle.infer_by_reference.remote(request))).outputs
-        return await self.nodes[node.name].run(inputs, node.outputs, by_reference=True)
+        return await self.nodes[node.name].run(inputs, spec.outputs, by_reference=True)
 
     async def _catalog(self) -> DictCatalog:
         """Every model's and node's signature, asked of their deployments."""
         catalog = DictCatalog()
         for node in self.pipeline.config.nodes:
-            if node.type == "DL model":
+            if isinstance(node, ModelNode):
                 await self._add_model(catalog, node.model_name, node.version)
             else:
                 catalog.add_node(node.library_name, node.params, await self._node_signature(node.name))
@@ -332,7 +342,12 @@ class CatalogFollower(ActorFollower):
         """Keep what this replica has for ``name`` when it still fits, so handles and compiled bridges live on."""
         bridge = catalog.bridges.get(name)
         if bridge is not None:
-            if isinstance(kept, BridgedServable) and kept.config == bridge and kept.deployment.deployment == deployment:
+            if (
+                isinstance(kept, BridgedServable)
+                and kept.config == bridge
+                and isinstance(kept.deployment, HandleServable)
+                and kept.deployment.deployment == deployment
+            ):
                 return kept
             handle = HandleServable(deployment, catalog.versions.get(name, (1,)))
             handle.starting = True
@@ -350,7 +365,7 @@ class CatalogFollower(ActorFollower):
 class Ingress(KServeGrpcMethods):
     """KServe v2 front end, REST and gRPC: decodes the wire, routes to servables by name, encodes the reply."""
 
-    async def __init__(
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async __init__
         self,
         config_actor: ConfigActorRef,
         max_request_bytes: int,
@@ -361,8 +376,8 @@ class Ingress(KServeGrpcMethods):
         self.follower = CatalogFollower(self.dataplane, config_actor)
         await self.follower.start()
         self.max_request_bytes = max_request_bytes
-        enabled = monitoring is not None and monitoring.metrics.enable
-        self.metrics = ServingMetrics(monitoring.metrics.metrics_list) if enabled else None
+        metrics = monitoring.metrics if monitoring is not None else None
+        self.metrics = ServingMetrics(metrics.metrics_list) if metrics is not None and metrics.enable else None
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return build_rest_app(self.dataplane, self.max_request_bytes, reload=self.reload, metrics=self.metrics)

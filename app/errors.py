@@ -9,7 +9,8 @@ re-raises a replica's exception in the caller only if it unpickles (ray#20830).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import TypeVar
 
 
 class ServingError(Exception):
@@ -148,7 +149,10 @@ GRPC_STATUS: dict[type[BaseException], str] = {
 }
 
 
-def _nearest(table: dict[type[BaseException], object], exc: BaseException, default):
+Status = TypeVar("Status")
+
+
+def _nearest(table: Mapping[type[BaseException], Status], exc: BaseException, default: Status) -> Status:
     for cls in type(exc).__mro__:
         if cls in table:
             return table[cls]

@@ -21,7 +21,16 @@ from typing import Any, Literal
 
 from ray.serve import Application
 
-from app.config import DeploymentOptions, ModelConfig, PipelineConfig, ServerConfig, resolve_param_paths
+from app.config import (
+    CustomNode,
+    DeploymentOptions,
+    ModelConfig,
+    ModelNode,
+    PipelineConfig,
+    ServerConfig,
+    did_you_mean,
+    resolve_param_paths,
+)
 from app.openvino_model import versions_on_disk
 from loaders.actor import LoaderActorConfig
 from loaders.specs import LoaderSpec, ModelSpec
@@ -94,8 +103,6 @@ def plan_config(config: ServerConfig, config_dir: Path, settings: PlanSettings) 
 
 def _check_option_names(plan: Plan, config: ServerConfig, settings: PlanSettings) -> None:
     """Options for a deployment the config does not make are a typo or a leftover: say so."""
-    import difflib
-
     known = [*plan.deployments, "ingress"]
     for where, options in (
         ("config.json ray_serve.deployments", config.ray_serve.deployments),
@@ -103,10 +110,8 @@ def _check_option_names(plan: Plan, config: ServerConfig, settings: PlanSettings
     ):
         for name in options:
             if name not in known:
-                guess = difflib.get_close_matches(name, known, n=1)
-                hint = f"did you mean '{guess[0]}'? " if guess else ""
                 plan.errors.append(
-                    f"{where}.{name}: this config deploys no such deployment; {hint}"
+                    f"{where}.{name}: this config deploys no such deployment; {did_you_mean(name, known)}"
                     f"it deploys {', '.join(sorted(known))}"
                 )
 
@@ -170,7 +175,8 @@ def _plan_model(plan: Plan, model: ModelConfig, config: ServerConfig, settings: 
     )
 
     def application() -> Application:
-        return ModelDeployment.options(name=name, **options.serve_options()).bind(
+        deployment = ModelDeployment.options(name=name, **options.serve_options())  # type: ignore[attr-defined]  # Serve's decorator made it a Deployment
+        return deployment.bind(
             model, loader, file_system_poll_wait_seconds=settings.poll_seconds, batching=options.dynamic_batching
         )
 
@@ -186,19 +192,21 @@ def _plan_pipeline(
 ) -> None:
     from app.deployments import PipelineDeployment
 
-    nodes, library_errors = {}, {}
+    nodes: dict[str, str] = {}  # node name -> its deployment
+    library_errors: dict[str, str] = {}  # node name -> why its library cannot be used
     libraries = {library.name: library.base_path for library in config.custom_node_library_config_list}
     for node in pipeline.nodes:
-        if node.type == "custom":
+        if isinstance(node, CustomNode):
             planned, problem = _plan_node(plan, pipeline, node, libraries, config, config_dir, settings)
             if planned is not None:
                 nodes[node.name] = planned
             else:
                 library_errors[node.name] = problem
-    models = {
-        node.model_name: plan.servables.get(node.model_name) for node in pipeline.nodes if node.type == "DL model"
+    models = {  # a model missing from the config is left out: validation reports it
+        node.model_name: plan.servables[node.model_name]
+        for node in pipeline.nodes
+        if isinstance(node, ModelNode) and node.model_name in plan.servables
     }
-    models = {model: deployment for model, deployment in models.items() if deployment is not None}
     name = deployment_name("pipeline", pipeline.name)
     options = options_for(config, settings, name)
     # A changed model or node changes the pipeline's fingerprint: its redeploy re-validates it.
@@ -214,7 +222,7 @@ def _plan_pipeline(
     )
 
     def application() -> Application:
-        deployment = PipelineDeployment.options(name=name, **options.serve_options())
+        deployment = PipelineDeployment.options(name=name, **options.serve_options())  # type: ignore[attr-defined]  # Serve's decorator made it a Deployment
         return deployment.bind(pipeline, models, nodes, library_errors)
 
     plan.deployments[name] = Planned(name, "pipeline", print_, application)
@@ -224,7 +232,7 @@ def _plan_pipeline(
 def _plan_node(
     plan: Plan,
     pipeline: PipelineConfig,
-    node: Any,
+    node: CustomNode,
     libraries: dict[str, str],
     config: ServerConfig,
     config_dir: Path,

@@ -79,7 +79,7 @@ def load_key(config_file: str | None) -> AESGCM:
     """The key named by the loader config file (see the module docstring)."""
     config = _read_config(config_file) if config_file else {}
     if "key_file" in config:
-        path = Path(config_file).parent / config["key_file"]
+        path = Path(config["key_file"])
         try:
             return decode_key(path.read_text(), f"key file {path}")
         except OSError as exc:
@@ -102,6 +102,8 @@ def _read_config(config_file: str) -> dict:
         raise ModelKeyUnavailable(
             f'loader config file {config_file} must be {{"key_file": PATH}} or {{"key_env": NAME}}'
         )
+    if "key_file" in config:  # relative to the config file's folder
+        config["key_file"] = str(Path(config_file).parent / config["key_file"])
     return config
 
 
@@ -121,6 +123,11 @@ class EncryptedLoader(SampleLoader):
     def loader_deinit(self) -> None:
         self._aead = None
 
+    def _key(self) -> AESGCM:
+        if self._aead is None:
+            raise ModelKeyUnavailable("no key: loader_init has not run, or loader_deinit has")
+        return self._aead
+
     def read_model(self, name: str, base_path: str, version: int, options: dict[str, str]) -> ModelBuffers:
         if model_type(options.get("model_file", ".xml")) is LoaderStatus.MODEL_TYPE_TFLITE:
             raise ModelLoadError(
@@ -133,7 +140,7 @@ class EncryptedLoader(SampleLoader):
         blob = read_version_file(base_path, version, file_name + SUFFIX)
         path = version_file(base_path, version, file_name + SUFFIX)
         try:
-            return decrypt_bytes(self._aead, blob, name, version, file_name)
+            return decrypt_bytes(self._key(), blob, name, version, file_name)
         except InvalidTag:
             raise ModelDecryptionFailed(
                 f"cannot decrypt {path} for model '{name}' version {version}: wrong key, modified "

@@ -116,19 +116,27 @@ class LicenceLoader(SampleLoader):
             raise ModelBlacklisted(f"licence {self._licence_file} expired at {licence.until.isoformat()}")
 
     def _current(self) -> Licence:
+        public_key, licence_file = self._configured()
         try:
-            content = self._licence_file.read_bytes()
+            content = licence_file.read_bytes()
         except OSError as exc:
-            raise ModelBlacklisted(f"licence file {self._licence_file} cannot be read: {exc.strerror}") from None
+            raise ModelBlacklisted(f"licence file {licence_file} cannot be read: {exc.strerror}") from None
         if self._cache is None or self._cache[0] != content:  # verify only when the file changed
+            result: Licence | ModelBlacklisted
             try:
-                result = verify_licence(self._public_key, content, str(self._licence_file))
+                result = verify_licence(public_key, content, str(licence_file))
             except ModelBlacklisted as err:
                 result = err
             self._cache = (content, result)
         if isinstance(self._cache[1], ModelBlacklisted):
             raise ModelBlacklisted(self._cache[1].detail)
         return self._cache[1]
+
+    def _configured(self) -> tuple[Ed25519PublicKey, Path]:
+        """The public key and licence file that loader_init read."""
+        if self._public_key is None or self._licence_file is None:
+            raise LicenceConfigInvalid("no public key or licence file: loader_init has not run")
+        return self._public_key, self._licence_file
 
 
 def _read_config(config_file: str | None) -> tuple[Ed25519PublicKey, Path]:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cffi
 import numpy as np
@@ -106,7 +106,8 @@ class Library:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         try:
-            self._lib = ffi.dlopen(self.path)
+            # Any: the library's functions are attributes made at runtime from the cdef above
+            self._lib: Any = ffi.dlopen(self.path)
         except OSError as exc:
             raise NodeLibraryOpenFailed(self.path, str(exc)) from exc
         for symbol in SYMBOLS:
@@ -144,7 +145,7 @@ def copy_out(address: int, nbytes: int, dtype: np.dtype, shape: tuple[int, ...])
     if nbytes == 0:
         return np.zeros(shape, dtype)
     raw = ffi.buffer(ffi.cast("uint8_t*", address), nbytes)
-    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    return np.frombuffer(memoryview(raw), dtype=dtype).reshape(shape).copy()
 
 
 def _address(pointer: Any) -> int:
@@ -158,7 +159,8 @@ def _result(status: int, array: Any, count: int, with_data: bool) -> RawResult:
 
 
 def _raw(struct: Any, with_data: bool) -> RawTensor:
-    name = None if struct.name == ffi.NULL else ffi.string(struct.name).decode(errors="replace")
+    # cast: a char* gives bytes (only a wchar_t* would give str)
+    name = None if struct.name == ffi.NULL else cast(bytes, ffi.string(struct.name)).decode(errors="replace")
     count = int(struct.dimsCount)
     dims = None if count and struct.dims == ffi.NULL else tuple(int(struct.dims[i]) for i in range(count))
     extra = {"data_address": _address(struct.data), "data_bytes": int(struct.dataBytes)} if with_data else {}
@@ -173,7 +175,7 @@ def _input_tensors(inputs: Mapping[str, np.ndarray]) -> tuple[Any, list]:
         name_c = ffi.new("char[]", name.encode())
         dims = ffi.new("uint64_t[]", list(array.shape) or [0])
         # from_buffer accepts read-only arrays (Ray's zero-copy ones) without copying them.
-        data = ffi.from_buffer("uint8_t[]", array.reshape(-1).view(np.uint8)) if array.size else ffi.NULL
+        data = ffi.from_buffer("uint8_t[]", array.reshape(-1).view(np.uint8).data) if array.size else ffi.NULL
         keepalive += [name_c, dims, data, array]
         slot.name, slot.data, slot.dataBytes = name_c, data, array.nbytes
         slot.dims, slot.dimsCount = dims, array.ndim

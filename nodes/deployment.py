@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from ray import serve
@@ -32,8 +32,8 @@ from app.errors import ServingError, find_serving_error
 from app.logs import show_lifecycle_logs
 from app.refs import resolve, to_refs
 from app.tensors import TensorInfo, Tensors
+from nodes.base import Node
 from nodes.errors import NodeCrashed
-from nodes.loading import NodeFactory
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ DEFAULT_MAX_ONGOING = 4
 class NodeDeployment:
     """One initialized node per replica; methods forward to it."""
 
-    def __init__(self, factory: NodeFactory, params: dict[str, str], node_name: str) -> None:
+    def __init__(self, factory: Callable[[], Node], params: dict[str, str], node_name: str) -> None:
         show_lifecycle_logs()
         node = factory()
         node.name = node_name
@@ -80,7 +80,7 @@ class NodeDeployment:
         results = await asyncio.to_thread(self._node().run, await resolve(inputs), outputs)
         return to_refs(results) if by_reference else results
 
-    def _node(self):
+    def _node(self) -> Node:
         if self.error is not None:
             raise self.error
         return self.node
@@ -94,14 +94,20 @@ class NodeDeployment:
 
 
 def node_app(
-    factory: NodeFactory, params: dict[str, str], node_name: str, *, deployment_name: str | None = None, **options: Any
+    factory: Callable[[], Node],
+    params: dict[str, str],
+    node_name: str,
+    *,
+    deployment_name: str | None = None,
+    **options: Any,
 ) -> Application:
     """The deployment of one pipeline node, bound and ready for ``serve.run`` or another ``.bind``.
 
     ``deployment_name`` must be unique within the application (default ``node-<node_name>``);
     ``options`` override the deployment's defaults (``num_replicas``, ``ray_actor_options``...).
     """
-    deployment = NodeDeployment.options(name=deployment_name or f"node-{node_name}", **options)
+    name = deployment_name or f"node-{node_name}"
+    deployment = NodeDeployment.options(name=name, **options)  # type: ignore[attr-defined]  # Serve's decorator made it a Deployment
     return deployment.bind(factory, dict(params), node_name)
 
 

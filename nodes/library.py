@@ -134,10 +134,12 @@ class LibraryNode(Node):
             raise NodeOutputsCorruptedCount(self.node_name, f"execute returned outputsCount {raw.count}, expected > 0")
         results: Tensors = {}
         for index, tensor in enumerate(raw.tensors):
-            results[tensor.name] = self._output(index, tensor)
+            name, array = self._output(index, tensor)
+            results[name] = array
         return results
 
-    def _output(self, index: int, raw: RawTensor) -> np.ndarray:
+    def _output(self, index: int, raw: RawTensor) -> tuple[str, np.ndarray]:
+        """The output's name and a copy of its data, once every field the library filled is checked."""
         node = self.node_name
         if raw.name is None:
             raise NodeOutputMissingName(node, f"#{index}", "a name", "a null name")
@@ -153,7 +155,7 @@ class LibraryNode(Node):
             raise NodeOutputInvalidContentSize(
                 node, raw.name, f"dataBytes {expected} (dims {list(raw.dims)} x {dtype.itemsize})", str(raw.data_bytes)
             )
-        return copy_out(raw.data_address, raw.data_bytes, dtype, raw.dims)
+        return raw.name, copy_out(raw.data_address, raw.data_bytes, dtype, raw.dims)
 
     # --- shared --------------------------------------------------------------------------------
 

@@ -9,10 +9,11 @@ The contract the Ray layer uses::
     pipeline_status(results[name])                   # [VersionStatus] for /v1/config
     definition = ready_definition(results[name])     # raises PipelineInvalid (404) if not ready
     definition.metadata()                            # KServe metadata, versions ["1"]
-    outputs = await run(definition, inputs, call)    # call(node: NodeSpec, inputs) -> outputs
+    outputs = await run(definition, inputs, call)    # call(spec: NodeSpec, inputs) -> outputs
 
-``call`` gets a ``NodeSpec`` (model name and version, or library and params, and the real output
-names needed) and the node's inputs by real input name; it returns outputs by real output name.
+``call`` gets a ``NodeSpec`` (its ``node``: a ``ModelNode`` with model name and version, or a
+``CustomNode`` with library and params; and the real output names needed) and the node's inputs
+by real input name; it returns outputs by real output name.
 """
 
 from app.pipeline.catalog import Catalog, CatalogError, DictCatalog, Signature, node_key

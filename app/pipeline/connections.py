@@ -24,12 +24,13 @@ def check_connections(config: PipelineConfig, signatures: dict[str, Signature], 
             for input_name, source in item.items():
                 connection = _connect(config, nodes, source.node_name, source.data_item, node.name, input_name, fail)
                 where = f"node '{node.name}' input '{input_name}' (connection {connection.describe()})"
-                _check_output(nodes, signatures, connection, where, fail)
-                if signatures[node.name].input(input_name) is None:
+                produced = _check_output(nodes, signatures, connection, where, fail)
+                wanted = signatures[node.name].input(input_name)
+                if wanted is None:
                     expected = [info.name for info in signatures[node.name].inputs]
                     fail(
                         "PIPELINE_CONNECTION_TO_MISSING_MODEL_INPUT",
-                        f"{where}: {_kind(node)} has no input '{input_name}'; expected one of {expected}",
+                        f"{where}: {node.target} has no input '{input_name}'; expected one of {expected}",
                     )
                 if input_name in fed:
                     fail(
@@ -37,13 +38,14 @@ def check_connections(config: PipelineConfig, signatures: dict[str, Signature], 
                         f"{where}: the input is already fed by {fed[input_name]}; expected one source per input",
                     )
                 fed[input_name] = connection.describe()
-                _check_tensors(config, nodes, signatures, connection, where, fail)
+                if produced is not None:  # the request has no metadata of its own: it takes what its consumers need
+                    _check_tensors(nodes, connection, produced, wanted, where, fail)
                 connections.append(connection)
         missing = [info.name for info in signatures[node.name].inputs if info.name not in fed]
         if missing:
             fail(
                 "PIPELINE_NOT_ALL_INPUTS_CONNECTED",
-                f"node '{node.name}' ({_kind(node)}) has inputs {missing} fed by no connection; "
+                f"node '{node.name}' ({node.target}) has inputs {missing} fed by no connection; "
                 "expected every input to be connected",
             )
     for item in config.outputs:
@@ -101,47 +103,48 @@ def _connect(
 
 def _check_output(
     nodes: dict[str, PipelineNode], signatures: dict[str, Signature], connection: Connection, where: str, fail: Fail
-) -> None:
-    if connection.source == REQUEST or signatures[connection.source].output(connection.output) is not None:
-        return
+) -> TensorInfo | None:
+    """The output the connection takes from its source node; None if it comes from the request."""
+    if connection.source == REQUEST:
+        return None
+    produced = signatures[connection.source].output(connection.output)
+    if produced is not None:
+        return produced
     expected = [info.name for info in signatures[connection.source].outputs]
     fail(
         "PIPELINE_NODE_REFERING_TO_MISSING_MODEL_OUTPUT",
         f"{where}: alias '{connection.alias}' of node '{connection.source}' maps to output '{connection.output}', "
-        f"which {_kind(nodes[connection.source])} does not have; expected one of {expected}",
+        f"which {nodes[connection.source].target} does not have; expected one of {expected}",
     )
 
 
 def _check_tensors(
-    config: PipelineConfig,
     nodes: dict[str, PipelineNode],
-    signatures: dict[str, Signature],
     connection: Connection,
+    produced: TensorInfo,
+    wanted: TensorInfo,
     where: str,
     fail: Fail,
 ) -> None:
-    if connection.source == REQUEST:
-        return  # the request has no metadata of its own: it takes what its consumers need
+    """``produced`` by the source node fits what the target node's input ``wanted``."""
     source_node = nodes[connection.source]
-    produced = signatures[connection.source].output(connection.output)
     target = nodes[connection.target]
-    wanted = signatures[connection.target].input(connection.input)
     given = _strip(produced, source_node.demultiply_count is not None)
     needed = _strip(wanted, target.gather_from_node is not None)
     if not shapes_overlap(given.shape, needed.shape):
         fail(
             "INVALID_SHAPE",
-            f"{where}: {_kind(source_node)} output '{produced.name}' gives shape "
+            f"{where}: {source_node.target} output '{produced.name}' gives shape "
             f"{format_shape(given.shape)}{_stripped(source_node, target)}; expected "
-            f"{format_shape(needed.shape)}, as {_kind(target)} input '{wanted.name}' needs",
+            f"{format_shape(needed.shape)}, as {target.target} input '{wanted.name}' needs",
         )
     if produced.datatype == "BYTES" and wanted.datatype == "BYTES":
         fail("NOT_IMPLEMENTED", f"{where}: string to string connections are not supported")
     if produced.datatype != wanted.datatype:
         fail(
             "INVALID_PRECISION",
-            f"{where}: {_kind(source_node)} output '{produced.name}' is {produced.datatype}; "
-            f"expected {wanted.datatype}, as {_kind(target)} input '{wanted.name}' needs",
+            f"{where}: {source_node.target} output '{produced.name}' is {produced.datatype}; "
+            f"expected {wanted.datatype}, as {target.target} input '{wanted.name}' needs",
         )
 
 
@@ -157,7 +160,3 @@ def _stripped(source: PipelineNode, target: PipelineNode) -> str:
     if target.gather_from_node is not None:
         notes.append(f"dim0 dropped: '{target.name}' gathers")
     return f" ({'; '.join(notes)})" if notes else ""
-
-
-def _kind(node: PipelineNode) -> str:
-    return f"model '{node.model_name}'" if node.type == "DL model" else f"library '{node.library_name}'"

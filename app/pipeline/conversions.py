@@ -90,5 +90,6 @@ def wants_strings(info: TensorInfo) -> bool:
     return info.datatype == "UINT8" and len(info.shape) == 2
 
 
-def _as_bytes(item: object) -> bytes:
+def _as_bytes(item: str | bytes) -> bytes:
+    """One element of a BYTES tensor (an object array holds bytes, or str when built from text)."""
     return item.encode() if isinstance(item, str) else bytes(item)

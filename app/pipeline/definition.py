@@ -1,17 +1,17 @@
 """A validated pipeline: its nodes, connections, order and demultiply levels, ready to run.
 
 Built only by ``app.pipeline.validation.validate``. ``NodeSpec`` is also what the executor hands
-to ``call(node, inputs)``: it says which model version or which library with which params to run,
+to ``call(spec, inputs)``: it says which model version or which library with which params to run,
 and which real outputs the pipeline needs from it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Literal, NoReturn
+from dataclasses import dataclass
+from typing import NoReturn
 
-from app.config import PipelineConfig
+from app.config import PipelineConfig, PipelineNode
 from app.pipeline.catalog import Signature
 from app.tensors import TensorInfo
 
@@ -26,20 +26,27 @@ Fail = Callable[[str, str], NoReturn]
 class NodeSpec:
     """One node of a pipeline, as ``call`` receives it.
 
-    ``inputs`` given to ``call`` are keyed by the real input names of the model or library;
-    ``call`` returns a dict keyed by real output names, holding at least ``outputs``.
+    ``node`` is its config: a ``ModelNode`` (model name and version) or a ``CustomNode`` (library
+    and params). ``inputs`` given to ``call`` are keyed by the real input names of the model or
+    library; ``call`` returns a dict keyed by real output names, holding at least ``outputs``.
     """
 
     pipeline: str
-    name: str
-    kind: Literal["model", "custom"]
-    model_name: str | None = None
-    version: int | None = None  # None: the model's default version
-    library_name: str | None = None
-    params: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    node: PipelineNode
     outputs: tuple[str, ...] = ()  # real output names the pipeline uses
-    demultiply_count: int | None = None  # None: not a demultiplexer; -1: dynamic
-    gather_from_node: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    @property
+    def demultiply_count(self) -> int | None:
+        """None: not a demultiplexer; -1: dynamic."""
+        return self.node.demultiply_count
+
+    @property
+    def gather_from_node(self) -> str | None:
+        return self.node.gather_from_node
 
     @property
     def is_demultiplexer(self) -> bool:
@@ -48,7 +55,7 @@ class NodeSpec:
     @property
     def target(self) -> str:
         """What the node runs, for messages: ``model 'dummy'`` or ``library 'add_sub'``."""
-        return f"model '{self.model_name}'" if self.kind == "model" else f"library '{self.library_name}'"
+        return self.node.target
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,18 @@ class PipelineDefinition:
 
     def into(self, target: str) -> list[Connection]:
         return [c for c in self.connections if c.target == target]
+
+    def produced(self, connection: Connection) -> TensorInfo:
+        """The output a connection from a node (not the request) takes."""
+        info = self.signatures[connection.source].output(connection.output)
+        assert info is not None  # validation keeps no connection from an output the node lacks
+        return info
+
+    def needed(self, connection: Connection) -> TensorInfo:
+        """The input a connection to a node (not the response) feeds."""
+        info = self.signatures[connection.target].input(connection.input)
+        assert info is not None  # validation keeps no connection to an input the node lacks
+        return info
 
     def metadata(self) -> dict:
         """KServe v2 model metadata: pipelines have one version, "1", as in OVMS."""

@@ -75,9 +75,9 @@ class _Run:
                 raise  # cancelled by our caller
             raise self.failure from None
         except BaseException as exc:
-            self._fail(exc)
+            self._fail(exc)  # keeps the run's first failure, which may be another node's
             await self._cancel_all()
-            raise self.failure from None
+            raise (self.failure or exc) from None
         return {c.input: array for c, array in zip(connections, arrays, strict=True)}
 
     # --- tasks ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 import openvino as ov
 
-from app.config import ModelConfig, ServerConfig
+from app.config import ModelConfig, ModelNode, ServerConfig
 from app.errors import NotFound, ServingError
 from app.inference import InferRequest, RequestedOutput
 from app.model import ModelServable
@@ -111,10 +111,12 @@ class LocalCatalog:
 
     async def call(self, spec: NodeSpec, inputs: dict[str, Any]) -> Mapping[str, Any]:
         """Run one pipeline node in this process: a model's infer, or a custom node's run in a thread."""
-        if spec.kind == "model":
-            request = InferRequest(spec.model_name, spec.version, inputs, [RequestedOutput(o) for o in spec.outputs])
-            return (await self.models[spec.model_name].infer(request)).outputs
-        node = self.node(spec.library_name, spec.params)
+        config = spec.node
+        if isinstance(config, ModelNode):
+            outputs = [RequestedOutput(o) for o in spec.outputs]
+            request = InferRequest(config.model_name, config.version, inputs, outputs)
+            return (await self.models[config.model_name].infer(request)).outputs
+        node = self.node(config.library_name, config.params)
         return await asyncio.to_thread(node.run, inputs, spec.outputs)
 
     def close(self) -> None:

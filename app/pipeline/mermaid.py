@@ -7,7 +7,7 @@ input it feeds (``alias → input``).
 
 from __future__ import annotations
 
-from app.config import PipelineConfig, PipelineNode
+from app.config import ModelNode, PipelineConfig, PipelineNode
 from app.pipeline.definition import REQUEST, RESPONSE
 
 
@@ -37,7 +37,7 @@ def _request_label(pipeline: PipelineConfig) -> str:
 def _shape(node: PipelineNode) -> str:
     what = (
         f"model: {node.model_name}" + (f" v{node.version}" if node.version else "")
-        if node.type == "DL model"
+        if isinstance(node, ModelNode)
         else f"custom: {node.library_name}"
     )
     parts = [f"<b>{_text(node.name)}</b>", _text(what)]

@@ -38,7 +38,7 @@ def _input(definition: PipelineDefinition, name: str, fail: Fail) -> TensorInfo:
     for connection in definition.connections:
         if connection.source != REQUEST or connection.alias != name or connection.target == RESPONSE:
             continue
-        needed = definition.signatures[connection.target].input(connection.input)
+        needed = definition.needed(connection)
         shape = needed.shape
         if entry is not None and definition.nodes[connection.target].gather_from_node != REQUEST:
             shape = (count_dim(entry),) + shape  # the request holds every shard
@@ -68,7 +68,7 @@ def pipeline_outputs(definition: PipelineDefinition) -> tuple[TensorInfo, ...]:
                 TensorInfo(connection.input, inputs[connection.alias].datatype, inputs[connection.alias].shape)
             )
             continue
-        produced = definition.signatures[connection.source].output(connection.output)
+        produced = definition.produced(connection)
         shape = produced.shape[1:] if definition.demultiply_count(connection.source) is not None else produced.shape
         gathered = tuple(count_dim(definition.demultiply_count(d)) for d in definition.output_level(connection.source))
         outputs.append(as_string_output(TensorInfo(connection.input, produced.datatype, gathered + shape)))

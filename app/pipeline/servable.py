@@ -56,7 +56,7 @@ class PipelineServable:
     async def _current(self) -> PipelineDefinition | PipelineInvalid:
         stale = self._clock() - self._validated_at >= self._revalidate_seconds
         if self.result is None or isinstance(self.result, PipelineInvalid) and stale:
-            await self.validate()
+            return await self.validate()
         return self.result
 
     async def statuses(self) -> list[VersionStatus]:

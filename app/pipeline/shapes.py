@@ -41,7 +41,8 @@ def intersect_shapes(a: Sequence[Dim], b: Sequence[Dim]) -> tuple[Dim, ...] | No
     if len(a) != len(b):
         return None
     dims = [intersect_dim(x, y) for x, y in zip(a, b, strict=True)]
-    return None if any(d is None for d in dims) else tuple(dims)  # type: ignore[misc]
+    common = [d for d in dims if d is not None]
+    return tuple(common) if len(common) == len(dims) else None
 
 
 def count_dim(count: int | None) -> Dim:

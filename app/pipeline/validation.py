@@ -19,11 +19,11 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import NoReturn
 
-from app.config import PipelineConfig, PipelineNode
+from app.config import CustomNode, PipelineConfig, PipelineNode
 from app.pipeline import catalog as codes
 from app.pipeline.catalog import Catalog, CatalogError, Signature
 from app.pipeline.connections import check_connections
-from app.pipeline.definition import REQUEST, RESPONSE, Fail, NodeSpec, PipelineDefinition
+from app.pipeline.definition import REQUEST, RESPONSE, Connection, Fail, NodeSpec, PipelineDefinition
 from app.pipeline.errors import PipelineInvalid, PipelineNameOccupied
 from app.pipeline.levels import check_graph, demultiply_levels
 from app.pipeline.metadata import pipeline_inputs, pipeline_outputs
@@ -91,7 +91,7 @@ def _initialize_libraries(config: PipelineConfig, catalog: Catalog, fail: Fail) 
     """Each custom node's signature, failing on a library that is unknown or does not initialize."""
     answers: dict[str, Signature | CatalogError] = {}
     for node in config.nodes:
-        if node.type != "custom":
+        if not isinstance(node, CustomNode):
             continue
         try:
             answers[node.name] = catalog.node_signature(node.library_name, node.params)
@@ -131,8 +131,10 @@ def _check_structure(config: PipelineConfig, fail: Fail) -> None:
         seen.add(node.name)
 
 
-def _signature(node: PipelineNode, catalog: Catalog, pending: dict, fail: Fail) -> Signature:
-    if node.type == "custom":
+def _signature(
+    node: PipelineNode, catalog: Catalog, pending: dict[str, Signature | CatalogError], fail: Fail
+) -> Signature:
+    if isinstance(node, CustomNode):
         answer = pending[node.name]
         if isinstance(answer, CatalogError):
             fail(answer.code, f"node '{node.name}' uses library '{node.library_name}': {answer.reason}")
@@ -182,23 +184,12 @@ def _check_gather(config: PipelineConfig, node: PipelineNode, fail: Fail) -> Non
         )
 
 
-def _specs(config: PipelineConfig, connections) -> dict[str, NodeSpec]:
+def _specs(config: PipelineConfig, connections: list[Connection]) -> dict[str, NodeSpec]:
     used: dict[str, set[str]] = {}
     for connection in connections:
         used.setdefault(connection.source, set()).add(connection.output)
     specs = {}
     for node in config.nodes:
         outputs = tuple(dict.fromkeys(o.data_item for o in node.outputs if o.data_item in used.get(node.name, ())))
-        specs[node.name] = NodeSpec(
-            pipeline=config.name,
-            name=node.name,
-            kind="model" if node.type == "DL model" else "custom",
-            model_name=node.model_name,
-            version=node.version,
-            library_name=node.library_name,
-            params=dict(node.params),
-            outputs=outputs,
-            demultiply_count=node.demultiply_count,
-            gather_from_node=node.gather_from_node,
-        )
+        specs[node.name] = NodeSpec(pipeline=config.name, node=node, outputs=outputs)
     return specs

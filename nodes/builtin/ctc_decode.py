@@ -54,7 +54,9 @@ class CTCDecode(Node):
     thread_safe = True  # no state changes after initialize
 
     def __init__(self, characters: Sequence[str] | None = None) -> None:
-        self.classes = self._classes(characters) if characters is not None else None
+        # Empty until known (a known list holds at least the blank and the space): from
+        # ``characters`` here, or from param model_path in initialize.
+        self.classes: list[str] = self._classes(characters) if characters is not None else []
 
     @staticmethod
     def _classes(characters: Sequence[str]) -> list[str]:
@@ -70,7 +72,7 @@ class CTCDecode(Node):
                     f"param 'model_path' = {params['model_path']!r}: "
                     f"cannot read the character list from its rt_info: {exc}",
                 ) from exc
-        if self.classes is None:
+        if not self.classes:
             raise NodeInitializeFailed(
                 self.node_name,
                 "param 'model_path' is required: the recognizer model "

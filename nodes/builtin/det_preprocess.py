@@ -27,7 +27,7 @@ def _three_numbers(node: str, params: dict[str, str], key: str, default: str) ->
     try:
         values = np.array([float(v) for v in text.replace("[", "").replace("]", "").split(",")], np.float32)
     except ValueError:
-        values = np.zeros(0)
+        values = np.zeros(0, np.float32)
     if values.size != 3:
         raise NodeInitializeFailed(node, f"param '{key}' = {text!r}; expected three numbers, e.g. \"{default}\"")
     return values

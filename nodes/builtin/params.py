@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from typing import TypeVar
 
 from nodes.errors import NodeInitializeFailed
 
 T = TypeVar("T")
-_MISSING = object()
+
+
+class _Missing(enum.Enum):
+    """The default of a required param: a type of its own, which the type checker tells from a value."""
+
+    MISSING = enum.auto()
 
 
 def param(
@@ -16,22 +22,26 @@ def param(
     params: dict[str, str],
     key: str,
     kind: Callable[[str], T],
-    default: object = _MISSING,
+    default: T | _Missing = _Missing.MISSING,
     check: Callable[[T], bool] = lambda _: True,
     expected: str = "",
 ) -> T:
     """``params[key]`` converted by ``kind``; ``default`` when absent (required if no default)."""
     if key not in params:
-        if default is _MISSING:
+        if isinstance(default, _Missing):
             raise NodeInitializeFailed(node, f"param '{key}' is required{': ' + expected if expected else ''}")
-        return default  # type: ignore[return-value]
+        return default
     try:
         value = kind(params[key])
     except ValueError:
-        value = _MISSING
-    if value is _MISSING or not check(value):
-        raise NodeInitializeFailed(node, f"param '{key}' = {params[key]!r}; expected {expected or kind.__name__}")
-    return value  # type: ignore[return-value]
+        raise _invalid(node, params, key, kind, expected) from None
+    if not check(value):
+        raise _invalid(node, params, key, kind, expected)
+    return value
+
+
+def _invalid(node: str, params: dict[str, str], key: str, kind: Callable, expected: str) -> NodeInitializeFailed:
+    return NodeInitializeFailed(node, f"param '{key}' = {params[key]!r}; expected {expected or kind.__name__}")
 
 
 def layout(node: str, params: dict[str, str], key: str, default: str = "NCHW") -> bool:

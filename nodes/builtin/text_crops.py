@@ -76,7 +76,7 @@ class TextCrops(Node):
     # --- DB post-processing: probability map -> scored quadrilaterals in image pixels --------
 
     def boxes(self, probability: np.ndarray, width: int, height: int) -> list[tuple[np.ndarray, float]]:
-        mask = (probability > self.binary_threshold).astype(np.uint8)
+        mask: np.ndarray = (probability > self.binary_threshold).astype(np.uint8)
         if self.dilate:
             mask = cv2.dilate(mask, np.ones((2, 2), np.uint8))
         contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
@@ -134,7 +134,7 @@ class TextCrops(Node):
         w = int(max(np.linalg.norm(points[0] - points[1]), np.linalg.norm(points[2] - points[3])))
         h = int(max(np.linalg.norm(points[0] - points[3]), np.linalg.norm(points[1] - points[2])))
         w, h = max(w, 1), max(h, 1)
-        target = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+        target = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
         crop = cv2.warpPerspective(
             image,
             cv2.getPerspectiveTransform(points, target),

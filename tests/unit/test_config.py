@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from app.__main__ import main as cli
-from app.config import ConfigError, load_config, parse_config, parse_shape
+from app.config import ConfigError, CustomNode, ModelNode, load_config, parse_config, parse_shape
 
 
 def model(**fields) -> dict:
@@ -121,6 +121,46 @@ def test_pipeline_schema_rules():
     }
     (error,) = errors_of(data)
     assert "pipeline_config_list[0].nodes[0]" in error and "needs library_name and no model_name" in error
+
+
+def with_node(**node) -> dict:
+    return {
+        **model(),
+        "pipeline_config_list": [
+            {
+                "name": "p",
+                "inputs": ["a"],
+                "nodes": [{"name": "n", "inputs": [], "outputs": [], **node}],
+                "outputs": [{"o": {"node_name": "n", "data_item": "x"}}],
+            }
+        ],
+    }
+
+
+def test_each_node_type_has_its_own_keys():
+    node = parse_config(with_node(type="DL model", model_name="m", version=2)).pipeline_config_list[0].nodes[0]
+    assert isinstance(node, ModelNode) and (node.model_name, node.version) == ("m", 2)
+    node = parse_config(with_node(type="custom", library_name="l", params={"k": "v"})).pipeline_config_list[0].nodes[0]
+    assert isinstance(node, CustomNode) and (node.library_name, node.params) == ("l", {"k": "v"})
+    (error,) = errors_of(with_node(type="DL model", model_name="m", params={}))
+    assert error.startswith("pipeline_config_list[0].nodes[0].params: unknown key; expected one of: ")
+    assert "model_name" in error and "library_name" not in error
+
+
+def test_node_errors_name_the_key_at_its_json_path():
+    (error,) = errors_of(with_node(type="DL model"))
+    assert error == "pipeline_config_list[0].nodes[0].model_name: required key is missing"
+    errors = errors_of(with_node(type="custom", library_name="l", parms={}))
+    assert errors[0].startswith("pipeline_config_list[0].nodes[0].parms: unknown key; did you mean 'params'?")
+    (error,) = errors_of(with_node(model_name="m"))
+    assert error == "pipeline_config_list[0].nodes[0].type: required key is missing"
+    (error,) = errors_of(with_node(type="model", model_name="m"))
+    assert error == "pipeline_config_list[0].nodes[0].type: Input should be 'DL model' or 'custom' (got 'model')"
+    source = {"node_name": "a", "data_item": "b", "data_itm": "b"}
+    (error,) = errors_of(with_node(type="custom", library_name="l", inputs=[{"i": source}]))
+    assert error.startswith(
+        "pipeline_config_list[0].nodes[0].inputs[0].i.data_itm: unknown key; did you mean 'data_item'?"
+    )
 
 
 def test_node_demultiply_count_zero_means_dynamic():
