@@ -313,7 +313,8 @@ class _Node(_Strict):
     @classmethod
     def _other_kinds_key(cls, data: Any) -> Any:
         if isinstance(data, dict) and cls._other in data:
-            raise ValueError(f"node '{data.get('name')}' of type {cls._kind} needs {cls._needs} and no {cls._other}")
+            node = f"node '{data['name']}'" if isinstance(data.get("name"), str) else "a node"
+            raise ValueError(f"{node} of type {cls._kind} needs {cls._needs} and no {cls._other}")
         return data
 
     @field_validator("inputs")
@@ -339,6 +340,8 @@ class ModelNode(_Node):
     type: Literal["DL model"]
     model_name: str
     version: int | None = Field(default=None, ge=1, description="None: the model's default version.")
+    # OVMS's schema allows params on every node and ignores them on a model node: so do we.
+    params: dict[str, str] = Field(default_factory=dict, description="Ignored, as OVMS ignores it here.")
 
     @property
     def target(self) -> str:
@@ -356,6 +359,8 @@ class CustomNode(_Node):
     type: Literal["custom"]
     library_name: str
     params: dict[str, str] = Field(default_factory=dict)
+    # OVMS's schema allows a version on every node and ignores it on a custom node: so do we.
+    version: int | None = Field(default=None, ge=1, description="Ignored, as OVMS ignores it here.")
 
     @property
     def target(self) -> str:

@@ -142,9 +142,19 @@ def test_each_node_type_has_its_own_keys():
     assert isinstance(node, ModelNode) and (node.model_name, node.version) == ("m", 2)
     node = parse_config(with_node(type="custom", library_name="l", params={"k": "v"})).pipeline_config_list[0].nodes[0]
     assert isinstance(node, CustomNode) and (node.library_name, node.params) == ("l", {"k": "v"})
-    (error,) = errors_of(with_node(type="DL model", model_name="m", params={}))
-    assert error.startswith("pipeline_config_list[0].nodes[0].params: unknown key; expected one of: ")
+    (error,) = errors_of(with_node(type="DL model", model_name="m", paams={}))
+    assert error.startswith("pipeline_config_list[0].nodes[0].paams: unknown key; did you mean 'params'? ")
     assert "model_name" in error and "library_name" not in error
+
+
+def test_keys_ovms_accepts_on_every_node_are_accepted_and_ignored():
+    # OVMS's schema lists params and version for every node kind; a config that OVMS serves must load.
+    node = parse_config(with_node(type="DL model", model_name="m", params={"k": "v"})).pipeline_config_list[0].nodes[0]
+    assert isinstance(node, ModelNode) and node.model_name == "m"
+    node = parse_config(with_node(type="custom", library_name="l", version=1)).pipeline_config_list[0].nodes[0]
+    assert isinstance(node, CustomNode) and node.library_name == "l"
+    (error,) = errors_of(with_node(type="custom", model_name="m", library_name="l"))
+    assert "a node" not in error and "node 'n' of type custom needs library_name and no model_name" in error
 
 
 def test_node_errors_name_the_key_at_its_json_path():
