@@ -31,6 +31,7 @@ import ray
 from app.config import ConfigError, ModelConfig, ServerConfig, load_config
 from app.logs import show_lifecycle_logs
 from app.plan import Plan, Planned, PlanSettings, loader_specs, plan_config
+from app.polling import Revision
 
 log = logging.getLogger("rayvino.config")
 
@@ -121,7 +122,6 @@ class _State:
     plan: Plan | None = None
     retired: dict[str, tuple[int, ...]] = field(default_factory=dict)
     load_error: str | None = None
-    revision: int = 0
     starting: set[str] = field(default_factory=set)
     bridges: set[str] = field(default_factory=set)  # see Catalog.bridges
 
@@ -138,7 +138,7 @@ class ConfigService:
         self.settings, self.deployer, self.loaders, self.clock = settings, deployer, loaders, clock
         self.memory = memory or InProcessMemory()
         self.state = _State()
-        self._changed = asyncio.Condition()
+        self.revision = Revision()  # of the catalog, which the ingress replicas long-poll
         self._lock = asyncio.Lock()  # one load at a time: the watcher and POST /v1/config/reload
         self._started_at = clock()
         self._last_ingress_call: float | None = None
@@ -195,7 +195,7 @@ class ConfigService:
         log.error("config %s not applied: %s", self.settings.config_path, error)
         if error != self.state.load_error:
             self.state.load_error = error
-            await self._publish()
+            self.revision.publish()
         return ReloadOutcome(changed=False, error=error)
 
     async def _apply(self, plan: Plan) -> bool:
@@ -222,7 +222,7 @@ class ConfigService:
         self.state.starting = (self.state.starting - set(delete)) | {p.name for p in deploy}
         self._bridge(before, plan)
         self._remember()
-        await self._publish()
+        self.revision.publish()
         return bool(deploy or delete)
 
     def _remember(self) -> None:
@@ -294,7 +294,7 @@ class ConfigService:
         errors = tuple(plan.errors) + ((self.state.load_error,) if self.state.load_error else ())
         bridges = {name: plan.bridgeable[name] for name in self._bridging(self.state.bridges)}
         return Catalog(
-            self.state.revision,
+            self.revision.current,
             dict(plan.servables),
             dict(plan.versions),
             dict(self.state.retired),
@@ -307,21 +307,11 @@ class ConfigService:
         """The catalog once its revision differs from ``seen``, or after ``timeout`` (an ingress's long-poll)."""
         self._polls_waiting += 1
         try:
-            async with self._changed:
-                if seen == self.state.revision:
-                    try:
-                        await asyncio.wait_for(self._changed.wait(), timeout)
-                    except TimeoutError:
-                        pass
+            await self.revision.wait(seen, timeout)
         finally:
             self._polls_waiting -= 1
             self._last_ingress_call = self.clock()
         return self.catalog()
-
-    async def _publish(self) -> None:
-        self.state.revision += 1
-        async with self._changed:
-            self._changed.notify_all()
 
     async def check_ready(self) -> None:
         """Move deployments that reached RUNNING out of ``starting``."""
@@ -331,7 +321,7 @@ class ConfigService:
         running = {name for name, status in statuses.items() if status == "RUNNING"}
         if running:
             self.state.starting -= running
-            await self._publish()
+            self.revision.publish()
 
     async def wait_ready(self, timeout: float) -> bool:
         """Until every deployment of the current config is RUNNING, or ``timeout``; whether it is."""
@@ -361,7 +351,7 @@ class ConfigService:
         self.state.plan = Plan()
         self._remember()
         await self.loaders.shutdown()
-        await self._publish()
+        self.revision.publish()
 
 
 # ----- the Ray side ---------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from typing import TypeVar
 import ray
 
 from app.logs import show_lifecycle_logs
+from app.polling import Revision
 from app.status import VersionStatus
 from loaders.base import Clock, ModelBuffers
 from loaders.errors import CustomLoaderConfigError
@@ -86,7 +87,7 @@ class LoaderService:
         self._idle_shutdown = idle_shutdown_seconds
         self._had_replicas = False
         self._empty_since: float | None = None
-        self._changed = asyncio.Event()
+        self._revision = Revision(self._manager.generation)  # the long-polls wait on it
         self._poll_task: asyncio.Task | None = None
         self._start_polling()
 
@@ -148,24 +149,14 @@ class LoaderService:
         what that snapshot stopped serving, which may complete waiting unloads.
         """
         self._start_polling()
-        loop = asyncio.get_running_loop()
         contact = self._contact(name, replica, seen, waiting=True)
         self._run(self._manager.finish_drains, self._drained)
-        deadline = loop.time() + timeout
         try:
-            while True:
-                snap = self._manager.snapshot(name)
-                remaining = deadline - loop.time()
-                if snap.generation != seen or remaining <= 0:
-                    return snap
-                changed = self._changed
-                try:
-                    await asyncio.wait_for(changed.wait(), remaining)
-                except TimeoutError:
-                    pass
+            await self._revision.wait_until(lambda: self._manager.model_generation(name) != seen, timeout)
+            return self._manager.snapshot(name)
         finally:
             if contact is not None:
-                contact.waiting, contact.last_contact = False, loop.time()
+                contact.waiting, contact.last_contact = False, asyncio.get_running_loop().time()
 
     async def leave(self, name: str, replica: str) -> None:
         """A replica shuts down: stop waiting for it."""
@@ -230,8 +221,7 @@ class LoaderService:
             return call(*args)
         finally:
             if self._manager.generation != before:
-                self._changed.set()
-                self._changed = asyncio.Event()
+                self._revision.publish(self._manager.generation)
 
     def _start_polling(self) -> None:
         # __init__ may run outside the event loop; every entry point retries, so a restarted

@@ -281,7 +281,7 @@ def test_an_ingress_waiting_in_a_long_poll_keeps_the_app_alive(served):
     async def scenario():
         config, _, _ = service(path, clock)
         await config.load()
-        polling = asyncio.create_task(config.wait_for_change(config.state.revision, 30))
+        polling = asyncio.create_task(config.wait_for_change(config.catalog().revision, 30))
         await asyncio.sleep(0)  # the poll is now waiting
         clock.now += 60
         alive_while_polling = not config.app_gone()
