@@ -5,6 +5,9 @@
 * It reads config.json at start and whenever its checksum changes (every
   ``file_system_poll_wait_seconds``, as OVMS's watcher) or ``POST /v1/config/reload`` asks.
   A file that fails the schema applies nothing; the error is kept for the reload answer.
+* A reload also has the loader actor check every loader's blacklist at once, as OVMS's reload
+  runs its watcher's path, even with the watcher off; it answers once the replicas serve the
+  outcome, so a version blacklisted a moment ago is END (404) by then.
 * It turns the config into a plan (app/plan.py) and deploys only what changed: each model,
   pipeline and node is a Serve application of its own, so unchanged ones keep their replicas
   and their requests in flight. Removed models and pipelines stay listed as END (404).
@@ -102,6 +105,10 @@ class InProcessMemory:
 class LoaderOwner(Protocol):
     async def apply(self, plan: Plan) -> list[str]: ...
 
+    async def poll(self, timeout: float) -> bool:
+        """Check every blacklist now and wait up to ``timeout`` for the replicas; whether a version changed."""
+        ...
+
     async def ensure(self, plan: Plan) -> None: ...
 
     async def shutdown(self) -> None: ...
@@ -152,12 +159,16 @@ class ConfigService:
         """``POST /v1/config/reload``: load now, and answer once what changed is RUNNING.
 
         Changed means since the previous reload request (or the start), whoever applied it: the
-        watcher may have found the edited file a moment before the request came.
+        watcher may have found the edited file a moment before the request came. A version that a
+        loader's blacklist ended or brought back counts too.
         """
+        started = self.clock()
         outcome = await self.load()
-        changed, self._changes_answered = self.changes != self._changes_answered, self.changes
+        polled = await self.loaders.poll(wait_seconds)
+        changed = polled or self.changes != self._changes_answered
+        self._changes_answered = self.changes
         if changed:
-            await self.wait_ready(wait_seconds)
+            await self.wait_ready(wait_seconds - (self.clock() - started))
         return changed, outcome.error
 
     def mark_answered(self) -> None:
@@ -424,6 +435,11 @@ class LoaderActorOwner:
         errors = await self.actor.apply.remote(plan.loaders, plan.loader_models)
         self.incarnation = await self.actor.incarnation.remote()
         return [str(error) for error in errors]
+
+    async def poll(self, timeout: float) -> bool:
+        if self.actor is None:  # the config has no loaders
+            return False
+        return await self.actor.poll_now.remote(timeout)
 
     async def ensure(self, plan: Plan) -> None:
         """A restarted loader actor came back with its first specs: give it the current ones."""

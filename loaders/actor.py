@@ -7,9 +7,12 @@ so each hook runs once per transition, not once per replica.
 
 How the server and replicas use it:
 
-* The server calls ``get_or_create_loader_actor()`` and then ``apply(loaders, models)`` after
-  every config read (idempotent; returns the config errors). ``poll_now()`` serves
-  ``POST /v1/config/reload``; ``all_statuses()`` and ``snapshot(name)`` serve ``/v1/config``.
+* The config actor calls ``get_or_create_loader_actor()`` and then ``apply(loaders, models)``
+  after every config change (idempotent; returns the config errors). ``POST /v1/config/reload``
+  calls ``poll_now(timeout)``: it checks every blacklist at once, as OVMS's reload does, and
+  returns once every live replica serves the outcome (see unloads below), so a version
+  blacklisted a moment ago is END when the reload answers. ``all_statuses()`` and
+  ``snapshot(name)`` serve ``/v1/config``.
 * A model replica keeps one long-poll open: ``snap = await actor.wait_for_change.remote(name,
   seen)``; it returns at once if the model's generation differs from ``seen`` (``None`` for a new
   replica), else when it changes or after ``timeout``. For each AVAILABLE version the replica
@@ -99,11 +102,20 @@ class LoaderService:
         self._run(self._manager.finish_drains, self._drained)
         return self._errors
 
-    async def poll_now(self) -> int:
-        """Poll at once (``POST /v1/config/reload``); returns the generation."""
+    async def poll_now(self, timeout: float = 0.0) -> bool:
+        """Check every version's blacklist at once (``POST /v1/config/reload``); whether any changed.
+
+        Then wait, up to ``timeout`` seconds, until every live replica serves what the poll decided
+        (unloads included): a version blacklisted a moment ago is END, and no replica answers for it.
+        """
+        before = self._manager.generations()
         self._run(self._manager.poll)
         self._run(self._manager.finish_drains, self._drained)
-        return self._manager.generation
+        after = self._manager.generations()
+        # Also the drains a background poll began just before: the reload answers once they are done.
+        settling = {name for name in after if after[name] != before.get(name) or self._manager.snapshot(name).draining}
+        await self._revision.wait_until(lambda: all(self._serves_current(name) for name in settling), timeout)
+        return self._manager.generations() != before
 
     async def shutdown(self) -> None:
         """Unload and retire every model and deinit every loader; stop polling."""
@@ -151,6 +163,7 @@ class LoaderService:
         self._start_polling()
         contact = self._contact(name, replica, seen, waiting=True)
         self._run(self._manager.finish_drains, self._drained)
+        self._revision.wake()  # an acknowledgement: poll_now may be waiting for it
         try:
             await self._revision.wait_until(lambda: self._manager.model_generation(name) != seen, timeout)
             return self._manager.snapshot(name)
@@ -162,6 +175,7 @@ class LoaderService:
         """A replica shuts down: stop waiting for it."""
         self._replicas.get(name, {}).pop(replica, None)
         self._run(self._manager.finish_drains, self._drained)
+        self._revision.wake()  # one replica fewer to wait for
 
     def _contact(self, name: str, replica: str | None, seen: int | None, waiting: bool) -> _Replica | None:
         if replica is None:
@@ -211,6 +225,11 @@ class LoaderService:
             elif contact.acked is None or contact.acked < generation:
                 return False
         return True
+
+    def _serves_current(self, name: str) -> bool:
+        """No unload of the model waits for a drain, and every live replica has applied its snapshot."""
+        snap = self._manager.snapshot(name)
+        return not snap.draining and (snap.generation is None or self._drained(name, snap.generation))
 
     # ----- internals ---------------------------------------------------------------------------
 

@@ -134,6 +134,10 @@ class LoaderManager:
         model = self._models.get(name)
         return None if model is None else model.generation
 
+    def generations(self) -> dict[str, int]:
+        """Every model's generation, by name: two readings differ where a model changed in between."""
+        return {name: model.generation for name, model in self._models.items()}
+
     def snapshot(self, name: str) -> ModelSnapshot:
         model = self._models.get(name)
         draining = () if model is None else tuple(v for v, e in sorted(model.versions.items()) if e.drain_to)
