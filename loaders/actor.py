@@ -11,8 +11,8 @@ How the server and replicas use it:
   after every config change (idempotent; returns the config errors). ``POST /v1/config/reload``
   calls ``poll_now(timeout)``: it checks every blacklist at once, as OVMS's reload does, and
   returns once every live replica serves the outcome (see unloads below), so a version
-  blacklisted a moment ago is END when the reload answers. ``all_statuses()`` and
-  ``snapshot(name)`` serve ``/v1/config``.
+  blacklisted a moment ago is END when the reload answers. ``/v1/config`` shows what the model
+  replicas report, which is what they took from ``wait_for_change``.
 * A model replica keeps one long-poll open: ``snap = await actor.wait_for_change.remote(name,
   seen)``; it returns at once if the model's generation differs from ``seen`` (``None`` for a new
   replica), else when it changes or after ``timeout``. For each AVAILABLE version the replica
@@ -45,7 +45,6 @@ import ray
 
 from app.logs import show_lifecycle_logs
 from app.polling import Revision
-from app.status import VersionStatus
 from loaders.base import Clock, ModelBuffers
 from loaders.errors import CustomLoaderConfigError
 from loaders.manager import LoaderManager, ModelSnapshot
@@ -85,7 +84,7 @@ class LoaderService:
         self._incarnation = time.time_ns()
         self._manager = LoaderManager(clock, first_generation=self._incarnation, gate_unloads=True)
         self._replicas: dict[str, dict[str, _Replica]] = {}
-        self._errors = self._manager.apply(list(loaders), list(models))
+        self._manager.apply(list(loaders), list(models))  # errors are logged; apply() returns them
         self._poll_wait = poll_wait_seconds
         self._idle_shutdown = idle_shutdown_seconds
         self._had_replicas = False
@@ -98,9 +97,9 @@ class LoaderService:
 
     async def apply(self, loaders: list[LoaderSpec], models: list[ModelSpec]) -> list[CustomLoaderConfigError]:
         """Make the config current; returns its loader errors (the first is /v1/config/reload's)."""
-        self._errors = self._run(self._manager.apply, loaders, models)
+        errors = self._run(self._manager.apply, loaders, models)
         self._run(self._manager.finish_drains, self._drained)
-        return self._errors
+        return errors
 
     async def poll_now(self, timeout: float = 0.0) -> bool:
         """Check every version's blacklist at once (``POST /v1/config/reload``); whether any changed.
@@ -126,27 +125,9 @@ class LoaderService:
 
     # ----- reading -----------------------------------------------------------------------------
 
-    async def statuses(self, name: str) -> list[VersionStatus]:
-        self._start_polling()
-        return self._manager.statuses(name)
-
-    async def all_statuses(self) -> dict[str, list[VersionStatus]]:
-        self._start_polling()
-        return self._manager.all_statuses()
-
-    async def config_errors(self) -> list[CustomLoaderConfigError]:
-        return self._errors
-
-    async def snapshot(self, name: str) -> ModelSnapshot:
-        self._start_polling()
-        return self._manager.snapshot(name)
-
     async def buffers(self, name: str, version: int) -> ModelBuffers | None:
         """The version's buffers while it is AVAILABLE, else None."""
         return self._manager.buffers(name, version)
-
-    async def generation(self) -> int:
-        return self._manager.generation
 
     async def incarnation(self) -> int:
         """Changes when the actor restarts: the server then re-sends ``apply``."""

@@ -120,9 +120,6 @@ class LoaderManager:
         model = self._models.get(name)
         return [] if model is None else [model.versions[v].status for v in sorted(model.versions)]
 
-    def all_statuses(self) -> dict[str, list[VersionStatus]]:
-        return {name: self.statuses(name) for name in sorted(self._models)}
-
     def buffers(self, name: str, version: int) -> ModelBuffers | None:
         """The version's buffers while it is AVAILABLE, else None."""
         model = self._models.get(name)

@@ -12,6 +12,7 @@ from loaders.specs import LoaderSpec
 from tests.unit._loaders_support import (
     AVAILABLE,
     END_OK,
+    current,
     disable,
     hook_calls,
     model_spec,
@@ -63,12 +64,12 @@ def test_service_waits_for_every_live_replica(dummy, clock):
         await service.wait_for_change("dummy", None, timeout=0, replica="b")  # b has seen nothing yet
         disable(dummy, 1)
         await service.poll_now()
-        draining = await service.snapshot("dummy")
+        draining = await current(service)
         assert draining.draining == (1,) and draining.generation != first.generation
         await service.wait_for_change("dummy", draining.generation, timeout=0, replica="a")
-        assert (await service.snapshot("dummy")).draining == (1,)  # b has not acknowledged
+        assert (await current(service)).draining == (1,)  # b has not acknowledged
         await service.wait_for_change("dummy", draining.generation, timeout=0, replica="b")
-        statuses = {s.version: (s.state.name, s.error_code.value) for s in await service.statuses("dummy")}
+        statuses = {s.version: (s.state.name, s.error_code.value) for s in (await current(service)).statuses}
         assert statuses[1] == END_OK
 
     asyncio.run(scenario())
@@ -83,7 +84,7 @@ def test_service_stops_waiting_for_a_dead_replica(dummy, clock, monkeypatch):
         disable(dummy, 1)
         await asyncio.sleep(0.01)  # the replica's last contact is now past the (zero) grace period
         await service.poll_now()
-        assert (await service.snapshot("dummy")).draining == ()
+        assert (await current(service)).draining == ()
 
     asyncio.run(scenario())
 
@@ -94,9 +95,9 @@ def test_a_replica_that_leaves_is_not_waited_for(dummy, clock):
         await service.wait_for_change("dummy", None, timeout=0, replica="r")
         disable(dummy, 1)
         await service.poll_now()
-        assert (await service.snapshot("dummy")).draining == (1,)
+        assert (await current(service)).draining == (1,)
         await service.leave("dummy", "r")
-        assert (await service.snapshot("dummy")).draining == ()
+        assert (await current(service)).draining == ()
 
     asyncio.run(scenario())
 
@@ -156,7 +157,7 @@ def test_an_immediate_poll_waits_for_an_unload_a_poll_just_before_began(dummy, c
         await service.wait_for_change("dummy", None, timeout=0, replica="r")
         disable(dummy, 1)
         await service.poll_now()  # no wait: the unload waits for replica r to drain
-        first = await service.wait_for_change("dummy", None, timeout=0)
+        first = await current(service)
         reload = asyncio.create_task(service.poll_now(timeout=30))
         await asyncio.sleep(0)
         waiting = not reload.done()
@@ -177,7 +178,7 @@ def test_an_immediate_poll_stops_waiting_at_its_timeout(dummy, clock):
         await service.wait_for_change("dummy", None, timeout=0, replica="silent")  # never acknowledges
         disable(dummy, 1)
         changed = await asyncio.wait_for(service.poll_now(timeout=0.05), 10)
-        return changed, await service.wait_for_change("dummy", None, timeout=0)
+        return changed, await current(service)
 
     changed, snapshot = asyncio.run(scenario())
     assert changed and snapshot.draining == (1,)  # still waiting for the silent replica's drain
