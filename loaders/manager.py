@@ -1,7 +1,7 @@
 """LoaderManager: every loader instance and the state of every loader-backed (model, version).
 
 Plain Python, no Ray: ``loaders.actor`` wraps it. Calls are not thread-safe; the actor serialises
-them. The state machine follows OVMS (custom loader, §1.3-1.4 of the reference):
+them. The state machine follows OVMS's custom-loader handling (modelmanager.cpp, modelinstance.cpp):
 
 =====================  ============================  ======================  ====================
 From                   Event                         Hooks                   To
