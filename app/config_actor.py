@@ -425,7 +425,7 @@ class LoaderActorOwner:
 
     def __init__(self, settings: PlanSettings) -> None:
         self.config = settings.loader_actor
-        self.actor = None
+        self.actor: Any = None  # the loader actor's handle, once a config has loaders
         self.incarnation: int | None = None
 
     async def apply(self, plan: Plan) -> list[str]:

@@ -234,10 +234,10 @@ class LoaderManager:
             self._fail_loader(spec, err, errors)
             return
         except Exception as exc:
-            err = CustomLoaderInitFailed(
+            failure = CustomLoaderInitFailed(
                 f"loader '{spec.loader_name}' ({spec.library_path}): {type(exc).__name__}: {exc}"
             )
-            self._fail_loader(spec, err, errors)
+            self._fail_loader(spec, failure, errors)
             return
         self._loaders[spec.loader_name] = _LoaderEntry(spec, instance)
         log.info("loader '%s' initialised from %s", spec.loader_name, spec.library_path)
@@ -293,12 +293,12 @@ class LoaderManager:
         failed = self._failed.get(loader_name)
         if failed is not None:
             return None, opts, f"{failed.code}: {failed.detail}"
-        err = CustomLoaderNotPresent(
+        missing = CustomLoaderNotPresent(
             f"model '{spec.name}' names loader_name '{loader_name}', which custom_loader_config_list "
             f"does not define (defined: {', '.join(sorted(self._loaders)) or 'none'})"
         )
-        errors.append(err)
-        return None, opts, f"{err.code}: {err.detail}"
+        errors.append(missing)
+        return None, opts, f"{missing.code}: {missing.detail}"
 
     def _unbind(self, model: _Model, moving_to: str | None) -> None:
         """Unload the loaded versions; retire the model from its loader if it leaves it."""
@@ -347,6 +347,8 @@ class LoaderManager:
                 self._set(model, version, VersionStatus.loading_failed(version, model.problem))
             return
         loader = self._instance(model.loader_name)
+        if loader is None:  # cannot happen: a model without a problem is bound to a running loader
+            return
         for version in model.spec.versions:
             self._step(model, loader, version)
 
@@ -388,10 +390,11 @@ class LoaderManager:
         except Exception as exc:
             reason = f"INTERNAL_ERROR: load_model raised {type(exc).__name__}: {exc}"
         else:
-            reason = _buffers_problem(result)
-            if reason is None:
-                self._set(model, version, VersionStatus(version, S.AVAILABLE), result)
+            checked = _servable_buffers(result)
+            if isinstance(checked, ModelBuffers):
+                self._set(model, version, VersionStatus(version, S.AVAILABLE), checked)
                 return
+            reason = checked
         if model.versions[version].status.error_message != reason:
             log.warning("model '%s' version %d not loaded: %s", name, version, reason)
         self._set(model, version, VersionStatus.loading_failed(version, reason))
@@ -436,8 +439,8 @@ class LoaderManager:
         )
 
 
-def _buffers_problem(result: object) -> str | None:
-    """Why load_model's result cannot be served, or None if it can."""
+def _servable_buffers(result: object) -> ModelBuffers | str:
+    """load_model's result if it can be served, else why not."""
     if isinstance(result, LoaderStatus):
         if result is LoaderStatus.MODEL_BLACKLISTED:
             return "MODEL_BLACKLISTED: load_model returned MODEL_BLACKLISTED"
@@ -450,7 +453,7 @@ def _buffers_problem(result: object) -> str | None:
         return f"INTERNAL_ERROR: model type {result.model_type.name} is not supported (IR, ONNX, TFLite are)"
     if result.model_type is LoaderStatus.MODEL_TYPE_IR and result.weights is None:
         return "INTERNAL_ERROR: an IR model needs weights (the .bin) as well as the xml"
-    return None
+    return result
 
 
 def _call_hook(call, what: str) -> None:
