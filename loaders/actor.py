@@ -144,7 +144,8 @@ class LoaderService:
         self._start_polling()
         contact = self._contact(name, replica, seen, waiting=True)
         self._run(self._manager.finish_drains, self._drained)
-        self._revision.wake()  # an acknowledgement: poll_now may be waiting for it
+        if contact is not None:
+            self._revision.wake()  # a replica's acknowledgement: poll_now may be waiting for it
         try:
             await self._revision.wait_until(lambda: self._manager.model_generation(name) != seen, timeout)
             return self._manager.snapshot(name)
