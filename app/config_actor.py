@@ -5,6 +5,9 @@
 * It reads config.json at start and whenever its checksum changes (every
   ``file_system_poll_wait_seconds``, as OVMS's watcher) or ``POST /v1/config/reload`` asks.
   A file that fails the schema applies nothing; the error is kept for the reload answer.
+* A reload also has the loader actor check every loader's blacklist at once, as OVMS's reload
+  runs its watcher's path, even with the watcher off; it answers once the replicas serve the
+  outcome, so a version blacklisted a moment ago is END (404) by then.
 * It turns the config into a plan (app/plan.py) and deploys only what changed: each model,
   pipeline and node is a Serve application of its own, so unchanged ones keep their replicas
   and their requests in flight. Removed models and pipelines stay listed as END (404).
@@ -31,6 +34,7 @@ import ray
 from app.config import ConfigError, ModelConfig, ServerConfig, load_config
 from app.logs import show_lifecycle_logs
 from app.plan import Plan, Planned, PlanSettings, loader_specs, plan_config
+from app.polling import Revision
 
 log = logging.getLogger("rayvino.config")
 
@@ -101,6 +105,10 @@ class InProcessMemory:
 class LoaderOwner(Protocol):
     async def apply(self, plan: Plan) -> list[str]: ...
 
+    async def poll(self, timeout: float) -> bool:
+        """Check every blacklist now and wait up to ``timeout`` for the replicas; whether a version changed."""
+        ...
+
     async def ensure(self, plan: Plan) -> None: ...
 
     async def shutdown(self) -> None: ...
@@ -121,7 +129,6 @@ class _State:
     plan: Plan | None = None
     retired: dict[str, tuple[int, ...]] = field(default_factory=dict)
     load_error: str | None = None
-    revision: int = 0
     starting: set[str] = field(default_factory=set)
     bridges: set[str] = field(default_factory=set)  # see Catalog.bridges
 
@@ -138,7 +145,7 @@ class ConfigService:
         self.settings, self.deployer, self.loaders, self.clock = settings, deployer, loaders, clock
         self.memory = memory or InProcessMemory()
         self.state = _State()
-        self._changed = asyncio.Condition()
+        self.revision = Revision()  # of the catalog, which the ingress replicas long-poll
         self._lock = asyncio.Lock()  # one load at a time: the watcher and POST /v1/config/reload
         self._started_at = clock()
         self._last_ingress_call: float | None = None
@@ -152,12 +159,16 @@ class ConfigService:
         """``POST /v1/config/reload``: load now, and answer once what changed is RUNNING.
 
         Changed means since the previous reload request (or the start), whoever applied it: the
-        watcher may have found the edited file a moment before the request came.
+        watcher may have found the edited file a moment before the request came. A version that a
+        loader's blacklist ended or brought back counts too.
         """
+        started = self.clock()
         outcome = await self.load()
-        changed, self._changes_answered = self.changes != self._changes_answered, self.changes
+        polled = await self.loaders.poll(wait_seconds)
+        changed = polled or self.changes != self._changes_answered
+        self._changes_answered = self.changes
         if changed:
-            await self.wait_ready(wait_seconds)
+            await self.wait_ready(wait_seconds - (self.clock() - started))
         return changed, outcome.error
 
     def mark_answered(self) -> None:
@@ -195,7 +206,7 @@ class ConfigService:
         log.error("config %s not applied: %s", self.settings.config_path, error)
         if error != self.state.load_error:
             self.state.load_error = error
-            await self._publish()
+            self.revision.publish()
         return ReloadOutcome(changed=False, error=error)
 
     async def _apply(self, plan: Plan) -> bool:
@@ -222,7 +233,7 @@ class ConfigService:
         self.state.starting = (self.state.starting - set(delete)) | {p.name for p in deploy}
         self._bridge(before, plan)
         self._remember()
-        await self._publish()
+        self.revision.publish()
         return bool(deploy or delete)
 
     def _remember(self) -> None:
@@ -294,7 +305,7 @@ class ConfigService:
         errors = tuple(plan.errors) + ((self.state.load_error,) if self.state.load_error else ())
         bridges = {name: plan.bridgeable[name] for name in self._bridging(self.state.bridges)}
         return Catalog(
-            self.state.revision,
+            self.revision.current,
             dict(plan.servables),
             dict(plan.versions),
             dict(self.state.retired),
@@ -307,21 +318,11 @@ class ConfigService:
         """The catalog once its revision differs from ``seen``, or after ``timeout`` (an ingress's long-poll)."""
         self._polls_waiting += 1
         try:
-            async with self._changed:
-                if seen == self.state.revision:
-                    try:
-                        await asyncio.wait_for(self._changed.wait(), timeout)
-                    except TimeoutError:
-                        pass
+            await self.revision.wait(seen, timeout)
         finally:
             self._polls_waiting -= 1
             self._last_ingress_call = self.clock()
         return self.catalog()
-
-    async def _publish(self) -> None:
-        self.state.revision += 1
-        async with self._changed:
-            self._changed.notify_all()
 
     async def check_ready(self) -> None:
         """Move deployments that reached RUNNING out of ``starting``."""
@@ -331,7 +332,7 @@ class ConfigService:
         running = {name for name, status in statuses.items() if status == "RUNNING"}
         if running:
             self.state.starting -= running
-            await self._publish()
+            self.revision.publish()
 
     async def wait_ready(self, timeout: float) -> bool:
         """Until every deployment of the current config is RUNNING, or ``timeout``; whether it is."""
@@ -361,7 +362,7 @@ class ConfigService:
         self.state.plan = Plan()
         self._remember()
         await self.loaders.shutdown()
-        await self._publish()
+        self.revision.publish()
 
 
 # ----- the Ray side ---------------------------------------------------------------------------------
@@ -424,7 +425,7 @@ class LoaderActorOwner:
 
     def __init__(self, settings: PlanSettings) -> None:
         self.config = settings.loader_actor
-        self.actor = None
+        self.actor: Any = None  # the loader actor's handle, once a config has loaders
         self.incarnation: int | None = None
 
     async def apply(self, plan: Plan) -> list[str]:
@@ -434,6 +435,11 @@ class LoaderActorOwner:
         errors = await self.actor.apply.remote(plan.loaders, plan.loader_models)
         self.incarnation = await self.actor.incarnation.remote()
         return [str(error) for error in errors]
+
+    async def poll(self, timeout: float) -> bool:
+        if self.actor is None:  # the config has no loaders
+            return False
+        return await self.actor.poll_now.remote(timeout)
 
     async def ensure(self, plan: Plan) -> None:
         """A restarted loader actor came back with its first specs: give it the current ones."""

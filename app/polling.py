@@ -1,4 +1,5 @@
-"""Background loops (no Ray): a step every N seconds, and a long-poll kept going against an actor."""
+"""Background loops and long-polls (no Ray): a step every N seconds, a long-poll kept going against an
+actor, and the revision an actor's long-polls wait on."""
 
 from __future__ import annotations
 
@@ -92,3 +93,46 @@ class ActorFollower:
     def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
+
+
+class Revision:
+    """A revision number that long-polls wait on, as Ray Serve's LongPollHost keeps one per key.
+
+    ``publish`` moves it and wakes every waiter; ``wait(seen, timeout)`` returns once it differs
+    from what the caller has seen, or after the timeout. ``wait_until`` waits for any condition on
+    the host's state, checked again at every ``publish`` or ``wake``.
+    """
+
+    def __init__(self, current: int = 0) -> None:
+        self.current = current
+        self._woken = asyncio.Event()  # replaced at every wake, so a waiter never sees a stale set()
+
+    def publish(self, current: int | None = None) -> None:
+        """Move to ``current`` (default: the next number) and wake every waiter."""
+        self.current = self.current + 1 if current is None else current
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake every waiter to check its condition again, without a new revision."""
+        self._woken.set()
+        self._woken = asyncio.Event()
+
+    async def wait(self, seen: int | None, timeout: float) -> int:
+        """The revision once it differs from ``seen``, or after ``timeout`` seconds."""
+        await self.wait_until(lambda: self.current != seen, timeout)
+        return self.current
+
+    async def wait_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Until ``done()`` holds or ``timeout`` seconds have passed; whether it holds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            woken = self._woken
+            try:
+                await asyncio.wait_for(woken.wait(), remaining)
+            except TimeoutError:
+                return done()
+        return True

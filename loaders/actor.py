@@ -7,9 +7,12 @@ so each hook runs once per transition, not once per replica.
 
 How the server and replicas use it:
 
-* The server calls ``get_or_create_loader_actor()`` and then ``apply(loaders, models)`` after
-  every config read (idempotent; returns the config errors). ``poll_now()`` serves
-  ``POST /v1/config/reload``; ``all_statuses()`` and ``snapshot(name)`` serve ``/v1/config``.
+* The config actor calls ``get_or_create_loader_actor()`` and then ``apply(loaders, models)``
+  after every config change (idempotent; returns the config errors). ``POST /v1/config/reload``
+  calls ``poll_now(timeout)``: it checks every blacklist at once, as OVMS's reload does, and
+  returns once every live replica serves the outcome (see unloads below), so a version
+  blacklisted a moment ago is END when the reload answers. ``/v1/config`` shows what the model
+  replicas report, which is what they took from ``wait_for_change``.
 * A model replica keeps one long-poll open: ``snap = await actor.wait_for_change.remote(name,
   seen)``; it returns at once if the model's generation differs from ``seen`` (``None`` for a new
   replica), else when it changes or after ``timeout``. For each AVAILABLE version the replica
@@ -41,7 +44,7 @@ from typing import TypeVar
 import ray
 
 from app.logs import show_lifecycle_logs
-from app.status import VersionStatus
+from app.polling import Revision
 from loaders.base import Clock, ModelBuffers
 from loaders.errors import CustomLoaderConfigError
 from loaders.manager import LoaderManager, ModelSnapshot
@@ -81,12 +84,12 @@ class LoaderService:
         self._incarnation = time.time_ns()
         self._manager = LoaderManager(clock, first_generation=self._incarnation, gate_unloads=True)
         self._replicas: dict[str, dict[str, _Replica]] = {}
-        self._errors = self._manager.apply(list(loaders), list(models))
+        self._manager.apply(list(loaders), list(models))  # errors are logged; apply() returns them
         self._poll_wait = poll_wait_seconds
         self._idle_shutdown = idle_shutdown_seconds
         self._had_replicas = False
         self._empty_since: float | None = None
-        self._changed = asyncio.Event()
+        self._revision = Revision(self._manager.generation)  # the long-polls wait on it
         self._poll_task: asyncio.Task | None = None
         self._start_polling()
 
@@ -94,15 +97,24 @@ class LoaderService:
 
     async def apply(self, loaders: list[LoaderSpec], models: list[ModelSpec]) -> list[CustomLoaderConfigError]:
         """Make the config current; returns its loader errors (the first is /v1/config/reload's)."""
-        self._errors = self._run(self._manager.apply, loaders, models)
+        errors = self._run(self._manager.apply, loaders, models)
         self._run(self._manager.finish_drains, self._drained)
-        return self._errors
+        return errors
 
-    async def poll_now(self) -> int:
-        """Poll at once (``POST /v1/config/reload``); returns the generation."""
+    async def poll_now(self, timeout: float = 0.0) -> bool:
+        """Check every version's blacklist at once (``POST /v1/config/reload``); whether any changed.
+
+        Then wait, up to ``timeout`` seconds, until every live replica serves what the poll decided
+        (unloads included): a version blacklisted a moment ago is END, and no replica answers for it.
+        """
+        before = self._manager.generations()
         self._run(self._manager.poll)
         self._run(self._manager.finish_drains, self._drained)
-        return self._manager.generation
+        after = self._manager.generations()
+        # Also the drains a background poll began just before: the reload answers once they are done.
+        settling = {name for name in after if after[name] != before.get(name) or self._manager.snapshot(name).draining}
+        await self._revision.wait_until(lambda: all(self._serves_current(name) for name in settling), timeout)
+        return self._manager.generations() != before
 
     async def shutdown(self) -> None:
         """Unload and retire every model and deinit every loader; stop polling."""
@@ -113,27 +125,9 @@ class LoaderService:
 
     # ----- reading -----------------------------------------------------------------------------
 
-    async def statuses(self, name: str) -> list[VersionStatus]:
-        self._start_polling()
-        return self._manager.statuses(name)
-
-    async def all_statuses(self) -> dict[str, list[VersionStatus]]:
-        self._start_polling()
-        return self._manager.all_statuses()
-
-    async def config_errors(self) -> list[CustomLoaderConfigError]:
-        return self._errors
-
-    async def snapshot(self, name: str) -> ModelSnapshot:
-        self._start_polling()
-        return self._manager.snapshot(name)
-
     async def buffers(self, name: str, version: int) -> ModelBuffers | None:
         """The version's buffers while it is AVAILABLE, else None."""
         return self._manager.buffers(name, version)
-
-    async def generation(self) -> int:
-        return self._manager.generation
 
     async def incarnation(self) -> int:
         """Changes when the actor restarts: the server then re-sends ``apply``."""
@@ -148,29 +142,22 @@ class LoaderService:
         what that snapshot stopped serving, which may complete waiting unloads.
         """
         self._start_polling()
-        loop = asyncio.get_running_loop()
         contact = self._contact(name, replica, seen, waiting=True)
         self._run(self._manager.finish_drains, self._drained)
-        deadline = loop.time() + timeout
+        if contact is not None:
+            self._revision.wake()  # a replica's acknowledgement: poll_now may be waiting for it
         try:
-            while True:
-                snap = self._manager.snapshot(name)
-                remaining = deadline - loop.time()
-                if snap.generation != seen or remaining <= 0:
-                    return snap
-                changed = self._changed
-                try:
-                    await asyncio.wait_for(changed.wait(), remaining)
-                except TimeoutError:
-                    pass
+            await self._revision.wait_until(lambda: self._manager.model_generation(name) != seen, timeout)
+            return self._manager.snapshot(name)
         finally:
             if contact is not None:
-                contact.waiting, contact.last_contact = False, loop.time()
+                contact.waiting, contact.last_contact = False, asyncio.get_running_loop().time()
 
     async def leave(self, name: str, replica: str) -> None:
         """A replica shuts down: stop waiting for it."""
         self._replicas.get(name, {}).pop(replica, None)
         self._run(self._manager.finish_drains, self._drained)
+        self._revision.wake()  # one replica fewer to wait for
 
     def _contact(self, name: str, replica: str | None, seen: int | None, waiting: bool) -> _Replica | None:
         if replica is None:
@@ -221,6 +208,11 @@ class LoaderService:
                 return False
         return True
 
+    def _serves_current(self, name: str) -> bool:
+        """No unload of the model waits for a drain, and every live replica has applied its snapshot."""
+        snap = self._manager.snapshot(name)
+        return not snap.draining and (snap.generation is None or self._drained(name, snap.generation))
+
     # ----- internals ---------------------------------------------------------------------------
 
     def _run(self, call: Callable[..., T], *args) -> T:
@@ -230,8 +222,7 @@ class LoaderService:
             return call(*args)
         finally:
             if self._manager.generation != before:
-                self._changed.set()
-                self._changed = asyncio.Event()
+                self._revision.publish(self._manager.generation)
 
     def _start_polling(self) -> None:
         # __init__ may run outside the event loop; every entry point retries, so a restarted

@@ -1,7 +1,7 @@
 """LoaderManager: every loader instance and the state of every loader-backed (model, version).
 
 Plain Python, no Ray: ``loaders.actor`` wraps it. Calls are not thread-safe; the actor serialises
-them. The state machine follows OVMS (custom loader, §1.3-1.4 of the reference):
+them. The state machine follows OVMS's custom-loader handling (modelmanager.cpp, modelinstance.cpp):
 
 =====================  ============================  ======================  ====================
 From                   Event                         Hooks                   To
@@ -120,9 +120,6 @@ class LoaderManager:
         model = self._models.get(name)
         return [] if model is None else [model.versions[v].status for v in sorted(model.versions)]
 
-    def all_statuses(self) -> dict[str, list[VersionStatus]]:
-        return {name: self.statuses(name) for name in sorted(self._models)}
-
     def buffers(self, name: str, version: int) -> ModelBuffers | None:
         """The version's buffers while it is AVAILABLE, else None."""
         model = self._models.get(name)
@@ -133,6 +130,10 @@ class LoaderManager:
         """The generation of the model's last change; None for a model never given."""
         model = self._models.get(name)
         return None if model is None else model.generation
+
+    def generations(self) -> dict[str, int]:
+        """Every model's generation, by name: two readings differ where a model changed in between."""
+        return {name: model.generation for name, model in self._models.items()}
 
     def snapshot(self, name: str) -> ModelSnapshot:
         model = self._models.get(name)
@@ -233,10 +234,10 @@ class LoaderManager:
             self._fail_loader(spec, err, errors)
             return
         except Exception as exc:
-            failed = CustomLoaderInitFailed(
+            failure = CustomLoaderInitFailed(
                 f"loader '{spec.loader_name}' ({spec.library_path}): {type(exc).__name__}: {exc}"
             )
-            self._fail_loader(spec, failed, errors)
+            self._fail_loader(spec, failure, errors)
             return
         self._loaders[spec.loader_name] = _LoaderEntry(spec, instance)
         log.info("loader '%s' initialised from %s", spec.loader_name, spec.library_path)
@@ -346,7 +347,8 @@ class LoaderManager:
                 self._set(model, version, VersionStatus.loading_failed(version, model.problem))
             return
         loader = self._instance(model.loader_name)
-        assert loader is not None  # _bind leaves no problem only when it bound the model to a running loader
+        if loader is None:  # cannot happen: a model without a problem is bound to a running loader
+            return
         for version in model.spec.versions:
             self._step(model, loader, version)
 

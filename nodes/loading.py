@@ -15,18 +15,15 @@ load time; the returned factory is small and picklable, and rebuilds the node in
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import inspect
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import ModuleType
 
+from app.plugins import PluginError, classes_defined, import_file, import_module, resolve_file, split_class
 from nodes.abi import Library
 from nodes.base import Node
 from nodes.build import build, c_node_names
@@ -58,7 +55,15 @@ class NodeFactory:
         return self.node_class()()
 
     def node_class(self) -> type[Node]:
-        module = _import_file(self.file) if self.file else importlib.import_module(self.module)
+        """The Python class the factory names (raises what importing it raises)."""
+        if self.file is not None:
+            module = _import_file(self.file)
+        elif self.module is not None:
+            module = import_module(self.module)
+        else:
+            raise TypeError(f"{self.library} is a C library, not a Python class")
+        if self.class_name is None:
+            raise TypeError(f"no class named for {self.file or self.module}")
         return getattr(module, self.class_name)
 
 
@@ -68,13 +73,13 @@ def load_node_class(base_path: str, config_dir: Path) -> Callable[[], Node]:
         return _builtin(base_path, base_path[len(BUILTIN_PREFIX) :])
     if ".." in base_path:
         raise NodePathInvalid(base_path, "a path must not contain '..' (as in OVMS); " + EXPECTED)
-    target, class_name = _split_class(base_path)
+    target, class_name = split_class(base_path)
     if target.endswith(".so") or ".so." in Path(target).name:
         if class_name is not None:
             raise NodeLoadFailed(base_path, "a C library takes no ':Class'; " + EXPECTED)
         return _library(base_path, target, config_dir)
     if target.endswith(".py"):
-        return _checked(base_path, NodeFactory(file=str(_resolve(target, config_dir)), class_name=class_name))
+        return _checked(base_path, NodeFactory(file=str(resolve_file(target, config_dir)), class_name=class_name))
     if class_name is not None and _MODULE_PATH.match(target):
         return _checked(base_path, NodeFactory(module=target, class_name=class_name))
     raise NodeLoadFailed(base_path, EXPECTED)
@@ -94,7 +99,7 @@ def _builtin(base_path: str, name: str) -> NodeFactory:
 
 
 def _library(base_path: str, target: str, config_dir: Path) -> NodeFactory:
-    path = _resolve(target, config_dir)
+    path = resolve_file(target, config_dir)
     ovms = OVMS_BUILTIN.match(target)
     if not path.exists() and ovms and ovms.group(1) in builtin_names():
         return _builtin(base_path, ovms.group(1))
@@ -113,18 +118,16 @@ def _checked(base_path: str, factory: NodeFactory) -> NodeFactory:
     except NodeLoadFailed:
         raise
     except Exception as exc:  # an import runs user code: any error is a load failure
-        raise NodeLoadFailed(base_path, f"cannot import it: {type(exc).__name__}: {exc}") from exc
+        # Name what the import itself raised (ModuleNotFoundError, the node's own error...).
+        raised = exc.__cause__ if isinstance(exc, PluginError) and exc.__cause__ is not None else exc
+        raise NodeLoadFailed(base_path, f"cannot import it: {type(raised).__name__}: {raised}") from exc
     if not (inspect.isclass(node_class) and issubclass(node_class, Node)):
         raise NodeLoadFailed(base_path, f"{factory.class_name} is not a subclass of nodes.Node")
     return factory
 
 
 def _only_node_class(base_path: str, module: ModuleType) -> str:
-    found = [
-        name
-        for name, obj in vars(module).items()
-        if inspect.isclass(obj) and issubclass(obj, Node) and obj.__module__ == module.__name__
-    ]
+    found = [node_class.__name__ for node_class in classes_defined(module, Node)]
     if len(found) != 1:
         raise NodeLoadFailed(
             base_path,
@@ -134,28 +137,7 @@ def _only_node_class(base_path: str, module: ModuleType) -> str:
     return found[0]
 
 
-def _split_class(base_path: str) -> tuple[str, str | None]:
-    target, sep, class_name = base_path.rpartition(":")
-    return (target, class_name) if sep and class_name.isidentifier() else (base_path, None)
-
-
-def _resolve(target: str, config_dir: Path) -> Path:
-    path = Path(target)
-    return path if path.is_absolute() else (Path(config_dir) / path).resolve()
-
-
 @cache
 def _import_file(file: str) -> ModuleType:
-    """Import a .py file once per process, under a name unique to its path."""
-    digest = hashlib.sha1(file.encode()).hexdigest()[:10]
-    stem = re.sub(r"\W", "_", Path(file).stem)
-    name = f"rayvino_node_{stem}_{digest}"
-    spec = importlib.util.spec_from_file_location(name, file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and pickling look classes up here
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
+    """Import a node's .py file once per process: every node the factory builds shares its classes."""
+    return import_file(Path(file), "rayvino_node")

@@ -91,7 +91,8 @@ def blazeface_anchors() -> np.ndarray:
 
 
 def build_face_detection(tflite: Path, target: Path) -> None:
-    """BlazeFace with pre-processing and SSD decoding folded into the graph (MODELS.md §3)."""
+    """BlazeFace with pre-processing and SSD decoding folded into the graph, so that it answers as OVMS's
+    face-detection-retail-0004 does: ``data`` [1,3,H,W] BGR 0..255 in, ``detection_out`` [1,1,200,7] out."""
     import openvino as ov
     import openvino.opset8 as opset8
     import openvino.opset13 as ops

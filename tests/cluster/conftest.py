@@ -7,7 +7,8 @@ import pytest
 
 SKIP = "needs a Ray cluster of its own: run `pytest tests/cluster` alone (make cluster)"
 
-# Small object stores (RAY.md §6); the OCR pipeline passes at most a few MB per request.
+# Small object stores: Ray would reserve 30 % of RAM (in /dev/shm) for each node's; the OCR pipeline
+# passes at most a few MB per request.
 OBJECT_STORE_BYTES = 128 << 20
 # A worker node that dies without a word is declared dead after 3 missed checks 1 s apart,
 # not Ray's default 5 × 3 s, so the test waits less for Serve to see the replica gone.

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
+import uuid
 
 import numpy as np
+import pytest
 import tritonclient.http as triton
 
+from tests import factory
 from tests.integration.conftest import issue_licence, wait_for
 
 
@@ -150,3 +154,77 @@ def test_reload_polls_and_answers_with_the_status(http):
     response = http.post("/v1/config/reload")
     assert response.status_code in (200, 201)
     assert response.json()["sample"]["model_version_status"][0]["version"] == "1"
+
+
+@pytest.fixture(scope="module")
+def unwatched(ray_cluster, tmp_path_factory):
+    """A second app with the watcher off (``file_system_poll_wait_seconds: 0``) serving one
+    loader-backed model on two replicas: only ``POST /v1/config/reload`` checks its blacklist."""
+    import httpx
+    import ray
+    from ray import serve
+
+    from app.build import build_app
+
+    base = tmp_path_factory.mktemp("unwatched")
+    factory.write_dummy(base / "unwatched", [1, 2])
+    options = {"loader_name": "sample", "model_file": "model.xml", "bin_file": "model.bin"}
+    config = {
+        "custom_loader_config_list": [
+            {"config": {"loader_name": "sample", "library_path": "loaders.sample:SampleLoader"}}
+        ],
+        "model_config_list": [
+            {
+                "config": {
+                    "name": "unwatched",
+                    "base_path": "unwatched",
+                    "model_version_policy": {"all": {}},
+                    "custom_loader_options": {**options, "enable_file": "unwatched.status"},
+                }
+            }
+        ],
+    }
+    (base / "config.json").write_text(json.dumps(config))
+    suffix = uuid.uuid4().hex[:6]
+    config_actor, loader_actor = f"unwatched-config-{suffix}", f"unwatched-loader-{suffix}"
+    args = {
+        "config_path": str(base / "config.json"),
+        "file_system_poll_wait_seconds": 0,
+        "loader_actor_name": loader_actor,
+        "config_actor_name": config_actor,
+        "deployments": {"model.unwatched": {"num_replicas": 2}},
+    }
+    serve.run(build_app(args), name="unwatched", route_prefix="/unwatched")
+    with httpx.Client(base_url=f"http://{ray_cluster}/unwatched", timeout=120) as http:
+        wait_for(lambda: http.get("/v2/health/ready").status_code == 200, timeout=300, what="the unwatched app")
+        yield http, base / "unwatched"
+    ray.get(ray.get_actor(config_actor, namespace="rayvino").shutdown.remote())  # its model app, its loaders
+    serve.delete("unwatched")
+    ray.kill(ray.get_actor(config_actor, namespace="rayvino"), no_restart=True)
+
+
+def infer_status(http, model: str, version: int) -> int:
+    body = {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": [0] * 10}]}
+    return http.post(f"/v2/models/{model}/versions/{version}/infer", json=body).status_code
+
+
+def test_a_reload_with_the_watcher_off_checks_the_blacklist_and_answers_once_replicas_follow(unwatched):
+    """As in OVMS, the reload runs the watcher's path: the version is END, and 404 on every replica,
+    as soon as the reload answers; lifting the blacklist and reloading serves it again."""
+    http, folder = unwatched
+    enable = folder / "1" / "unwatched.status"
+    assert status_of(http, "unwatched", 1)[0] == "AVAILABLE"
+    enable.write_text("DISABLED\n")
+    response = http.post("/v1/config/reload")
+    assert response.status_code == 201
+    assert response.json()["unwatched"]["model_version_status"][0]["state"] == "END"
+    assert status_of(http, "unwatched", 1)[:2] == ("END", "OK")
+    for _ in range(8):  # two replicas: each one must refuse the version
+        assert ready(http, "unwatched", 1) == 404 and infer_status(http, "unwatched", 1) == 404
+    assert infer_status(http, "unwatched", 2) == 200
+    assert http.post("/v1/config/reload").status_code == 200  # nothing changed since
+    enable.write_text("")
+    assert http.post("/v1/config/reload").status_code == 201
+    assert status_of(http, "unwatched", 1)[0] == "AVAILABLE"
+    for _ in range(8):
+        assert infer_status(http, "unwatched", 1) == 200

@@ -191,7 +191,7 @@ def actor_pid(name: str) -> int:
 
 
 def running(pid: int) -> bool:
-    """Alive and not a zombie (this container's PID 1 does not reap Ray's children, RAY.md)."""
+    """Alive and not a zombie (a container's PID 1 may not reap exited children: Ray's stay as zombies)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:

@@ -12,8 +12,9 @@ import openvino.opset13 as ops
 import pytest
 
 from app.status import ErrorCode, ModelVersionState, VersionStatus
+from loaders.actor import LoaderService
 from loaders.base import LoaderStatus, ModelBuffers
-from loaders.manager import LoaderManager
+from loaders.manager import LoaderManager, ModelSnapshot
 from loaders.specs import LoaderSpec, ModelSpec
 
 START = 1_780_000_000.0  # 2026-05-28, wall-clock seconds
@@ -93,6 +94,11 @@ def states(manager: LoaderManager, name: str = "dummy") -> dict[int, tuple[str, 
 
 def status(manager: LoaderManager, version: int, name: str = "dummy") -> VersionStatus:
     return next(s for s in manager.statuses(name) if s.version == version)
+
+
+async def current(service: LoaderService, name: str = "dummy") -> ModelSnapshot:
+    """The model's snapshot now, as a new replica's first long-poll gets it."""
+    return await service.wait_for_change(name, None, timeout=0)
 
 
 def disable(base: Path, version: int, text: str = "DISABLED\n") -> None:

@@ -39,13 +39,21 @@ class FakeDeployer:
 
 
 class FakeLoaders:
+    """Records what the loader actor would be given; a poll reports ``blacklists_changed``."""
+
     def __init__(self) -> None:
         self.applied: list[Plan] = []
+        self.polls: list[float] = []  # the timeout of each poll
+        self.blacklists_changed = False
         self.shut_down = False
 
     async def apply(self, plan: Plan) -> list[str]:
         self.applied.append(plan)
         return []
+
+    async def poll(self, timeout: float) -> bool:
+        self.polls.append(timeout)
+        return self.blacklists_changed
 
     async def ensure(self, plan: Plan) -> None:
         pass
@@ -281,7 +289,7 @@ def test_an_ingress_waiting_in_a_long_poll_keeps_the_app_alive(served):
     async def scenario():
         config, _, _ = service(path, clock)
         await config.load()
-        polling = asyncio.create_task(config.wait_for_change(config.state.revision, 30))
+        polling = asyncio.create_task(config.wait_for_change(config.catalog().revision, 30))
         await asyncio.sleep(0)  # the poll is now waiting
         clock.now += 60
         alive_while_polling = not config.app_gone()
@@ -310,6 +318,26 @@ def test_a_reload_request_reports_what_the_watcher_applied_just_before(served):
 
     first, second = asyncio.run(scenario())
     assert first == (True, None) and second == (False, None)
+
+
+def test_a_reload_polls_the_loaders_blacklists_even_when_the_file_is_unchanged(served):
+    """As OVMS's reload runs its watcher's path: every loader's blacklist is checked, watcher or not."""
+    path = served / "config.json"
+    write(path, [model("a")])
+
+    async def scenario():
+        config, deployer, loaders = service(path)
+        await config.load()
+        config.mark_answered()
+        unchanged = await config.reload(wait_seconds=5)
+        loaders.blacklists_changed = True  # a loader blacklisted a version a moment ago
+        blacklisted = await config.reload(wait_seconds=5)
+        return unchanged, blacklisted, loaders.polls, deployer.deployed
+
+    unchanged, blacklisted, polls, deployed = asyncio.run(scenario())
+    assert unchanged == (False, None) and blacklisted == (True, None)  # 200, then 201
+    assert polls == [5, 5]  # each reload waits for the replicas as long as for the deployments
+    assert deployed == [["model.a"]]  # a blacklist redeploys nothing
 
 
 def test_options_for_a_deployment_the_config_does_not_make_are_reported(served):

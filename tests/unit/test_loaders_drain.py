@@ -12,6 +12,7 @@ from loaders.specs import LoaderSpec
 from tests.unit._loaders_support import (
     AVAILABLE,
     END_OK,
+    current,
     disable,
     hook_calls,
     model_spec,
@@ -63,12 +64,12 @@ def test_service_waits_for_every_live_replica(dummy, clock):
         await service.wait_for_change("dummy", None, timeout=0, replica="b")  # b has seen nothing yet
         disable(dummy, 1)
         await service.poll_now()
-        draining = await service.snapshot("dummy")
+        draining = await current(service)
         assert draining.draining == (1,) and draining.generation != first.generation
         await service.wait_for_change("dummy", draining.generation, timeout=0, replica="a")
-        assert (await service.snapshot("dummy")).draining == (1,)  # b has not acknowledged
+        assert (await current(service)).draining == (1,)  # b has not acknowledged
         await service.wait_for_change("dummy", draining.generation, timeout=0, replica="b")
-        statuses = {s.version: (s.state.name, s.error_code.value) for s in await service.statuses("dummy")}
+        statuses = {s.version: (s.state.name, s.error_code.value) for s in (await current(service)).statuses}
         assert statuses[1] == END_OK
 
     asyncio.run(scenario())
@@ -83,7 +84,7 @@ def test_service_stops_waiting_for_a_dead_replica(dummy, clock, monkeypatch):
         disable(dummy, 1)
         await asyncio.sleep(0.01)  # the replica's last contact is now past the (zero) grace period
         await service.poll_now()
-        assert (await service.snapshot("dummy")).draining == ()
+        assert (await current(service)).draining == ()
 
     asyncio.run(scenario())
 
@@ -94,11 +95,93 @@ def test_a_replica_that_leaves_is_not_waited_for(dummy, clock):
         await service.wait_for_change("dummy", None, timeout=0, replica="r")
         disable(dummy, 1)
         await service.poll_now()
-        assert (await service.snapshot("dummy")).draining == (1,)
+        assert (await current(service)).draining == (1,)
         await service.leave("dummy", "r")
-        assert (await service.snapshot("dummy")).draining == ()
+        assert (await current(service)).draining == ()
 
     asyncio.run(scenario())
+
+
+class Replica:
+    """A model replica's long-poll loop, as app/deployments.LoaderFollower runs it: apply each
+    snapshot, then acknowledge it with the next call. Applying takes ``apply_seconds`` (requests in
+    flight end, a version compiles), so the acknowledgement comes later than the snapshot."""
+
+    def __init__(self, service: LoaderService, replica: str, apply_seconds: float = 0.0) -> None:
+        self.applied: list = []
+        self.apply_seconds = apply_seconds
+        self.task = asyncio.create_task(self._follow(service, replica, "dummy"))
+
+    async def _follow(self, service: LoaderService, replica: str, name: str) -> None:
+        seen = None
+        while True:
+            snapshot = await service.wait_for_change(name, seen, timeout=30, replica=replica)
+            await asyncio.sleep(self.apply_seconds)
+            self.applied.append(snapshot)
+            seen = snapshot.generation
+
+    def serves(self) -> dict[int, tuple[str, str]]:
+        """What this replica reports now: the statuses of the last snapshot it applied."""
+        return {s.version: (s.state.name, s.error_code.value) for s in self.applied[-1].statuses}
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+def test_an_immediate_poll_returns_once_every_replica_serves_the_unload(dummy, clock):
+    """POST /v1/config/reload with the watcher off: the version is END in every replica when it answers."""
+
+    async def scenario():
+        service = LoaderService([sample_spec()], [model_spec(dummy)], poll_wait_seconds=0, clock=clock)
+        replicas = [Replica(service, "a", apply_seconds=0.01), Replica(service, "b")]
+        await asyncio.sleep(0)  # both replicas have made their first call
+        disable(dummy, 1)
+        changed = await asyncio.wait_for(service.poll_now(timeout=30), 10)
+        served = [replica.serves() for replica in replicas]
+        quiet = await service.poll_now(timeout=30)
+        for replica in replicas:
+            await replica.stop()
+        return changed, served, quiet
+
+    changed, served, quiet = asyncio.run(scenario())
+    assert changed and served == [{1: END_OK, 2: AVAILABLE}] * 2
+    assert not quiet  # nothing changed since: the next reload reports no change
+
+
+def test_an_immediate_poll_waits_for_an_unload_a_poll_just_before_began(dummy, clock):
+    """The watcher may begin an unload a moment before a reload: the reload still answers after it."""
+
+    async def scenario():
+        service = LoaderService([sample_spec()], [model_spec(dummy)], poll_wait_seconds=0, clock=clock)
+        await service.wait_for_change("dummy", None, timeout=0, replica="r")
+        disable(dummy, 1)
+        await service.poll_now()  # no wait: the unload waits for replica r to drain
+        first = await current(service)
+        reload = asyncio.create_task(service.poll_now(timeout=30))
+        await asyncio.sleep(0)
+        waiting = not reload.done()
+        replica = Replica(service, "r")  # r now drains and acknowledges
+        changed = await asyncio.wait_for(reload, 10)
+        served = replica.serves()
+        await replica.stop()
+        return first.draining, waiting, changed, served
+
+    draining, waiting, changed, served = asyncio.run(scenario())
+    assert draining == (1,) and waiting  # the reload found the unload waiting for r
+    assert changed and served == {1: END_OK, 2: AVAILABLE}
+
+
+def test_an_immediate_poll_stops_waiting_at_its_timeout(dummy, clock):
+    async def scenario():
+        service = LoaderService([sample_spec()], [model_spec(dummy)], poll_wait_seconds=0, clock=clock)
+        await service.wait_for_change("dummy", None, timeout=0, replica="silent")  # never acknowledges
+        disable(dummy, 1)
+        changed = await asyncio.wait_for(service.poll_now(timeout=0.05), 10)
+        return changed, await current(service)
+
+    changed, snapshot = asyncio.run(scenario())
+    assert changed and snapshot.draining == (1,)  # still waiting for the silent replica's drain
 
 
 class _Ending(LoaderService):

@@ -1,5 +1,6 @@
-"""Execution over plain callables: OVMS's acceptance cases (reference §5), demultiplexing and gathering,
-request checks, concurrency of branches and shards, and the first error cancelling the rest."""
+"""Execution over plain callables: OVMS's acceptance cases (ported from its ensemble gtests),
+demultiplexing and gathering, request checks, concurrency of branches and shards, and the first
+error cancelling the rest."""
 
 from __future__ import annotations
 

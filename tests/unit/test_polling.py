@@ -1,4 +1,5 @@
-"""Poller and ActorFollower: the background loops replicas watch folders and follow actors with (no Ray)."""
+"""Poller, ActorFollower and Revision: the background loops replicas watch folders and follow actors with,
+and the revision the actors' long-polls wait on (no Ray)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 import pytest
 
-from app.polling import ActorFollower, Poller
+from app.polling import ActorFollower, Poller, Revision
 
 PERIOD = 0.001
 
@@ -130,3 +131,71 @@ def test_a_follower_serves_nothing_before_its_first_answer():
         return follower.applied
 
     assert asyncio.run(scenario()) == [("up", 3)]
+
+
+# --- Revision: what the actors' long-polls wait on ----------------------------------------------
+
+
+def test_a_wait_returns_at_once_when_the_caller_is_behind():
+    async def scenario():
+        revision = Revision(4)
+        return await revision.wait(None, timeout=30), await revision.wait(3, timeout=30)
+
+    assert asyncio.run(scenario()) == (4, 4)
+
+
+def test_a_wait_returns_when_the_revision_is_published():
+    async def scenario():
+        revision = Revision()
+        waiters = [asyncio.create_task(revision.wait(0, timeout=30)) for _ in range(3)]
+        await asyncio.sleep(0)  # every waiter is now waiting
+        assert not any(w.done() for w in waiters)
+        revision.publish()
+        return await asyncio.wait_for(asyncio.gather(*waiters), 5)
+
+    assert asyncio.run(scenario()) == [1, 1, 1]
+
+
+def test_publish_can_jump_to_a_given_revision():
+    async def scenario():
+        revision = Revision(10)
+        waiting = asyncio.create_task(revision.wait(10, timeout=30))
+        await asyncio.sleep(0)
+        revision.publish(25)
+        return await asyncio.wait_for(waiting, 5)
+
+    assert asyncio.run(scenario()) == 25
+
+
+def test_a_wait_with_nothing_new_ends_at_its_timeout():
+    async def scenario():
+        revision = Revision(2)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        seen = await revision.wait(2, timeout=0.05)
+        return seen, loop.time() - started
+
+    seen, waited = asyncio.run(scenario())
+    assert seen == 2 and waited >= 0.04  # asyncio may fire a timer up to its clock resolution early
+
+
+def test_wait_until_checks_its_condition_again_at_every_wake():
+    async def scenario():
+        revision, state = Revision(), {"acknowledged": 0}
+        waiting = asyncio.create_task(revision.wait_until(lambda: state["acknowledged"] == 2, timeout=30))
+        for acknowledged in (1, 2):
+            await asyncio.sleep(0)
+            assert not waiting.done()
+            state["acknowledged"] = acknowledged
+            revision.wake()
+        held = await asyncio.wait_for(waiting, 5)
+        return held, revision.current
+
+    assert asyncio.run(scenario()) == (True, 0)  # a wake publishes no new revision
+
+
+def test_wait_until_says_when_its_condition_never_held():
+    async def scenario():
+        return await Revision().wait_until(lambda: False, timeout=0.01)
+
+    assert asyncio.run(scenario()) is False
