@@ -504,7 +504,7 @@ class DeploymentOptions(_Strict):
         """The options ``Deployment.options()`` takes (dynamic batching is ours, applied by the model)."""
         options = self.model_dump(exclude_none=True, exclude={"dynamic_batching"})
         if self.dynamic_batching is not None and self.max_ongoing_requests is None:
-            # Serve caps a batch at the requests one replica holds (RAY.md §8): leave room for a full one.
+            # Serve caps a batch at the requests one replica holds (max_ongoing_requests): leave room for a full one.
             options["max_ongoing_requests"] = max(self.dynamic_batching.max_batch_size, MODEL_MAX_ONGOING_REQUESTS)
         return options
 

@@ -1,4 +1,5 @@
-"""Where a pipeline's request and response meet BYTES: strings and encoded images (OVMS tensorinfo.cpp, §4).
+"""Where a pipeline's request and response meet BYTES: strings and encoded images, handled as OVMS's
+tensorinfo.cpp handles them.
 
 - A BYTES tensor sent to a 2-D UINT8 input becomes ``[n, maxlen+1]`` UINT8, each string
   zero-padded (``["String_123", "", "zebra"]`` -> ``[3, 11]``).

@@ -146,7 +146,7 @@ def test_the_first_load_deploys_every_model_pipeline_and_node(served):
     assert catalog.servables == {"a": "model.a", "b": "model.b", "p": "pipeline.p"}
     assert catalog.versions["a"] == (1,)
     assert not catalog.ready and catalog.starting == {"model.a", "model.b", "node.p.decode", "pipeline.p"}
-    assert asyncio.run(config.wait_ready(timeout=5)) and config.catalog().ready
+    assert asyncio.run(config.wait_ready(timeout=60)) and config.catalog().ready
 
 
 def test_an_unchanged_file_deploys_nothing_and_an_equivalent_one_changes_nothing(served):

@@ -110,7 +110,12 @@ def test_a_follower_finds_the_actor_again_and_forgets_what_it_had_seen():
     async def scenario():
         follower = Follower([first, restarted])
         await follower.start()
-        await asyncio.sleep(0.1)
+
+        async def found_again() -> None:
+            while len(follower.applied) < 2:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(found_again(), timeout=30)  # however slow the machine
         follower.stop()
         return follower.applied
 
