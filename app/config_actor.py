@@ -162,14 +162,15 @@ class ConfigService:
         watcher may have found the edited file a moment before the request came. A version that a
         loader's blacklist ended or brought back counts too.
         """
-        started = self.clock()
         outcome = await self.load()
-        polled = await self.loaders.poll(wait_seconds)
-        changed = polled or self.changes != self._changes_answered
-        self._changes_answered = self.changes
-        if changed:
-            await self.wait_ready(wait_seconds - (self.clock() - started))
-        return changed, outcome.error
+        file_changed, self._changes_answered = self.changes != self._changes_answered, self.changes
+        # Both waits share the one deadline: replicas following the loaders need not use it up
+        # before the deployments the file changed are waited for.
+        waits = [self.loaders.poll(wait_seconds)]
+        if file_changed:
+            waits.append(self.wait_ready(wait_seconds))
+        polled, *_ = await asyncio.gather(*waits)
+        return polled or file_changed, outcome.error
 
     def mark_answered(self) -> None:
         """What is applied now counts as known: the next reload answers 200 unless something changes."""

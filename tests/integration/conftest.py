@@ -78,7 +78,7 @@ def prepare_loader_models(base: Path) -> dict:
     import subprocess
     import sys
 
-    for name in ("sample", "relative", "late", "timed", "missing", "unknown-loader", "plain-secret", "plain-licensed"):
+    for name in ("sample", "relative", "late", "missing", "unknown-loader", "plain-secret", "plain-licensed"):
         factory.write_dummy(base / name, [1, 2])
     (base / "late" / "1" / "late.status").write_text("DISABLED\n")
     shutil.copy(Path(__file__).resolve().parents[2] / "loaders" / "examples" / "my_loader.py", base / "my_loader.py")
@@ -173,7 +173,6 @@ def prepare_loader_models(base: Path) -> dict:
             model("sample", "sample", enable_file="sample.status"),
             model("relative", "relative"),
             model("late", "sample", enable_file="late.status"),
-            model("timed", "sample", unload_after_seconds=str(TIMED_SECONDS), reload_after_seconds=str(TIMED_SECONDS)),
             model("missing", "sample", model_file="absent.xml"),
             model("unknown-loader", "no-such-loader"),
             model("secret", "encrypted"),
@@ -183,7 +182,6 @@ def prepare_loader_models(base: Path) -> dict:
     }
 
 
-TIMED_SECONDS = 4
 REPO = Path(__file__).resolve().parents[2]
 
 

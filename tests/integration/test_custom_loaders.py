@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,8 @@ import tritonclient.http as triton
 
 from tests import factory
 from tests.integration.conftest import issue_licence, wait_for
+
+TIMED_SECONDS = 4
 
 
 def status_of(http, model: str, version: int) -> tuple[str, str, str]:
@@ -113,7 +117,8 @@ def test_a_version_blacklisted_at_start_loads_when_enabled(client, http, served_
     assert infer(client, "late", "1")[0, 0] == 1.0
 
 
-def test_timed_unload_and_reload(http):
+def test_timed_unload_and_reload(timed):
+    http = timed
     wait_state(http, "timed", 1, "END", timeout=60)
     assert ready(http, "timed", 1) == 404
     wait_state(http, "timed", 1, "AVAILABLE", timeout=60)
@@ -156,19 +161,18 @@ def test_reload_polls_and_answers_with_the_status(http):
     assert response.json()["sample"]["model_version_status"][0]["version"] == "1"
 
 
-@pytest.fixture(scope="module")
-def unwatched(ray_cluster, tmp_path_factory):
-    """A second app with the watcher off (``file_system_poll_wait_seconds: 0``) serving one
-    loader-backed model on two replicas: only ``POST /v1/config/reload`` checks its blacklist."""
+@contextlib.contextmanager
+def loader_app(ray_cluster, base: Path, name: str, options: dict, args: dict):
+    """An app of its own serving one loader-backed model ``name`` (versions 1 and 2) through the
+    sample loader with ``options``; yields an HTTP client for it and the model's folder."""
     import httpx
     import ray
     from ray import serve
 
     from app.build import build_app
 
-    base = tmp_path_factory.mktemp("unwatched")
-    factory.write_dummy(base / "unwatched", [1, 2])
-    options = {"loader_name": "sample", "model_file": "model.xml", "bin_file": "model.bin"}
+    factory.write_dummy(base / name, [1, 2])
+    loader_options = {"loader_name": "sample", "model_file": "model.xml", "bin_file": "model.bin", **options}
     config = {
         "custom_loader_config_list": [
             {"config": {"loader_name": "sample", "library_path": "loaders.sample:SampleLoader"}}
@@ -176,31 +180,49 @@ def unwatched(ray_cluster, tmp_path_factory):
         "model_config_list": [
             {
                 "config": {
-                    "name": "unwatched",
-                    "base_path": "unwatched",
+                    "name": name,
+                    "base_path": name,
                     "model_version_policy": {"all": {}},
-                    "custom_loader_options": {**options, "enable_file": "unwatched.status"},
+                    "custom_loader_options": loader_options,
                 }
             }
         ],
     }
     (base / "config.json").write_text(json.dumps(config))
     suffix = uuid.uuid4().hex[:6]
-    config_actor, loader_actor = f"unwatched-config-{suffix}", f"unwatched-loader-{suffix}"
-    args = {
+    config_actor, loader_actor = f"{name}-config-{suffix}", f"{name}-loader-{suffix}"
+    all_args = {
         "config_path": str(base / "config.json"),
-        "file_system_poll_wait_seconds": 0,
         "loader_actor_name": loader_actor,
         "config_actor_name": config_actor,
-        "deployments": {"model.unwatched": {"num_replicas": 2}},
+        **args,
     }
-    serve.run(build_app(args), name="unwatched", route_prefix="/unwatched")
-    with httpx.Client(base_url=f"http://{ray_cluster}/unwatched", timeout=120) as http:
-        wait_for(lambda: http.get("/v2/health/ready").status_code == 200, timeout=300, what="the unwatched app")
-        yield http, base / "unwatched"
+    serve.run(build_app(all_args), name=name, route_prefix=f"/{name}")
+    with httpx.Client(base_url=f"http://{ray_cluster}/{name}", timeout=120) as http:
+        wait_for(lambda: http.get("/v2/health/ready").status_code == 200, timeout=300, what=f"the {name} app")
+        yield http, base / name
     ray.get(ray.get_actor(config_actor, namespace="rayvino").shutdown.remote())  # its model app, its loaders
-    serve.delete("unwatched")
+    serve.delete(name)
     ray.kill(ray.get_actor(config_actor, namespace="rayvino"), no_restart=True)
+
+
+@pytest.fixture(scope="module")
+def unwatched(ray_cluster, tmp_path_factory):
+    """The watcher off (``file_system_poll_wait_seconds: 0``) and two replicas: only
+    ``POST /v1/config/reload`` checks the model's blacklist."""
+    args = {"file_system_poll_wait_seconds": 0, "deployments": {"model.unwatched": {"num_replicas": 2}}}
+    options = {"enable_file": "unwatched.status"}
+    with loader_app(ray_cluster, tmp_path_factory.mktemp("unwatched"), "unwatched", options, args) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def timed(ray_cluster, tmp_path_factory):
+    """A model the sample loader unloads and reloads every few seconds, for as long as it serves.
+    In an app of its own: in the session app it would change something under every other test."""
+    options = {"unload_after_seconds": str(TIMED_SECONDS), "reload_after_seconds": str(TIMED_SECONDS)}
+    with loader_app(ray_cluster, tmp_path_factory.mktemp("timed"), "timed", options, {}) as app:
+        yield app[0]
 
 
 def infer_status(http, model: str, version: int) -> int:
