@@ -298,7 +298,8 @@ class NodeOutput(_Strict):
 class _Node(_Strict):
     """What every pipeline node has, whatever it runs."""
 
-    # For the likeliest mix-up, the other kind's key: one line saying which key this kind needs.
+    # The likeliest mix-up is the other kind's key (model_name on a custom node): one line then
+    # says which key this kind needs, instead of an unknown key and a missing one.
     _kind: ClassVar[str]  # the type as written in config.json
     _needs: ClassVar[str]
     _other: ClassVar[str]

@@ -126,7 +126,7 @@ def _check_tensors(
     where: str,
     fail: Fail,
 ) -> None:
-    """``produced`` by the source node fits what the target node's input ``wanted``."""
+    """Fail unless the tensor the source node ``produced`` fits what the target node's input ``wanted``."""
     source_node = nodes[connection.source]
     target = nodes[connection.target]
     given = _strip(produced, source_node.demultiply_count is not None)
