@@ -100,5 +100,5 @@ def config_fragment(marker: tuple[str, str]) -> dict:
 
 
 def for_server(code: str, rest_url: str, grpc_url: str) -> str:
-    """An example aimed at ``make run``'s ports, aimed at the test server instead."""
-    return code.replace('"localhost:8000"', repr(rest_url)).replace('"localhost:9000"', repr(grpc_url))
+    """An example aimed at ``make run``'s ports (in code or in a curl line), aimed at the test server instead."""
+    return code.replace("localhost:8000", rest_url).replace("localhost:9000", grpc_url)

@@ -59,9 +59,7 @@ def test_the_curl_examples(model_server, grpc_url):
         if not line.startswith("curl "):
             continue
         command, _, remark = line.partition("#")  # a comment on the line itself describes, not shows
-        command = shlex.split(
-            readme.for_server(command, model_server, grpc_url).replace("localhost:8000", model_server)
-        )
+        command = shlex.split(readme.for_server(command, model_server, grpc_url))
         answer = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout.strip()
         shown = "".join(c.removeprefix("#").strip() for c in _comments_after(lines, index))
         if remark:
