@@ -1,11 +1,12 @@
 """Face detector throughput and latency: through the server (KServe v2 REST, binary tensors)
-against raw OpenVINO in-process, measured in one run, printed as server/raw ratios.
+against raw OpenVINO in-process and a bare uvicorn server, measured in one run, printed as ratios.
 
     make bench            # or: .venv/bin/python benchmarks/face_detection.py --seconds 10
 
 The server is a real local Ray cluster serving only the face detector from the demo models; the
 client is tritonclient's asyncio HTTP client with N concurrent workers. Raw OpenVINO runs the same
-model with one infer request per worker thread. Both share this machine's cores with the client,
+model with one infer request per worker thread. The bare server (benchmarks/bare_server.py) is the
+same REST app and OpenVINO code in one uvicorn process without Ray. All share this machine's cores with the client,
 so read the ratios, not the absolute figures.
 """
 
@@ -13,12 +14,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -87,6 +92,31 @@ async def run_server(url: str, concurrency: int, seconds: float, warmup: float) 
     return Result(len(latencies), seconds, latencies)
 
 
+@contextlib.contextmanager
+def bare_server() -> Iterator[str]:
+    """benchmarks/bare_server.py under uvicorn in a process of its own, until the block ends."""
+    port = "8766"
+    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).parent), "--factory"]
+    server = subprocess.Popen([*command, "bare_server:app", "--port", port, "--log-level", "warning"], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while not _answers(f"http://127.0.0.1:{port}/v2/health/live"):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the bare uvicorn server did not start")
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return urllib.request.urlopen(url, timeout=1).status == 200
+    except OSError:
+        return False
+
+
 def start_server() -> str:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -115,26 +145,30 @@ def main() -> int:
     if not (MODEL / "1" / "model.xml").is_file():
         sys.exit("models/face-detection is missing: run `make models` first")
 
+    measured: dict[int, dict[str, Result]] = {c: {} for c in args.concurrency}
+    with bare_server() as bare:  # before Ray starts: each server has the cores to itself
+        for concurrency in args.concurrency:
+            measured[concurrency]["raw"] = run_raw(concurrency, args.seconds, args.warmup)
+            measured[concurrency]["bare"] = asyncio.run(run_server(bare, concurrency, args.seconds, args.warmup))
     url = start_server()
-    rows = []
     for concurrency in args.concurrency:
-        raw = run_raw(concurrency, args.seconds, args.warmup)
-        server = asyncio.run(run_server(url, concurrency, args.seconds, args.warmup))
-        rows.append((concurrency, raw, server))
+        measured[concurrency]["server"] = asyncio.run(run_server(url, concurrency, args.seconds, args.warmup))
 
     print(f"face-detection, {SIDE}x{SIDE} BGR FP32 input, {args.seconds:.0f} s per run, {os.cpu_count()} cores")
     print(f"{'conc':>4} {'path':<7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-    for concurrency, raw, server in rows:
-        for name, result in (("raw", raw), ("server", server)):
+    for concurrency, results in measured.items():
+        for name, result in results.items():
             p50, p99 = result.percentile(50), result.percentile(99)
             print(f"{concurrency:>4} {name:<7} {result.throughput:>8.1f} {p50:>8.2f} {p99:>8.2f}")
-    print("\nserver / raw OpenVINO (throughput: higher is better; latency: lower is better)")
-    for concurrency, raw, server in rows:
-        print(
-            f"  concurrency {concurrency}: throughput x{server.throughput / raw.throughput:.2f}, "
-            f"p50 x{server.percentile(50) / raw.percentile(50):.1f}, "
-            f"p99 x{server.percentile(99) / raw.percentile(99):.1f}"
-        )
+    for baseline, title in (("raw", "raw OpenVINO"), ("bare", "bare uvicorn")):
+        print(f"\nserver / {title} (throughput: higher is better; latency: lower is better)")
+        for concurrency, results in measured.items():
+            server, base = results["server"], results[baseline]
+            print(
+                f"  concurrency {concurrency}: throughput x{server.throughput / base.throughput:.2f}, "
+                f"p50 x{server.percentile(50) / base.percentile(50):.1f}, "
+                f"p99 x{server.percentile(99) / base.percentile(99):.1f}"
+            )
     return 0
 
 
