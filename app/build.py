@@ -17,11 +17,12 @@ from ray.serve import Application
 
 from app.config import DeploymentOptions, batching_target_errors, load_config
 from app.config_actor import ACTOR_NAME as CONFIG_ACTOR_NAME
-from app.config_actor import ConfigActorRef, ConfigSettings
-from app.deployments import Ingress
+from app.config_actor import ConfigActorRef
+from app.config_service import ConfigSettings
+from app.front import Ingress
 from app.plan import PlanSettings, options_for
 from app.rest import DEFAULT_MAX_REQUEST_BYTES
-from loaders.actor import ACTOR_NAME, LoaderActorConfig
+from loaders.specs import ACTOR_NAME, LoaderActorConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,372 +1,35 @@
-"""The config actor: one named Ray actor per cluster that owns the served config.json.
+"""The config actor: one named, detached Ray actor per cluster that owns the served config.json.
 
-``ConfigService`` is its body in plain asyncio (unit tests drive it with a fake deployer):
-
-* It reads config.json at start and whenever its checksum changes (every
-  ``file_system_poll_wait_seconds``, as OVMS's watcher) or ``POST /v1/config/reload`` asks.
-  A file that fails the schema applies nothing; the error is kept for the reload answer.
-* A reload also has the loader actor check every loader's blacklist at once, as OVMS's reload
-  runs its watcher's path, even with the watcher off; it answers once the replicas serve the
-  outcome, so a version blacklisted a moment ago is END (404) by then.
-* It turns the config into a plan (app/plan.py) and deploys only what changed: each model,
-  pipeline and node is a Serve application of its own, so unchanged ones keep their replicas
-  and their requests in flight. Removed models and pipelines stay listed as END (404).
-* It gives the loader actor the current loaders and loader-backed models on every change.
-* The ingress replicas follow its ``Catalog`` with a long-poll; the poll is also how the actor
-  knows the app is alive. When no poll is pending and none has been for ``idle_shutdown_seconds``,
-  the app is gone: the actor deletes the deployments it made, deinitialises the loaders and ends.
+Its rules live in app/config_service.py; here is what they need from Ray: Serve to deploy plan
+entries as applications, Ray's key-value store to remember what was deployed across a restart of
+the actor's process, and the loader actor.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import ray
+from ray import serve
+from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_put
 
-from app.config import ConfigError, ModelConfig, ServerConfig, load_config
+from app.applications import application
+from app.config_service import Catalog, ConfigService, ConfigSettings, ReloadOutcome
 from app.logs import show_lifecycle_logs
-from app.plan import Plan, Planned, PlanSettings, loader_specs, plan_config
-from app.polling import Revision
+from app.plan import Plan, Planned, PlanSettings
+from loaders.actor import loader_actor_for, shutdown_loader_actor
 
 log = logging.getLogger("rayvino.config")
 
 NAMESPACE = "rayvino"
 ACTOR_NAME = "rayvino-config"
-NEVER_CALLED_GRACE_SECONDS = 300.0  # no ingress ever came: give the app this long to start
 # On the head node, as Serve's controller: a worker node that leaves must not take the actor
 # (and a restarted one knows no fingerprints, so it would roll every deployment).
 ON_HEAD_NODE = {"node:__internal_head__": 0.001}
-
-
-@dataclass(frozen=True)
-class Catalog:
-    """What the ingress serves: a name's deployment, or END for a name a reload removed."""
-
-    revision: int
-    servables: dict[str, str]  # model or pipeline name -> its deployment (and application) name
-    versions: dict[str, tuple[int, ...]]  # model -> versions its policy serves (shown while it starts)
-    retired: dict[str, tuple[int, ...]]  # name -> versions, all reported END
-    errors: tuple[str, ...]  # config entries skipped, and the last reload's failure if any
-    starting: frozenset[str]  # deployments (re)deployed and not RUNNING yet: their versions show LOADING
-    # Models a reload added whose deployment is still starting: the ingress serves them itself
-    # until it runs (app/bridge.py), so a new model answers in about a second, not a process start.
-    bridges: dict[str, ModelConfig] = field(default_factory=dict)
-
-    @property
-    def ready(self) -> bool:
-        return not self.starting
-
-
-@dataclass(frozen=True)
-class ReloadOutcome:
-    changed: bool
-    error: str | None = None  # the file failed to load: nothing was applied
-
-
-class Deployer(Protocol):
-    async def deploy(self, planned: list[Planned]) -> None: ...
-
-    async def delete(self, names: list[str]) -> None: ...
-
-    async def statuses(self, names: list[str]) -> dict[str, str]:
-        """Serve's status (RUNNING, DEPLOYING, DELETING...) of each of ``names`` that Serve has."""
-        ...
-
-
-class Memory(Protocol):
-    """Where the actor keeps what it must not forget when its process dies (what it deployed)."""
-
-    def read(self) -> dict[str, Any]: ...
-
-    def write(self, record: dict[str, Any]) -> None: ...
-
-
-class InProcessMemory:
-    """A memory that dies with the process: for tests, and for running without Ray."""
-
-    def __init__(self) -> None:
-        self.record: dict[str, Any] = {}
-
-    def read(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self.record))  # a copy, as a store would give
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.record = record
-
-
-class LoaderOwner(Protocol):
-    async def apply(self, plan: Plan) -> list[str]: ...
-
-    async def poll(self, timeout: float) -> bool:
-        """Check every blacklist now and wait up to ``timeout`` for the replicas; whether a version changed."""
-        ...
-
-    async def ensure(self, plan: Plan) -> None: ...
-
-    async def shutdown(self) -> None: ...
-
-
-@dataclass
-class ConfigSettings:
-    config_path: str
-    plan: PlanSettings
-    poll_seconds: float = 1.0
-    idle_shutdown_seconds: float = 30.0
-
-
-@dataclass
-class _State:
-    checksum: str | None = None
-    config: ServerConfig | None = None
-    plan: Plan | None = None
-    retired: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    load_error: str | None = None
-    starting: set[str] = field(default_factory=set)
-    bridges: set[str] = field(default_factory=set)  # see Catalog.bridges
-
-
-class ConfigService:
-    def __init__(
-        self,
-        settings: ConfigSettings,
-        deployer: Deployer,
-        loaders: LoaderOwner,
-        clock: Callable[[], float] = time.monotonic,
-        memory: Memory | None = None,
-    ) -> None:
-        self.settings, self.deployer, self.loaders, self.clock = settings, deployer, loaders, clock
-        self.memory = memory or InProcessMemory()
-        self.state = _State()
-        self.revision = Revision()  # of the catalog, which the ingress replicas long-poll
-        self._lock = asyncio.Lock()  # one load at a time: the watcher and POST /v1/config/reload
-        self._started_at = clock()
-        self._last_ingress_call: float | None = None
-        self._polls_waiting = 0  # an ingress with a long-poll pending is alive, however long it waits
-        self.changes = 0  # loads that deployed, deleted or re-applied something
-        self._changes_answered = 0
-
-    # ----- loading ------------------------------------------------------------------------------
-
-    async def reload(self, wait_seconds: float = 60.0) -> tuple[bool, str | None]:
-        """``POST /v1/config/reload``: load now, and answer once what changed is RUNNING.
-
-        Changed means since the previous reload request (or the start), whoever applied it: the
-        watcher may have found the edited file a moment before the request came. A version that a
-        loader's blacklist ended or brought back counts too.
-        """
-        outcome = await self.load()
-        file_changed, self._changes_answered = self.changes != self._changes_answered, self.changes
-        # Both waits share the one deadline: replicas following the loaders need not use it up
-        # before the deployments the file changed are waited for.
-        waits = [self.loaders.poll(wait_seconds)]
-        if file_changed:
-            waits.append(self.wait_ready(wait_seconds))
-        polled, *_ = await asyncio.gather(*waits)
-        return polled or file_changed, outcome.error
-
-    def mark_answered(self) -> None:
-        """What is applied now counts as known: the next reload answers 200 unless something changes."""
-        self._changes_answered = self.changes
-
-    async def load(self) -> ReloadOutcome:
-        """Apply config.json if it changed since the last load; what changed, or why nothing was applied."""
-        outcome = await self._load()
-        if outcome.changed:
-            self.changes += 1
-        return outcome
-
-    async def _load(self) -> ReloadOutcome:
-        async with self._lock:
-            path = Path(self.settings.config_path)
-            try:
-                checksum = hashlib.md5(path.read_bytes()).hexdigest()
-            except OSError as exc:
-                return await self._failed(f"{path}: cannot be read ({exc.strerror}); expected an OVMS config.json")
-            if checksum == self.state.checksum:
-                if self.state.load_error is not None:  # the watcher already found this file broken
-                    return ReloadOutcome(changed=False, error=self.state.load_error)
-                return ReloadOutcome(changed=await self._refresh_loaders())
-            try:
-                config = load_config(path)
-            except ConfigError as exc:
-                self.state.checksum = checksum  # report it once, not on every poll
-                return await self._failed("; ".join(exc.errors))
-            self.state.checksum, self.state.config, self.state.load_error = checksum, config, None
-            changed = await self._apply(plan_config(config, path.resolve().parent, self.settings.plan))
-            return ReloadOutcome(changed=changed)
-
-    async def _failed(self, error: str) -> ReloadOutcome:
-        log.error("config %s not applied: %s", self.settings.config_path, error)
-        if error != self.state.load_error:
-            self.state.load_error = error
-            self.revision.publish()
-        return ReloadOutcome(changed=False, error=error)
-
-    async def _apply(self, plan: Plan) -> bool:
-        """Deploy what changed; True if any deployment was added, replaced or deleted."""
-        before = self.state.plan or await self._recovered()
-        deploy, delete = plan.changes(before)
-        for error in await self.loaders.apply(plan):
-            plan.errors.append(error)
-        if deploy:
-            await self.deployer.deploy(deploy)
-        if delete:
-            await self.deployer.delete(delete)
-        self._retire(before, plan)
-        self.state.plan = plan
-        for error in plan.errors:
-            log.error("config entry skipped: %s", error)
-        log.info(
-            "config applied: %d deployments (%d deployed, %d deleted, %d unchanged)",
-            len(plan.deployments),
-            len(deploy),
-            len(delete),
-            len(plan.deployments) - len(deploy),
-        )
-        self.state.starting = (self.state.starting - set(delete)) | {p.name for p in deploy}
-        self._bridge(before, plan)
-        self._remember()
-        self.revision.publish()
-        return bool(deploy or delete)
-
-    def _remember(self) -> None:
-        plan = self.state.plan or Plan()
-        self.memory.write(
-            {
-                "deployments": {p.name: [p.kind, p.fingerprint] for p in plan.deployments.values()},
-                "retired": self.state.retired,
-            }
-        )
-
-    async def _recovered(self) -> Plan | None:
-        """After a restart (Ray restarts this actor if its process dies), what Serve still runs from
-        before, so that only what changed meanwhile is redeployed; None on a first start."""
-        record = self.memory.read()
-        deployments = record.get("deployments", {})
-        if not deployments:
-            return None
-        statuses = await self.deployer.statuses(list(deployments))
-        existing = {name for name, status in statuses.items() if status != "DELETING"}
-        self.state.starting |= {name for name in existing if statuses[name] != "RUNNING"}
-        self.state.retired = {name: tuple(versions) for name, versions in record.get("retired", {}).items()}
-        log.warning("config actor restarted: %d deployments of its previous incarnation still run", len(existing))
-        return Plan(
-            deployments={
-                name: Planned(name, kind, fingerprint, application=_from_memory)
-                for name, (kind, fingerprint) in deployments.items()
-                if name in existing
-            }
-        )
-
-    def _bridge(self, before: Plan | None, plan: Plan) -> None:
-        """Bridge the models this load added. Not on the first load: then everything starts at once,
-        and the ingress would compile the whole config."""
-        if before is None:
-            return
-        added = {name for name, deployment in plan.servables.items() if deployment not in before.deployments}
-        self.state.bridges = self._bridging(self.state.bridges | added)
-
-    def _bridging(self, names: set[str]) -> set[str]:
-        """Those of ``names`` still bridged: bridgeable models of the plan whose deployment is starting."""
-        plan = self.state.plan or Plan()
-        return {name for name in names if name in plan.bridgeable and plan.servables[name] in self.state.starting}
-
-    def _retire(self, before: Plan | None, plan: Plan) -> None:
-        """Names that left the config stay known, every version END, as OVMS reports them."""
-        if before is not None:
-            for name in before.servables.keys() - plan.servables.keys():
-                self.state.retired[name] = before.versions.get(name, (1,)) or (1,)
-        for name in plan.servables:
-            self.state.retired.pop(name, None)
-
-    async def _refresh_loaders(self) -> bool:
-        """Between config changes, version folders of loader-backed models may still come and go."""
-        plan = self.state.plan
-        if self.state.config is None or plan is None:
-            return False
-        loaders, models = loader_specs(self.state.config, Path(self.settings.config_path).resolve().parent)
-        if (loaders, models) == (plan.loaders, plan.loader_models):
-            return False
-        plan.loaders, plan.loader_models = loaders, models
-        await self.loaders.apply(plan)
-        return True
-
-    # ----- what the ingress sees ----------------------------------------------------------------
-
-    def catalog(self) -> Catalog:
-        plan = self.state.plan or Plan()
-        errors = tuple(plan.errors) + ((self.state.load_error,) if self.state.load_error else ())
-        bridges = {name: plan.bridgeable[name] for name in self._bridging(self.state.bridges)}
-        return Catalog(
-            self.revision.current,
-            dict(plan.servables),
-            dict(plan.versions),
-            dict(self.state.retired),
-            errors,
-            frozenset(self.state.starting),
-            bridges,
-        )
-
-    async def wait_for_change(self, seen: int | None, timeout: float) -> Catalog:
-        """The catalog once its revision differs from ``seen``, or after ``timeout`` (an ingress's long-poll)."""
-        self._polls_waiting += 1
-        try:
-            await self.revision.wait(seen, timeout)
-        finally:
-            self._polls_waiting -= 1
-            self._last_ingress_call = self.clock()
-        return self.catalog()
-
-    async def check_ready(self) -> None:
-        """Move deployments that reached RUNNING out of ``starting``."""
-        if not self.state.starting:
-            return
-        statuses = await self.deployer.statuses(sorted(self.state.starting))
-        running = {name for name, status in statuses.items() if status == "RUNNING"}
-        if running:
-            self.state.starting -= running
-            self.revision.publish()
-
-    async def wait_ready(self, timeout: float) -> bool:
-        """Until every deployment of the current config is RUNNING, or ``timeout``; whether it is."""
-        deadline = self.clock() + timeout
-        while self.state.starting and self.clock() < deadline:
-            await self.check_ready()
-            if self.state.starting:
-                await asyncio.sleep(0.2)
-        return not self.state.starting
-
-    # ----- the app going away -------------------------------------------------------------------
-
-    def app_gone(self) -> bool:
-        """No ingress is polling, and none has for ``idle_shutdown_seconds`` (since start, if none ever has)."""
-        if self._polls_waiting:
-            return False
-        now = self.clock()
-        if self._last_ingress_call is None:
-            return now - self._started_at > NEVER_CALLED_GRACE_SECONDS
-        return now - self._last_ingress_call > self.settings.idle_shutdown_seconds
-
-    async def shutdown(self) -> None:
-        """Delete every deployment this config made, then deinitialise the loaders."""
-        plan = self.state.plan
-        if plan is not None and plan.deployments:
-            await self.deployer.delete(list(plan.deployments))
-        self.state.plan = Plan()
-        self._remember()
-        await self.loaders.shutdown()
-        self.revision.publish()
-
-
-# ----- the Ray side ---------------------------------------------------------------------------------
 
 
 class ServeDeployer:
@@ -376,10 +39,8 @@ class ServeDeployer:
         self.logging_config = logging_config
 
     async def deploy(self, planned: list[Planned]) -> None:
-        from ray import serve
-
         targets = [
-            serve.RunTarget(p.application(), name=p.name, route_prefix=None, logging_config=self.logging_config)
+            serve.RunTarget(application(p), name=p.name, route_prefix=None, logging_config=self.logging_config)
             for p in planned
         ]
         await asyncio.to_thread(
@@ -387,20 +48,12 @@ class ServeDeployer:
         )
 
     async def delete(self, names: list[str]) -> None:
-        from ray import serve
-
         for name in names:
             await asyncio.to_thread(serve.delete, name, _blocking=False)
 
     async def statuses(self, names: list[str]) -> dict[str, str]:
-        from ray import serve
-
         applications = (await asyncio.to_thread(serve.status)).applications
         return {name: applications[name].status for name in names if name in applications}  # a str enum
-
-
-def _from_memory() -> Any:
-    raise AssertionError("a remembered deployment is only compared by fingerprint, never deployed again from memory")
 
 
 class GcsMemory:
@@ -410,14 +63,10 @@ class GcsMemory:
         self.key = key
 
     def read(self) -> dict[str, Any]:
-        from ray.experimental.internal_kv import _internal_kv_get
-
         value = _internal_kv_get(self.key, namespace=NAMESPACE)
         return json.loads(value) if value else {}
 
     def write(self, record: dict[str, Any]) -> None:
-        from ray.experimental.internal_kv import _internal_kv_put
-
         _internal_kv_put(self.key, json.dumps(record), namespace=NAMESPACE)
 
 
@@ -432,7 +81,7 @@ class LoaderActorOwner:
     async def apply(self, plan: Plan) -> list[str]:
         if self.actor is None and not plan.loaders and not plan.loader_models:
             return []
-        self.actor = self.config.get_or_create()  # the existing one, or a new one after it ended
+        self.actor = loader_actor_for(self.config)  # the existing one, or a new one after it ended
         errors = await self.actor.apply.remote(plan.loaders, plan.loader_models)
         self.incarnation = await self.actor.incarnation.remote()
         return [str(error) for error in errors]
@@ -449,8 +98,6 @@ class LoaderActorOwner:
 
     async def shutdown(self) -> None:
         if self.actor is not None:
-            from loaders.actor import shutdown_loader_actor
-
             await shutdown_loader_actor(namespace=self.config.namespace, name=self.config.name)
             self.actor = None
 

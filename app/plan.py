@@ -5,7 +5,9 @@ Each entry becomes a Serve application of its own, named like its deployment
 replace or delete one without touching the others: Serve redeploys an application as a whole.
 An entry's fingerprint covers everything its replicas are built from; a reload redeploys the
 entries whose fingerprint changed, deletes the ones that left, and leaves the rest running.
-No Ray calls here: the config actor deploys the plan, unit tests read it.
+Plain data, no Ray: an entry names its kind, the arguments its deployment is built from and
+its Serve options; app/applications.py turns entries into applications for the config actor to
+deploy, and unit tests read the plan as it is.
 """
 
 from __future__ import annotations
@@ -14,12 +16,9 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-from ray.serve import Application
 
 from app.config import (
     CustomNode,
@@ -32,8 +31,8 @@ from app.config import (
     resolve_param_paths,
 )
 from app.openvino_model import versions_on_disk
-from loaders.actor import LoaderActorConfig
-from loaders.specs import LoaderSpec, ModelSpec
+from loaders.specs import LoaderActorConfig, LoaderSpec, ModelSpec
+from nodes.loading import load_node_class
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +47,19 @@ def deployment_name(kind: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class Planned:
-    """One deployment, deployed as the Serve application of the same name."""
+    """One deployment, deployed as the Serve application of the same name: its kind's deployment
+    class, bound to ``args`` and ``kwargs``, with the Serve ``options`` (``num_replicas``...).
+
+    Two entries are the same deployment when their fingerprints are: the fingerprint covers
+    everything the arguments and options are made from.
+    """
 
     name: str
     kind: Kind
     fingerprint: str
-    application: Callable[[], Application] = field(compare=False, repr=False)
+    args: tuple[Any, ...] = field(default=(), compare=False, repr=False)
+    kwargs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    options: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
@@ -159,8 +165,6 @@ def pipelines_to_serve(config: ServerConfig, errors: list[str]) -> list[Pipeline
 
 
 def _plan_model(plan: Plan, model: ModelConfig, config: ServerConfig, settings: PlanSettings) -> None:
-    from app.deployments import ModelDeployment  # deferred: Ray Serve classes load only where deployed
-
     name = deployment_name("model", model.name)
     options = options_for(config, settings, name)
     loader = settings.loader_actor if model.uses_loader else None
@@ -174,13 +178,12 @@ def _plan_model(plan: Plan, model: ModelConfig, config: ServerConfig, settings: 
         settings.poll_seconds,
     )
 
-    def application() -> Application:
-        deployment = ModelDeployment.options(name=name, **options.serve_options())  # type: ignore[attr-defined]  # Serve's decorator made it a Deployment
-        return deployment.bind(
-            model, loader, file_system_poll_wait_seconds=settings.poll_seconds, batching=options.dynamic_batching
-        )
-
-    plan.deployments[name] = Planned(name, "model", print_, application)
+    kwargs = {
+        "loader_actor": loader,
+        "file_system_poll_wait_seconds": settings.poll_seconds,
+        "batching": options.dynamic_batching,
+    }
+    plan.deployments[name] = Planned(name, "model", print_, (model,), kwargs, options.serve_options())
     plan.servables[model.name] = name
     plan.versions[model.name] = tuple(model.model_version_policy.select(versions_on_disk(Path(model.base_path))))
     if not model.uses_loader and options.dynamic_batching is None:
@@ -190,8 +193,6 @@ def _plan_model(plan: Plan, model: ModelConfig, config: ServerConfig, settings: 
 def _plan_pipeline(
     plan: Plan, pipeline: PipelineConfig, config: ServerConfig, config_dir: Path, settings: PlanSettings
 ) -> None:
-    from app.deployments import PipelineDeployment
-
     nodes: dict[str, str] = {}  # node name -> its deployment
     library_errors: dict[str, str] = {}  # node name -> why its library cannot be used
     libraries = {library.name: library.base_path for library in config.custom_node_library_config_list}
@@ -221,11 +222,8 @@ def _plan_pipeline(
         options.model_dump(mode="json"),
     )
 
-    def application() -> Application:
-        deployment = PipelineDeployment.options(name=name, **options.serve_options())  # type: ignore[attr-defined]  # Serve's decorator made it a Deployment
-        return deployment.bind(pipeline, models, nodes, library_errors)
-
-    plan.deployments[name] = Planned(name, "pipeline", print_, application)
+    args = (pipeline, models, nodes, library_errors)
+    plan.deployments[name] = Planned(name, "pipeline", print_, args, options=options.serve_options())
     plan.servables[pipeline.name] = name
 
 
@@ -239,9 +237,6 @@ def _plan_node(
     settings: PlanSettings,
 ) -> tuple[str | None, str]:
     """The node's deployment name, or None and why its library cannot be used (``libraries``: name -> base_path)."""
-    from nodes.deployment import node_app
-    from nodes.loading import load_node_class
-
     if node.library_name not in libraries:
         return None, (
             f"library '{node.library_name}' is not in custom_node_library_config_list "
@@ -264,10 +259,9 @@ def _plan_node(
         options.model_dump(mode="json", exclude={"dynamic_batching"}),
     )
 
-    def application() -> Application:
-        return node_app(factory, params, node.name, deployment_name=name, **options.serve_options())
-
-    plan.deployments[name] = Planned(name, "node", print_, application)
+    plan.deployments[name] = Planned(
+        name, "node", print_, (factory, params, node.name), options=options.serve_options()
+    )
     return name, ""
 
 

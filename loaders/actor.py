@@ -48,12 +48,10 @@ from app.polling import Revision
 from loaders.base import Clock, ModelBuffers
 from loaders.errors import CustomLoaderConfigError
 from loaders.manager import LoaderManager, ModelSnapshot
-from loaders.specs import LoaderSpec, ModelSpec
+from loaders.specs import ACTOR_NAME, NAMESPACE, LoaderActorConfig, LoaderSpec, ModelSpec
 
 log = logging.getLogger("rayvino.loaders")
 
-NAMESPACE = "rayvino"
-ACTOR_NAME = "rayvino-loader"
 
 T = TypeVar("T")
 
@@ -286,27 +284,17 @@ def get_or_create_loader_actor(
     )
 
 
-@dataclass(frozen=True)
-class LoaderActorConfig:
-    """How the server's deployments find the loader actor, or bring it back with the app's specs
-    (a replica that starts after the actor ended, say once a redeploy replaced every replica)."""
-
-    loaders: tuple[LoaderSpec, ...]
-    models: tuple[ModelSpec, ...]
-    poll_wait_seconds: float = 1.0
-    idle_shutdown_seconds: float = 30.0
-    name: str = ACTOR_NAME
-    namespace: str = NAMESPACE
-
-    def get_or_create(self):
-        return get_or_create_loader_actor(
-            self.loaders,
-            self.models,
-            self.poll_wait_seconds,
-            namespace=self.namespace,
-            name=self.name,
-            idle_shutdown_seconds=self.idle_shutdown_seconds,
-        )
+def loader_actor_for(config: LoaderActorConfig):
+    """The loader actor ``config`` names: the running one, or a new one with its specs (a replica
+    that starts after the actor ended, say once a redeploy replaced every replica)."""
+    return get_or_create_loader_actor(
+        config.loaders,
+        config.models,
+        config.poll_wait_seconds,
+        namespace=config.namespace,
+        name=config.name,
+        idle_shutdown_seconds=config.idle_shutdown_seconds,
+    )
 
 
 async def shutdown_loader_actor(*, namespace: str = NAMESPACE, name: str = ACTOR_NAME) -> None:

@@ -9,6 +9,9 @@ from typing import Any
 
 from loaders.errors import CustomLoaderOptionsInvalid
 
+NAMESPACE = "rayvino"
+ACTOR_NAME = "rayvino-loader"
+
 
 @dataclass(frozen=True)
 class LoaderSpec:
@@ -35,6 +38,19 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "versions", tuple(sorted(set(self.versions))))
+
+
+@dataclass(frozen=True)
+class LoaderActorConfig:
+    """Which loader actor the server's deployments use, and the specs to start it with if it is
+    gone (loaders.actor.loader_actor_for finds or starts it)."""
+
+    loaders: tuple[LoaderSpec, ...]
+    models: tuple[ModelSpec, ...]
+    poll_wait_seconds: float = 1.0
+    idle_shutdown_seconds: float = 30.0
+    name: str = ACTOR_NAME
+    namespace: str = NAMESPACE
 
 
 def options_json(spec: ModelSpec) -> tuple[str, str]:

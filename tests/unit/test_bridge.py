@@ -90,8 +90,8 @@ def test_a_cancelled_request_does_not_cancel_the_compile(tmp_path):
 
 
 def test_the_ingress_keeps_a_bridge_across_revisions_and_hands_over_to_the_deployment(tmp_path):
-    from app.config_actor import Catalog
-    from app.deployments import CatalogFollower, HandleServable
+    from app.config_service import Catalog
+    from app.front import CatalogFollower, HandleServable
 
     config = model_config(factory.write_dummy(tmp_path / "added", [1]))
     changed = config.model_copy(update={"nireq": 2})
@@ -116,9 +116,9 @@ def test_the_ingress_keeps_a_bridge_across_revisions_and_hands_over_to_the_deplo
 
 
 def test_a_long_poll_answered_after_a_reload_refresh_does_not_put_an_older_catalog_back():
-    from app.config_actor import Catalog
+    from app.config_service import Catalog
     from app.dataplane import DataPlane
-    from app.deployments import CatalogFollower
+    from app.front import CatalogFollower
 
     def catalog(revision: int, starting: frozenset) -> Catalog:
         return Catalog(revision, {"m": "model.m"}, {"m": (1,)}, {}, (), starting)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from app.config_actor import ConfigService, ConfigSettings, ReloadOutcome
+from app.applications import application
+from app.config_service import ConfigService, ConfigSettings, ReloadOutcome
 from app.plan import Plan, Planned, PlanSettings
-from loaders.actor import LoaderActorConfig
+from loaders.specs import LoaderActorConfig
 from tests import factory
 
 
@@ -25,7 +26,7 @@ class FakeDeployer:
 
     async def deploy(self, planned: list[Planned]) -> None:
         for entry in planned:
-            entry.application()  # the bound application must build
+            application(entry)  # the bound application must build
             self.serving[entry.name] = entry
         self.deployed.append(sorted(p.name for p in planned))
 

@@ -26,8 +26,8 @@ from app.pipeline.local import LocalCatalog
 from app.pipeline.servable import PipelineServable
 from app.plan import PlanSettings, loader_specs, plan_config
 from app.status import ModelVersionState
-from loaders.actor import LoaderActorConfig
 from loaders.manager import LoaderManager
+from loaders.specs import LoaderActorConfig
 from nodes.loading import load_node_class
 from tests import factory, readme
 from tests.unit._loaders_support import infer

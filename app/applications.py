@@ -1,0 +1,20 @@
+"""Plan entries (app/plan.py) as Ray Serve applications: the one place a plan meets Serve."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.serve import Application
+
+from app.deployments import ModelDeployment, PipelineDeployment
+from app.plan import Planned
+from nodes.deployment import NodeDeployment
+
+# Any: mypy sees the classes, not the Deployments Serve's decorator made of them.
+DEPLOYMENTS: dict[str, Any] = {"model": ModelDeployment, "pipeline": PipelineDeployment, "node": NodeDeployment}
+
+
+def application(planned: Planned) -> Application:
+    """The entry's deployment, named and configured as planned, bound to its arguments."""
+    deployment = DEPLOYMENTS[planned.kind].options(name=planned.name, **planned.options)
+    return deployment.bind(*planned.args, **planned.kwargs)
