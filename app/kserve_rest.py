@@ -8,11 +8,11 @@ as OVMS allows). BYTES elements are 4-byte little-endian lengths each followed b
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import numpy as np
+import orjson
 
 from app.errors import InvalidContentSize, InvalidShape, JsonInvalid, MalformedRequest, ModelVersionNotFound
 from app.inference import InferRequest, InferResponse, RequestedOutput
@@ -63,8 +63,8 @@ def decode_request(model_name: str, version: int | None, body: bytes, header_len
 
 def _load_json(raw: bytes | memoryview) -> dict:
     try:
-        header = json.loads(bytes(raw))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        header = orjson.loads(raw)  # strict JSON: no NaN, no lone surrogates, nesting at most 1024 deep
+    except orjson.JSONDecodeError as exc:
         raise JsonInvalid(f"request body is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
         raise MalformedRequest(f"request body is a JSON {type(header).__name__}; expected an object with 'inputs'")
@@ -117,20 +117,36 @@ def _shape(shape: list, where: str) -> tuple[int, ...]:
 
 def _from_json(data: Any, shape: tuple[int, ...], datatype: str, dtype: np.dtype, name: str) -> np.ndarray:
     count = math.prod(shape)
+    if datatype == "BYTES":
+        return _bytes_from_json(data, shape, count, name)
+    try:
+        # numpy reads the parsed lists, flat or nested, in C: no Python loop over the elements.
+        array = np.asarray(data, dtype=dtype)
+    except (TypeError, ValueError):  # ragged nesting, or a value that does not convert
+        array = _from_flattened(data, datatype, dtype, name)
+    if array.size != count:
+        raise InvalidContentSize(f"input '{name}': {array.size} values given; expected {count} for shape {list(shape)}")
+    return array.reshape(shape)
+
+
+def _from_flattened(data: Any, datatype: str, dtype: np.dtype, name: str) -> np.ndarray:
+    """The slow path, for data numpy cannot read at once; it names what does not convert."""
+    try:
+        return np.asarray(_flatten(data), dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise MalformedRequest(f"input '{name}': data does not convert to {datatype}: {exc}") from None
+
+
+def _bytes_from_json(data: Any, shape: tuple[int, ...], count: int, name: str) -> np.ndarray:
     flat = _flatten(data)
     if len(flat) != count:
         raise InvalidContentSize(f"input '{name}': {len(flat)} values given; expected {count} for shape {list(shape)}")
-    if datatype == "BYTES":
-        strange = [v for v in flat if not isinstance(v, str)]
-        if strange:
-            raise MalformedRequest(f"input '{name}': BYTES element {strange[0]!r} is not a string")
-        array = np.empty(count, dtype=object)
-        array[:] = [v.encode() for v in flat]
-        return array.reshape(shape)
-    try:
-        return np.asarray(flat, dtype=dtype).reshape(shape)
-    except (TypeError, ValueError) as exc:
-        raise MalformedRequest(f"input '{name}': data does not convert to {datatype}: {exc}") from None
+    strange = [v for v in flat if not isinstance(v, str)]
+    if strange:
+        raise MalformedRequest(f"input '{name}': BYTES element {strange[0]!r} is not a string")
+    array = np.empty(count, dtype=object)
+    array[:] = [v.encode() for v in flat]
+    return array.reshape(shape)
 
 
 def _flatten(data: Any) -> list:
@@ -172,7 +188,7 @@ def encode_response(response: InferResponse, request: InferRequest) -> tuple[byt
     if response.id is not None:
         body["id"] = response.id
     body["outputs"] = outputs
-    header = json.dumps(body, separators=(",", ":")).encode()
+    header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
         return header, {"content-type": "application/json"}
     return header + b"".join(chunks), {
@@ -181,7 +197,8 @@ def encode_response(response: InferResponse, request: InferRequest) -> tuple[byt
     }
 
 
-def _json_data(array: np.ndarray, datatype: str) -> list:
+def _json_data(array: np.ndarray, datatype: str) -> np.ndarray | list:
+    """What goes in an output's ``data``: orjson writes numeric arrays itself, without Python lists."""
     if datatype == "BYTES":
         return [bytes(v).decode("utf-8", "replace") if not isinstance(v, str) else v for v in array.reshape(-1)]
-    return array.reshape(-1).tolist()
+    return np.ascontiguousarray(array.reshape(-1))

@@ -30,6 +30,24 @@ def test_json_tensor_with_nested_data():
     np.testing.assert_array_equal(request.inputs["x"], np.array([[1, 2], [3, 4]], np.int32))
 
 
+def test_ragged_nesting_is_read_in_row_major_order_as_the_shape_says():
+    body = b'{"inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "data": [[1, 2], [3]]}]}'
+    np.testing.assert_array_equal(decode_request("m", None, body, None).inputs["x"], np.array([1, 2, 3], np.float32))
+
+
+@pytest.mark.parametrize(
+    "body, text",
+    [
+        (b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": [NaN]}]}', "not valid JSON"),
+        (b'{"inputs": [{"name": "\\ud800", "shape": [1], "datatype": "FP32", "data": [1]}]}', "surrogate"),
+        (b"[" * 5000 + b"]" * 5000, "depth"),
+    ],
+)
+def test_json_beyond_the_standard_is_refused_with_a_reason(body, text):
+    with pytest.raises(JsonInvalid, match=text):
+        decode_request("m", None, body, None)
+
+
 def test_binary_tensors_follow_the_json_header_in_order():
     a, b = np.arange(6, dtype=np.float32), np.array([7], np.int64)
     body, length = binary_body(
@@ -169,6 +187,14 @@ def test_response_is_plain_json_without_binary_outputs():
     )
     assert headers == {"content-type": "application/json"}
     assert json.loads(body)["outputs"] == [{"name": "a", "datatype": "FP16", "shape": [1, 2], "data": [1.0, 1.0]}]
+
+
+def test_float32_outputs_are_written_as_float32_values():
+    # 0.1 as a float32 is 0.100000001490116...; written through a Python float it would say so.
+    body, _ = encode_response(
+        InferResponse("m", 1, {"a": np.array([[0.1, 2.5]], np.float32)}), InferRequest("m", None, {})
+    )
+    assert b'"data":[0.1,2.5]' in body
 
 
 def test_request_level_binary_default_applies_to_unlisted_outputs():
