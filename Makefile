@@ -11,9 +11,13 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 
 setup: $(STAMP) models nodes
 
+# The .pth file has every Python of the venv apply app/serve_flags.py's Ray Serve settings, so the
+# Ray that `serve run`, `make run` and the tests start has them.
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
+	$(PY) -c "import pathlib, sysconfig; \
+	  pathlib.Path(sysconfig.get_paths()['purelib'], 'rayvino_serve_flags.pth').write_text('import app.serve_flags\n')"
 	touch $@
 
 models: $(STAMP)
@@ -59,7 +63,7 @@ cluster: setup
 
 # Benchmarks run on demand, never in the test suite; each prints ratios against a baseline.
 bench: setup
-	$(PY) benchmarks/face_detection.py
+	$(PY) benchmarks/front_door.py
 	$(PY) benchmarks/custom_node.py
 	$(PY) benchmarks/pipelines.py
 	$(PY) benchmarks/grpc_rest.py

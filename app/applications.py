@@ -15,6 +15,14 @@ DEPLOYMENTS: dict[str, Any] = {"model": ModelDeployment, "pipeline": PipelineDep
 
 
 def application(planned: Planned) -> Application:
-    """The entry's deployment, named and configured as planned, bound to its arguments."""
-    deployment = DEPLOYMENTS[planned.kind].options(name=planned.name, **planned.options)
+    """The entry's deployment, named and configured as planned, bound to its arguments.
+
+    Its version is the entry's fingerprint, which changes exactly when what the replicas are
+    built from does; Serve then restarts them, and otherwise applies a change (a route opened)
+    to the running replicas. Without it, Serve gives every deploy a new random version.
+    ``version`` is private to Serve since 2.x, hence ``_internal``.
+    """
+    deployment = DEPLOYMENTS[planned.kind].options(
+        name=planned.name, version=planned.fingerprint, _internal=True, **planned.options
+    )
     return deployment.bind(*planned.args, **planned.kwargs)

@@ -1,8 +1,9 @@
 """The builder that serve_config.yaml's import_path names: the ingress, and the config actor
 that deploys everything config.json asks for (app/config_actor.py, app/plan.py).
 
-The ingress application is the one with the route; each model, pipeline and node is an
-application of its own that the config actor adds, replaces and deletes as config.json changes.
+The ingress application is the front (app/front.py), at route ``/``; each model, pipeline and
+node is an application of its own that the config actor adds, replaces and deletes as config.json
+changes, and each model and pipeline answers its own ``/v2/models/<name>`` routes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ray.serve import Application
 
 from app.config import DeploymentOptions, batching_target_errors, load_config
 from app.config_actor import ACTOR_NAME as CONFIG_ACTOR_NAME
+from app.config_actor import NAMESPACE as CONFIG_ACTOR_NAMESPACE
 from app.config_actor import ConfigActorRef
 from app.config_service import ConfigSettings
 from app.front import Ingress
@@ -33,6 +35,9 @@ class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     config_path: str = Field("configs/config.json", description="The OVMS config.json to serve.")
     max_request_bytes: int = Field(DEFAULT_MAX_REQUEST_BYTES, ge=1, description="Larger request bodies get 413.")
+    grpc_port: int = Field(
+        9000, ge=0, le=65535, description="KServe v2 gRPC port of the front application's replicas; 0 turns gRPC off."
+    )
     file_system_poll_wait_seconds: float = Field(
         1.0,
         ge=0,
@@ -79,7 +84,13 @@ def build_app(args: dict) -> Application:
     actor = ConfigActorRef(
         ConfigSettings(
             config_path,
-            PlanSettings(settings.deployments, loader_actor, settings.file_system_poll_wait_seconds),
+            PlanSettings(
+                settings.deployments,
+                loader_actor,
+                settings.file_system_poll_wait_seconds,
+                settings.max_request_bytes,
+                metrics_board=(settings.config_actor_name, CONFIG_ACTOR_NAMESPACE),
+            ),
             settings.file_system_poll_wait_seconds,
             settings.loader_idle_shutdown_seconds,
         ),
@@ -97,4 +108,4 @@ def build_app(args: dict) -> Application:
     )
     options = options_for(config, actor.settings.plan, "ingress").serve_options()
     ingress = Ingress.options(name="ingress", **options)  # type: ignore[attr-defined]  # Serve's decorator made it a Deployment
-    return ingress.bind(actor, settings.max_request_bytes, config.monitoring)
+    return ingress.bind(actor, settings.max_request_bytes, config.monitoring, settings.grpc_port)

@@ -20,6 +20,7 @@ from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_put
 from app.applications import application
 from app.config_service import Catalog, ConfigService, ConfigSettings, ReloadOutcome
 from app.logs import show_lifecycle_logs
+from app.metrics import MetricsBoard, Snapshot
 from app.plan import Plan, Planned, PlanSettings
 from loaders.actor import loader_actor_for, shutdown_loader_actor
 
@@ -33,14 +34,16 @@ ON_HEAD_NODE = {"node:__internal_head__": 0.001}
 
 
 class ServeDeployer:
-    """Deploys plan entries as Serve applications without a route (the ingress app has the route)."""
+    """Deploys plan entries as Serve applications; models and pipelines get their own route prefix."""
 
     def __init__(self, logging_config: dict[str, Any] | None) -> None:
         self.logging_config = logging_config
 
     async def deploy(self, planned: list[Planned]) -> None:
         targets = [
-            serve.RunTarget(application(p), name=p.name, route_prefix=None, logging_config=self.logging_config)
+            serve.RunTarget(
+                application(p), name=p.name, route_prefix=p.route_prefix, logging_config=self.logging_config
+            )
             for p in planned
         ]
         await asyncio.to_thread(
@@ -111,6 +114,13 @@ class _RayConfigService(ConfigService):
         super().__init__(settings, ServeDeployer(logging_config), LoaderActorOwner(settings.plan), memory=memory)
         self._watcher: asyncio.Task | None = None
         self._resuming: asyncio.Task | None = None
+        self.board = MetricsBoard()  # every replica's request counts, for GET /metrics
+
+    def report_metrics(self, source: str, snapshot: Snapshot) -> None:
+        self.board.report(source, snapshot)
+
+    def metrics(self) -> Snapshot:
+        return self.board.total()
 
     async def wait_for_change(self, seen: int | None, timeout: float) -> Catalog:
         await self._resume()

@@ -10,6 +10,10 @@ fake deployer. One config actor per cluster owns the served config.json:
 * It turns the config into a plan (app/plan.py) and deploys only what changed: each model,
   pipeline and node is a Serve application of its own, so unchanged ones keep their replicas
   and their requests in flight. Removed models and pipelines stay listed as END (404).
+* A new model's or pipeline's application gets its route (``/v2/models/<name>``) once it runs:
+  until then the front door would hold its requests for the first replica, while the front
+  application can serve them (a new model in its own process, app/bridge.py). Opening the route
+  changes nothing else, so Serve applies it to the running replicas in place.
 * It gives the loader actor the current loaders and loader-backed models on every change.
 * The ingress replicas follow its ``Catalog`` with a long-poll; the poll is also how the actor
   knows the app is alive. When no poll is pending and none has been for ``idle_shutdown_seconds``,
@@ -24,7 +28,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -121,6 +125,8 @@ class _State:
     retired: dict[str, tuple[int, ...]] = field(default_factory=dict)
     load_error: str | None = None
     starting: set[str] = field(default_factory=set)
+    unrouted: set[str] = field(default_factory=set)  # deployed without the route they will have
+    leaving: set[str] = field(default_factory=set)  # deleted, and Serve still has them (routes and all)
     bridges: set[str] = field(default_factory=set)  # see Catalog.bridges
 
 
@@ -203,14 +209,21 @@ class ConfigService:
 
     async def _apply(self, plan: Plan) -> bool:
         """Deploy what changed; True if any deployment was added, replaced or deleted."""
+        recovering = self.state.plan is None
         before = self.state.plan or await self._recovered()
         deploy, delete = plan.changes(before)
         for error in await self.loaders.apply(plan):
             plan.errors.append(error)
+        routed = {name for name in (before.deployments if before else {}) if name not in self.state.unrouted}
+        if recovering:  # what the previous incarnation left unrouted is unknown: open every route again
+            routed = set()
         if deploy:
-            await self.deployer.deploy(deploy)
+            await self.deployer.deploy([p if p.name in routed else replace(p, route_prefix=None) for p in deploy])
         if delete:
             await self.deployer.delete(delete)
+            self.state.leaving |= set(delete)
+        self.state.leaving -= {p.name for p in deploy}
+        self.state.unrouted = {n for n, p in plan.deployments.items() if p.route_prefix and n not in routed}
         self._retire(before, plan)
         self.state.plan = plan
         for error in plan.errors:
@@ -318,21 +331,33 @@ class ConfigService:
         return self.catalog()
 
     async def check_ready(self) -> None:
-        """Move deployments that reached RUNNING out of ``starting``."""
-        if not self.state.starting:
+        """Move deployments that reached RUNNING out of ``starting`` and open their routes; forget
+        deleted ones Serve no longer has."""
+        if not self.state.starting and not self.state.unrouted and not self.state.leaving:
             return
-        statuses = await self.deployer.statuses(sorted(self.state.starting))
+        statuses = await self.deployer.statuses(sorted(self.state.starting | self.state.unrouted | self.state.leaving))
+        self.state.leaving &= statuses.keys()
         running = {name for name, status in statuses.items() if status == "RUNNING"}
-        if running:
+        await self._open_routes(running & self.state.unrouted)
+        if running & self.state.starting:
             self.state.starting -= running
             self.revision.publish()
 
+    async def _open_routes(self, names: set[str]) -> None:
+        plan = self.state.plan
+        if not names or plan is None:
+            return
+        await self.deployer.deploy([plan.deployments[name] for name in sorted(names)])
+        self.state.unrouted -= names
+        log.info("routes open: %s", ", ".join(plan.deployments[name].route_prefix or name for name in sorted(names)))
+
     async def wait_ready(self, timeout: float) -> bool:
-        """Until every deployment of the current config is RUNNING, or ``timeout``; whether it is."""
+        """Until every deployment of the current config is RUNNING and every deleted one is gone
+        (until then the front door may still route a removed name to it), or ``timeout``."""
         deadline = self.clock() + timeout
-        while self.state.starting and self.clock() < deadline:
+        while (self.state.starting or self.state.leaving) and self.clock() < deadline:
             await self.check_ready()
-            if self.state.starting:
+            if self.state.starting or self.state.leaving:
                 await asyncio.sleep(0.2)
         return not self.state.starting
 

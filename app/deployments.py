@@ -1,4 +1,9 @@
-"""Thin Ray Serve deployments: each forwards to a plain-Python core and holds no rules of its own."""
+"""Thin Ray Serve deployments: each forwards to a plain-Python core and holds no rules of its own.
+
+A model's or pipeline's deployment is the ingress of its own application: it answers the KServe
+v2 routes of its name (``/v2/models/<name>/...``), which Serve's HAProxy front door routes to
+its replicas directly, and the calls of pipelines and of the front application over handles.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import ray
 from ray import serve
 from ray.exceptions import ObjectLostError, RayActorError
 from ray.serve.handle import DeploymentHandle
+from starlette.types import ASGIApp
 
 from app.batching import BatchedModel
 from app.config import (
@@ -20,15 +27,18 @@ from app.config import (
     ModelNode,
     PipelineConfig,
 )
+from app.dataplane import DataPlane
 from app.errors import ServingError, causes
 from app.inference import InferRequest, InferResponse, RequestedOutput
 from app.logs import show_lifecycle_logs
+from app.metrics import MetricsReporter, ServingMetrics, Snapshot
 from app.model import ModelServable
 from app.pipeline import CatalogError, DictCatalog, NodeSpec, Signature
 from app.pipeline.catalog import INITIALIZE_FAILED, INVALID_NODE_LIBRARY, METADATA_FAILED, MISSING_MODEL
 from app.pipeline.servable import PipelineServable
 from app.polling import ActorFollower, Poller
 from app.refs import fetch, resolve, to_refs
+from app.rest import RouteSettings, build_servable_app
 from app.status import VersionStatus
 from app.tensors import TensorInfo, Tensors
 from loaders.actor import loader_actor_for
@@ -68,6 +78,40 @@ async def rerun_if_tensor_lost(run: Callable[[], Awaitable[T]]) -> T:
             raise
         log.warning("a tensor passed by reference was lost (%s); running the request once more", type(lost).__name__)
         return await run()
+
+
+def report_to(board: tuple[str, str], source: str) -> Callable[[Snapshot], Awaitable[None]]:
+    """Sends a replica's counts to the metrics board, the named actor ``board`` (name, namespace)."""
+    actor = None
+
+    async def send(snapshot: Snapshot) -> None:
+        nonlocal actor
+        if actor is None:
+            actor = ray.get_actor(board[0], namespace=board[1])
+        await actor.report_metrics.remote(source, snapshot)
+
+    return send
+
+
+class OwnRoutes:
+    """A deployment whose replicas answer the REST routes of the one model or pipeline they hold."""
+
+    rest_app: ASGIApp
+    metrics: ServingMetrics | None = None
+    reporter: MetricsReporter | None = None
+
+    def serve_routes(self, name: str, settings: RouteSettings) -> None:
+        if settings.metrics_list is not None:
+            self.metrics = ServingMetrics(settings.metrics_list)
+            if settings.metrics_board is not None:
+                replica = serve.get_replica_context().replica_id
+                source = f"{replica.deployment_id.name}/{replica.unique_id}"
+                self.reporter = MetricsReporter(self.metrics, report_to(settings.metrics_board, source))
+        dataplane = DataPlane({name: self})  # type: ignore[dict-item]  # it has the Servable methods
+        self.rest_app = build_servable_app(dataplane, settings.max_request_bytes, self.metrics)
+
+    def __serve_build_asgi_app__(self) -> ASGIApp:
+        return self.rest_app
 
 
 def handle_for(deployment: str) -> DeploymentHandle:
@@ -124,7 +168,8 @@ class ServeBatcher:
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=MODEL_MAX_ONGOING_REQUESTS)
-class ModelDeployment:
+@serve.ingress()
+class ModelDeployment(OwnRoutes):
     """One model: every replica compiles each served version once.
 
     A disk-backed model re-scans its version folders every ``file_system_poll_wait_seconds``; a
@@ -138,8 +183,10 @@ class ModelDeployment:
         loader_actor: LoaderActorConfig | None = None,
         file_system_poll_wait_seconds: float = 1.0,
         batching: DynamicBatching | None = None,
+        routes: RouteSettings | None = None,
     ) -> None:
         show_lifecycle_logs()
+        self.serve_routes(config.name, routes or RouteSettings())
         self.model = ModelServable(config, batched=batching is not None)
         self.batcher = ServeBatcher(self.model, batching) if batching is not None else None
         self._infer = self.batcher.infer if self.batcher is not None else self.model.infer
@@ -189,7 +236,8 @@ class ModelDeployment:
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
-class PipelineDeployment:
+@serve.ingress()
+class PipelineDeployment(OwnRoutes):
     """One pipeline: runs its graph over handles to its model and node deployments.
 
     Nodes run as soon as their inputs are ready; shards of a demultiplexer go out concurrently
@@ -202,9 +250,11 @@ class PipelineDeployment:
         models: dict[str, str],
         nodes: dict[str, str],
         library_errors: dict[str, str],
+        routes: RouteSettings | None = None,
     ) -> None:
         """``models``: model name -> deployment; ``nodes``: node name -> deployment (each its own app)."""
         show_lifecycle_logs()
+        self.serve_routes(config.name, routes or RouteSettings())
         self.models = {name: handle_for(deployment) for name, deployment in models.items()}
         self.nodes = {name: NodeClient(handle_for(deployment), name) for name, deployment in nodes.items()}
         self.library_errors = library_errors  # node name -> why its library could not be loaded

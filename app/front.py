@@ -1,14 +1,22 @@
-"""The front application: the routes of the whole server (KServe v2 and OVMS's), serving every
-model and pipeline by name over handles to their deployments, and the server's gRPC methods.
+"""The front application: the routes of the whole server, and every name no other application has.
 
-Its replicas follow the config actor's catalog (``CatalogFollower``); a model that a reload just
-added is served in the front's own process until its deployment runs (app/bridge.py).
+Serve's HAProxy front door sends ``/v2/models/<name>/...`` straight to the application of that
+model or pipeline (app/deployments.py) once it has a running replica; everything else comes
+here: the server routes (``/v2``, health, ``/v1/config``, reload, ``/metrics``), a model that a
+reload just added (served in this process until its deployment runs, app/bridge.py), names a
+reload removed (404, END), names nothing serves (OVMS's 404), and names a URL would escape
+(served over a handle). gRPC carries the model's name in the message, not the path, so the
+front's replicas run the server's gRPC service and call the servable over a handle.
+
+Its replicas follow the config actor's catalog (``CatalogFollower``).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 
+import grpc
 from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -22,11 +30,14 @@ from app.deployments import LONG_POLL_SECONDS, handle_for
 from app.errors import ConfigReloadFailed
 from app.inference import InferRequest, InferResponse
 from app.kserve_grpc import KServeGrpcMethods
+from app.kserve_v2.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
 from app.logs import show_lifecycle_logs
-from app.metrics import ServingMetrics
+from app.metrics import MetricsReporter, ServingMetrics, exposition
 from app.polling import ActorFollower
 from app.rest import build_rest_app
 from app.status import ModelVersionState, VersionStatus
+
+log = logging.getLogger(__name__)
 
 
 class HandleServable:
@@ -114,6 +125,22 @@ class CatalogFollower(ActorFollower):
         return kept
 
 
+async def start_grpc_server(servicer: KServeGrpcMethods, port: int, max_request_bytes: int) -> grpc.aio.Server:
+    """KServe v2 gRPC on ``port`` of every interface. Replicas on one node share the port
+    (SO_REUSEPORT), and the kernel spreads the connections over them."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", max_request_bytes),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 1),
+        ]
+    )
+    add_GRPCInferenceServiceServicer_to_server(servicer, server)
+    server.add_insecure_port(f"[::]:{port}")  # raises if the port is taken by another program
+    await server.start()
+    return server
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
 @serve.ingress()
 class Ingress(KServeGrpcMethods):
@@ -124,6 +151,7 @@ class Ingress(KServeGrpcMethods):
         config_actor: ConfigActorRef,
         max_request_bytes: int,
         monitoring: MonitoringConfig | None = None,
+        grpc_port: int = 0,
     ) -> None:
         show_lifecycle_logs()
         self.dataplane = DataPlane({})
@@ -132,13 +160,26 @@ class Ingress(KServeGrpcMethods):
         self.max_request_bytes = max_request_bytes
         metrics = monitoring.metrics if monitoring is not None else None
         self.metrics = ServingMetrics(metrics.metrics_list) if metrics is not None and metrics.enable else None
+        self.reporter = None
+        if self.metrics is not None:
+            replica = serve.get_replica_context().replica_id
+            self.reporter = MetricsReporter(
+                self.metrics, functools.partial(self._report, f"ingress/{replica.unique_id}")
+            )
+        # 0: no gRPC (tests of REST alone, or a second app on the same cluster)
+        self.grpc_server = await start_grpc_server(self, grpc_port, max_request_bytes) if grpc_port else None
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return build_rest_app(self.dataplane, self.max_request_bytes, reload=self.reload, metrics=self.metrics)
+        return build_rest_app(
+            self.dataplane, self.max_request_bytes, reload=self.reload, metrics=self.metrics, scrape=self.scrape
+        )
 
-    def __del__(self) -> None:
+    async def __del__(self) -> None:
         if getattr(self, "follower", None) is not None:
             self.follower.stop()
+        grpc_server = getattr(self, "grpc_server", None)
+        if grpc_server is not None:
+            await grpc_server.stop(grace=5)
 
     async def reload(self) -> bool:
         """``POST /v1/config/reload``: load config.json now (and poll the loaders); True if anything changed."""
@@ -147,3 +188,12 @@ class Ingress(KServeGrpcMethods):
             raise ConfigReloadFailed(error)
         await self.follower.refresh()  # answer with the catalog the reload made
         return changed
+
+    async def scrape(self) -> bytes:
+        """``GET /metrics``: the counts of every replica that serves requests, summed by the config actor."""
+        assert self.metrics is not None and self.reporter is not None
+        await self.reporter.flush()
+        return exposition(await self.follower.actor.metrics.remote(), self.metrics.enabled)
+
+    async def _report(self, source: str, snapshot) -> None:
+        await self.follower.actor.report_metrics.remote(source, snapshot)

@@ -30,19 +30,29 @@ from app.config import (
     did_you_mean,
     resolve_param_paths,
 )
+from app.metrics import DEFAULT_METRICS
 from app.openvino_model import versions_on_disk
+from app.rest import DEFAULT_MAX_REQUEST_BYTES, RouteSettings
 from loaders.specs import LoaderActorConfig, LoaderSpec, ModelSpec
 from nodes.loading import load_node_class
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["model", "pipeline", "node"]
-CODE_REVISION = "1"  # bump when a deployment's constructor changes meaning: every entry redeploys
+CODE_REVISION = "2"  # bump when a deployment's constructor changes meaning: every entry redeploys
+MODELS_ROUTE = "/v2/models"
+_ROUTABLE = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def deployment_name(kind: str, name: str) -> str:
     """A stable deployment name per servable, e.g. ``model.face-detection``; kinds never collide."""
     return f"{kind}.{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}"
+
+
+def route_prefix(name: str) -> str | None:
+    """Where a model's or pipeline's own application answers: ``/v2/models/<name>``. A name with
+    characters a URL would escape has none; the front application serves it by name."""
+    return f"{MODELS_ROUTE}/{name}" if _ROUTABLE.fullmatch(name) and name not in (".", "..") else None
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class Planned:
     args: tuple[Any, ...] = field(default=(), compare=False, repr=False)
     kwargs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     options: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    route_prefix: str | None = field(default=None, compare=False)  # where it answers HTTP; None for nodes
 
 
 @dataclass
@@ -89,6 +100,8 @@ class PlanSettings:
     deployments: dict[str, DeploymentOptions]
     loader_actor: LoaderActorConfig
     poll_seconds: float = 1.0  # how often each model replica re-scans its version folders
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    metrics_board: tuple[str, str] | None = None  # the actor (name, namespace) that sums request counts
 
 
 def fingerprint(*parts: Any) -> str:
@@ -105,6 +118,13 @@ def plan_config(config: ServerConfig, config_dir: Path, settings: PlanSettings) 
         _plan_pipeline(plan, pipeline, config, config_dir, settings)
     _check_option_names(plan, config, settings)
     return plan
+
+
+def route_settings(config: ServerConfig, settings: PlanSettings) -> RouteSettings:
+    """What each model and pipeline replica needs to answer its own REST routes."""
+    metrics = config.monitoring.metrics
+    metrics_list = tuple(metrics.metrics_list or DEFAULT_METRICS) if metrics.enable else None
+    return RouteSettings(settings.max_request_bytes, metrics_list, settings.metrics_board)
 
 
 def _check_option_names(plan: Plan, config: ServerConfig, settings: PlanSettings) -> None:
@@ -168,6 +188,7 @@ def _plan_model(plan: Plan, model: ModelConfig, config: ServerConfig, settings: 
     name = deployment_name("model", model.name)
     options = options_for(config, settings, name)
     loader = settings.loader_actor if model.uses_loader else None
+    routes = route_settings(config, settings)
     # The loader actor's specs are not part of the fingerprint: the config actor re-applies them
     # on every reload, and the replicas follow the actor.
     print_ = fingerprint(
@@ -176,14 +197,16 @@ def _plan_model(plan: Plan, model: ModelConfig, config: ServerConfig, settings: 
         options.model_dump(mode="json"),
         loader and (loader.name, loader.namespace),
         settings.poll_seconds,
+        routes,
     )
-
     kwargs = {
         "loader_actor": loader,
         "file_system_poll_wait_seconds": settings.poll_seconds,
         "batching": options.dynamic_batching,
+        "routes": routes,
     }
-    plan.deployments[name] = Planned(name, "model", print_, (model,), kwargs, options.serve_options())
+    prefix = route_prefix(model.name)
+    plan.deployments[name] = Planned(name, "model", print_, (model,), kwargs, options.serve_options(), prefix)
     plan.servables[model.name] = name
     plan.versions[model.name] = tuple(model.model_version_policy.select(versions_on_disk(Path(model.base_path))))
     if not model.uses_loader and options.dynamic_batching is None:
@@ -212,6 +235,7 @@ def _plan_pipeline(
     options = options_for(config, settings, name)
     # A changed model or node changes the pipeline's fingerprint: its redeploy re-validates it.
     used = {dep: plan.deployments[dep].fingerprint for dep in [*models.values(), *nodes.values()]}
+    routes = route_settings(config, settings)
     print_ = fingerprint(
         "pipeline",
         pipeline.model_dump(mode="json"),
@@ -220,10 +244,13 @@ def _plan_pipeline(
         library_errors,
         used,
         options.model_dump(mode="json"),
+        routes,
     )
-
-    args = (pipeline, models, nodes, library_errors)
-    plan.deployments[name] = Planned(name, "pipeline", print_, args, options=options.serve_options())
+    args = (pipeline, models, nodes, library_errors, routes)
+    prefix = route_prefix(pipeline.name)
+    plan.deployments[name] = Planned(
+        name, "pipeline", print_, args, options=options.serve_options(), route_prefix=prefix
+    )
     plan.servables[pipeline.name] = name
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.dataplane import DataPlane
 from app.errors import MalformedRequest, RequestTooLarge, ServingError, find_serving_error, http_status
@@ -24,7 +26,18 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_REQUEST_BYTES = 256 << 20
 
 
+@dataclass(frozen=True)
+class RouteSettings:
+    """What a replica answering REST routes needs besides its servables."""
+
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    metrics_list: tuple[str, ...] | None = None  # OVMS's metrics to count; None: metrics are off
+    # The named actor (name, namespace) that sums every replica's counts for GET /metrics.
+    metrics_board: tuple[str, str] | None = None
+
+
 Reload = Callable[[], Awaitable[bool]]
+Scrape = Callable[[], Awaitable[bytes]]
 
 
 async def _nothing_to_reload() -> bool:
@@ -36,18 +49,47 @@ def build_rest_app(
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     reload: Reload = _nothing_to_reload,
     metrics: ServingMetrics | None = None,
+    scrape: Scrape | None = None,
 ) -> FastAPI:
     """``reload`` re-reads what can change at run time and says whether anything did; with
-    ``metrics``, requests are counted and ``GET /metrics`` serves them (OVMS's ``monitoring``)."""
-    app = FastAPI(title="rayvino", description="KServe v2 REST for OVMS configs on Ray Serve")
-    app.add_exception_handler(ServingError, _serving_error)
-    app.add_exception_handler(Exception, _unexpected_error)
-    app.include_router(server_routes(dataplane, reload, metrics))
+    ``metrics``, requests are counted and ``GET /metrics`` serves what ``scrape`` gives (by
+    default, this process's counts), as OVMS's ``monitoring`` asks."""
+    app = _app()
+    app.include_router(server_routes(dataplane, reload, metrics, scrape))
     app.include_router(model_routes(dataplane, max_request_bytes, metrics))
     return app
 
 
-def server_routes(dataplane: DataPlane, reload: Reload, metrics: ServingMetrics | None) -> APIRouter:
+def build_servable_app(
+    dataplane: DataPlane, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, metrics: ServingMetrics | None = None
+) -> ASGIApp:
+    """The routes of the models and pipelines in ``dataplane`` alone, for the replica that serves
+    them: it gets their requests straight from the front door, under their route prefix."""
+    app = _app()
+    app.include_router(model_routes(dataplane, max_request_bytes, metrics))
+    return _routed_from_the_root(app)
+
+
+def _app() -> FastAPI:
+    app = FastAPI(title="rayvino", description="KServe v2 REST for OVMS configs on Ray Serve")
+    app.add_exception_handler(ServingError, _serving_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    return app
+
+
+def _routed_from_the_root(app: ASGIApp) -> ASGIApp:
+    """Serve mounts an application at its route prefix (``/v2/models/<name>``), and Starlette
+    routes below it; the model routes are written from the root, the same for every servable."""
+
+    async def routed(scope: Scope, receive: Receive, send: Send) -> None:
+        await app({**scope, "root_path": ""} if scope.get("root_path") else scope, receive, send)
+
+    return routed
+
+
+def server_routes(
+    dataplane: DataPlane, reload: Reload, metrics: ServingMetrics | None, scrape: Scrape | None = None
+) -> APIRouter:
     """What the whole server answers: metadata, health, OVMS's config status and reload, metrics."""
     router = APIRouter()
 
@@ -76,9 +118,12 @@ def server_routes(dataplane: DataPlane, reload: Reload, metrics: ServingMetrics 
 
     if metrics is not None:
 
+        async def own_counts() -> bytes:
+            return metrics.exposition()
+
         @router.get("/metrics")
         async def prometheus_metrics() -> Response:
-            return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+            return Response(await (scrape or own_counts)(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import app.serve_flags  # noqa: F401  # the Serve settings the venv's .pth applies, if it has not
+
 # Ray 2.60 turns token auth on for new local clusters; the tests' cluster is loopback-only.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

@@ -172,7 +172,7 @@ def test_ocr_keeps_answering_when_a_worker_node_is_lost(cluster, tmp_path, free_
     config_path = ocr_config(tmp_path)
     options = deployment_options(json.loads(config_path.read_text()))
     worker_a, worker_b = start_on_two_workers(
-        cluster, build_app({"config_path": str(config_path), "deployments": options})
+        cluster, build_app({"config_path": str(config_path), "deployments": options, "grpc_port": 0})
     )
     url = f"127.0.0.1:{free_port}"
     with httpx.Client(base_url=f"http://{url}", timeout=30) as http:

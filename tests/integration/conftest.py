@@ -27,17 +27,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-GRPC_SERVICER = "app.kserve_v2.grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server"
-
-
 @pytest.fixture(scope="session")
 def grpc_port() -> int:
-    """Serve's gRPC proxy port (KServe v2 gRPC), fixed before the cluster starts."""
+    """The session app's KServe v2 gRPC port (its front application's replicas listen on it)."""
     return free_port()
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(grpc_port):
+def ray_cluster():
     import ray
     from ray import serve
 
@@ -52,7 +49,6 @@ def ray_cluster(grpc_port):
     serve.start(
         http_options={"host": "127.0.0.1", "port": port},
         proxy_location="HeadOnly",
-        grpc_options={"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]},
         logging_config={"enable_access_log": False},
     )
     yield f"127.0.0.1:{port}"
@@ -312,7 +308,7 @@ def served_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def model_server(ray_cluster, served_dir, demo_models) -> str:
+def model_server(ray_cluster, served_dir, demo_models, grpc_port) -> str:
     """The app deployed as serve_config.yaml deploys it, from a test config.json: the real face
     detector, tiny versioned models, a broken one, and loader-backed models for every loader case."""
     import ray
@@ -372,6 +368,7 @@ def model_server(ray_cluster, served_dir, demo_models) -> str:
                         "args": {
                             "config_path": str(path),
                             "max_request_bytes": MAX_REQUEST_BYTES,
+                            "grpc_port": grpc_port,
                             "loader_actor_name": LOADER_ACTOR,
                             "config_actor_name": CONFIG_ACTOR,
                             "deployments": {"model.sample": {"num_replicas": 2}},

@@ -195,6 +195,7 @@ def loader_app(ray_cluster, base: Path, name: str, options: dict, args: dict):
         "config_path": str(base / "config.json"),
         "loader_actor_name": loader_actor,
         "config_actor_name": config_actor,
+        "grpc_port": 0,  # the session app has the gRPC port
         **args,
     }
     serve.run(build_app(all_args), name=name, route_prefix=f"/{name}")

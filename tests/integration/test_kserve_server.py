@@ -10,7 +10,7 @@ import skimage.data
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.integration.conftest import MAX_REQUEST_BYTES
+from tests.integration.conftest import MAX_REQUEST_BYTES, wait_for
 
 
 def dummy_infer(client, model, version="", value=0.0, binary=True):
@@ -151,6 +151,11 @@ def test_metrics_count_requests_with_ovms_names(client, http):
     before = sample(http.get("/metrics").text, "ovms_requests_success", **labels) or 0
     for value in range(3):
         dummy_infer(client, "all", "2", value=value)
-    text = http.get("/metrics").text
-    assert sample(text, "ovms_requests_success", **labels) == before + 3
+
+    def counted() -> str | None:
+        # The model's replica served them and reports its counts shortly after.
+        text = http.get("/metrics").text
+        return text if sample(text, "ovms_requests_success", **labels) == before + 3 else None
+
+    text = wait_for(counted, timeout=30, what="the three requests in /metrics")
     assert sample(text, "ovms_inference_time_us_count", name="all", version="2") >= 3

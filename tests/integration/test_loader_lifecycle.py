@@ -135,6 +135,7 @@ def test_deleting_the_app_shuts_everything_down_in_order(ray_cluster, tmp_path):
                 "loader_actor_name": loader_actor,
                 "config_actor_name": config_actor,
                 "loader_idle_shutdown_seconds": 3.0,
+                "grpc_port": 0,
             }
         ),
         name=app_name,

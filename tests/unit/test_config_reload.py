@@ -23,12 +23,14 @@ class FakeDeployer:
         self.deployed: list[list[str]] = []
         self.deleted: list[list[str]] = []
         self.serving: dict[str, Planned] = {}  # what Serve runs, which outlives a config actor
+        self.routes: list[dict[str, str | None]] = []  # each deploy's route prefixes, by deployment
 
     async def deploy(self, planned: list[Planned]) -> None:
         for entry in planned:
             application(entry)  # the bound application must build
             self.serving[entry.name] = entry
         self.deployed.append(sorted(p.name for p in planned))
+        self.routes.append({p.name: p.route_prefix for p in planned})
 
     async def delete(self, names: list[str]) -> None:
         for name in names:
@@ -429,3 +431,29 @@ def test_a_first_start_deploys_everything_and_bridges_nothing(served):
     deployer, catalog, memory = asyncio.run(scenario())
     assert deployer.deployed == [["model.a"]] and catalog.bridges == {}
     assert memory["deployments"]["model.a"][0] == "model"
+
+
+def test_a_route_opens_once_its_application_runs_and_a_redeploy_keeps_it(served):
+    """Until its first replica runs, the front application serves a new model; then the front door
+    sends its requests straight to it. Opening the route redeploys the same entry, route and all."""
+    path = served / "config.json"
+    write(path, [model("a")])
+
+    async def scenario():
+        config, deployer, _ = service(path)
+        await config.load()
+        await config.check_ready()  # model.a runs: its route opens
+        write(path, [model("a", nireq=2), model("b")])
+        await config.load()  # a changed (its route stays), b is new (no route yet)
+        await config.check_ready()
+        await config.check_ready()  # nothing left to open
+        return deployer
+
+    deployer = asyncio.run(scenario())
+    assert deployer.routes == [
+        {"model.a": None},
+        {"model.a": "/v2/models/a"},
+        {"model.a": "/v2/models/a", "model.b": None},
+        {"model.b": "/v2/models/b"},
+    ]
+    assert deployer.serving["model.a"].fingerprint != deployer.serving["model.b"].fingerprint

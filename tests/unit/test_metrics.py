@@ -76,3 +76,50 @@ def test_metrics_are_off_unless_monitoring_enables_them(tmp_path):
 def test_monitoring_config(config, enabled):
     parsed = parse_config({"model_config_list": [], "monitoring": config})
     assert parsed.monitoring.metrics.enable is enabled
+
+
+def test_counts_of_several_replicas_add_up_on_the_board():
+    from app.metrics import MetricsBoard, exposition
+
+    first, second = ServingMetrics(), ServingMetrics()
+    for metrics, requests in ((first, 2), (second, 3)):
+        for _ in range(requests):
+            with metrics.request("ModelInfer", "dummy", "default") as outcome:
+                outcome["version"] = "1"
+            metrics.inference_time("dummy", "1", 120.0)
+    board = MetricsBoard()
+    board.report("a", first.snapshot())
+    board.report("b", second.snapshot())
+    board.report("a", first.snapshot())  # a snapshot is cumulative: sending it again changes nothing
+    text = exposition(board.total()).decode()
+    assert sample(text, "ovms_requests_success", method="ModelInfer", name="dummy", version="1") == 5
+    assert sample(text, "ovms_inference_time_us_count", name="dummy", version="1") == 5
+    assert sample(text, "ovms_inference_time_us_bucket", name="dummy", version="1", le="100.0") == 0
+    assert sample(text, "ovms_inference_time_us_bucket", name="dummy", version="1", le="+Inf") == 5
+    assert sample(text, "ovms_inference_time_us_sum", name="dummy", version="1") == 600
+    assert sample(text, "ovms_current_requests", name="dummy", version="default") == 0
+
+
+def test_a_replica_reports_once_for_a_burst_of_requests_and_not_when_idle():
+    import asyncio
+
+    from app.metrics import MetricsReporter
+
+    sent = []
+
+    async def send(snapshot):
+        sent.append(snapshot)
+
+    async def scenario():
+        metrics = ServingMetrics()
+        MetricsReporter(metrics, send, delay_seconds=0.05)
+        for _ in range(3):
+            with metrics.request("ModelReady", "dummy", "default"):
+                pass
+        while not sent:  # the reporter's own timer, not a fixed sleep
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # idle: nothing more goes out
+
+    asyncio.run(scenario())
+    assert len(sent) == 1
+    assert sum(sent[0].counters["ovms_requests_success"].values()) == 3

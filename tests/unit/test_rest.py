@@ -138,3 +138,16 @@ def test_bad_requests_get_status_and_message_and_the_server_still_serves(client,
     assert response.status_code == status, response.text
     assert message in response.json()["error"]
     assert good_request(client).status_code == 200
+
+
+def test_a_servable_app_answers_its_routes_where_serve_mounts_it(tmp_path):
+    """Serve gives an application mounted at /v2/models/dummy a root_path of that prefix."""
+    from app.rest import build_servable_app
+
+    dataplane = factory.local_dataplane(tmp_path)
+    mounted = TestClient(build_servable_app(dataplane), root_path="/v2/models/dummy")
+    assert good_request(mounted).status_code == 200
+    assert good_request(mounted, version="1").status_code == 200
+    assert mounted.get("/v2/models/dummy").json()["name"] == "dummy"
+    assert mounted.get("/v2/models/dummy/versions/1/ready").status_code == 200
+    assert mounted.get("/v2/health/live").status_code == 404  # the front application's route

