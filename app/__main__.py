@@ -1,5 +1,5 @@
-"""Command line: ``python -m app validate CONFIG``, ``python -m app schema`` and
-``python -m app graph CONFIG PIPELINE``."""
+"""Command line: ``python -m app validate CONFIG``, ``python -m app schema``,
+``python -m app graph CONFIG PIPELINE`` and ``python -m app serve-flags``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from app import serve_flags
 from app.config import ConfigError, ServerConfig, load_config
 
 
@@ -19,7 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     graph = commands.add_parser("graph", help="print a pipeline of a config.json as a Mermaid flowchart")
     graph.add_argument("config")
     graph.add_argument("pipeline")
+    commands.add_parser(
+        "serve-flags", help="print the Ray Serve settings as shell exports, for every node of a cluster"
+    )
     args = parser.parse_args(argv)
+    if args.command == "serve-flags":
+        print(serve_flags.exports())
+        return 0
     if args.command == "schema":
         print(json.dumps(ServerConfig.model_json_schema(), indent=2))
         return 0

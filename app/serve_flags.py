@@ -7,7 +7,7 @@ processes start, before any application code runs, so ``make setup`` has the pro
 apply them at interpreter start (a ``.pth`` file that imports this module): ``make run``,
 ``serve run serve_config.yaml`` and the tests all start Ray with them. A value already in the
 environment wins. On a cluster, export them on every node before ``ray start``
-(``python -m app.serve_flags`` prints the lines).
+(``python -m app serve-flags`` prints the lines).
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ def apply() -> None:
         os.environ.setdefault(name, value)
 
 
-apply()
+def exports() -> str:
+    """Shell lines that set the flags, with any value already exported kept."""
+    return "\n".join(f"export {name}={os.environ.get(name, value)}" for name, value in FLAGS.items())
 
-if __name__ == "__main__":
-    for name, value in FLAGS.items():
-        print(f"export {name}={os.environ.get(name, value)}")
+
+apply()
