@@ -25,6 +25,10 @@ FLAGS = {
     # in a second thread that every request would cross twice. Everything slow in a deployment
     # (compiling, inference, a custom node's work, folder scans) already runs in worker threads.
     "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    # Serve gives a starting proxy 5 s to be ready before it kills it, and `serve run` fails on
+    # that kill. The HAProxy proxy also starts HAProxy and a fallback proxy: on a busy machine
+    # that takes longer, so give it as long as `serve run` itself waits for the proxies.
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
 }
 
 
