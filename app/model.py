@@ -125,9 +125,16 @@ class ModelServable:
             await self._compiled.pop(version).drained()
             log.info("model %s version %d released by this replica", self.name, version)
         for version in sorted(servable - set(self._compiled)):
+            # LOADING here until this replica has compiled it: a replica that said AVAILABLE
+            # sooner would answer ready, then 404 the inference that follows.
+            available, self._statuses[version] = (
+                self._statuses[version],
+                VersionStatus(version, ModelVersionState.LOADING),
+            )
             buffers = await fetch(version)
             if buffers is not None:  # None: it changed meanwhile, the next snapshot says how
                 await self._compile_buffers(version, buffers)
+            self._statuses[version] = available
 
     async def _compile_buffers(self, version: int, buffers: ModelBuffers) -> None:
         kind = buffers.model_type.name.removeprefix("MODEL_TYPE_")

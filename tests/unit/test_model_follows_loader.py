@@ -101,3 +101,22 @@ def test_revoked_blacklist_serves_again(setup, dummy):
         return await model.infer(request(1))
 
     assert asyncio.run(scenario()).model_version == 1
+
+
+def test_a_version_shows_loading_in_a_replica_until_it_is_compiled_there(setup):
+    """The loader says AVAILABLE at once; the replica must not say so (and answer ready) before
+    it can serve the version, or a ready check passes and the inference after it gets 404."""
+    manager, model = setup
+    seen = {}
+
+    async def scenario():
+        async def fetch(version):
+            seen[version] = {s.version: s.state.name for s in model.statuses()}[version]
+            return manager.buffers("dummy", version)
+
+        await model.follow(manager.snapshot("dummy"), fetch)
+        return await model.infer(request(1))
+
+    response = asyncio.run(scenario())
+    assert seen and set(seen.values()) == {"LOADING"}
+    assert {s.state.name for s in model.statuses()} == {"AVAILABLE"} and response.model_version == 1
