@@ -214,9 +214,8 @@ class ConfigService:
         deploy, delete = plan.changes(before)
         for error in await self.loaders.apply(plan):
             plan.errors.append(error)
-        routed = {name for name in (before.deployments if before else {}) if name not in self.state.unrouted}
-        if recovering:  # what the previous incarnation left unrouted is unknown: open every route again
-            routed = set()
+        # What the previous incarnation left unrouted is unknown after a restart: open every route again.
+        routed = set() if recovering or before is None else set(before.deployments) - self.state.unrouted
         if deploy:
             await self.deployer.deploy([p if p.name in routed else replace(p, route_prefix=None) for p in deploy])
         if delete:

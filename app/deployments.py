@@ -80,8 +80,10 @@ async def rerun_if_tensor_lost(run: Callable[[], Awaitable[T]]) -> T:
         return await run()
 
 
-def report_to(board: tuple[str, str], source: str) -> Callable[[Snapshot], Awaitable[None]]:
-    """Sends a replica's counts to the metrics board, the named actor ``board`` (name, namespace)."""
+def replica_reporter(metrics: ServingMetrics, board: tuple[str, str]) -> MetricsReporter:
+    """Reports this replica's counts to the metrics board, the named actor ``board`` (name, namespace)."""
+    replica = serve.get_replica_context().replica_id
+    source = f"{replica.deployment_id.name}/{replica.unique_id}"
     actor = None
 
     async def send(snapshot: Snapshot) -> None:
@@ -90,7 +92,7 @@ def report_to(board: tuple[str, str], source: str) -> Callable[[Snapshot], Await
             actor = ray.get_actor(board[0], namespace=board[1])
         await actor.report_metrics.remote(source, snapshot)
 
-    return send
+    return MetricsReporter(metrics, send)
 
 
 class OwnRoutes:
@@ -104,9 +106,7 @@ class OwnRoutes:
         if settings.metrics_list is not None:
             self.metrics = ServingMetrics(settings.metrics_list)
             if settings.metrics_board is not None:
-                replica = serve.get_replica_context().replica_id
-                source = f"{replica.deployment_id.name}/{replica.unique_id}"
-                self.reporter = MetricsReporter(self.metrics, report_to(settings.metrics_board, source))
+                self.reporter = replica_reporter(self.metrics, settings.metrics_board)
         dataplane = DataPlane({name: self})  # type: ignore[dict-item]  # it has the Servable methods
         self.rest_app = build_servable_app(dataplane, settings.max_request_bytes, self.metrics)
 

@@ -26,13 +26,13 @@ from app.config import MonitoringConfig
 from app.config_actor import ConfigActorRef
 from app.config_service import Catalog
 from app.dataplane import DataPlane, RetiredServable, Servable
-from app.deployments import LONG_POLL_SECONDS, handle_for
+from app.deployments import LONG_POLL_SECONDS, handle_for, replica_reporter
 from app.errors import ConfigReloadFailed
 from app.inference import InferRequest, InferResponse
 from app.kserve_grpc import KServeGrpcMethods
 from app.kserve_v2.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
 from app.logs import show_lifecycle_logs
-from app.metrics import MetricsReporter, ServingMetrics, exposition
+from app.metrics import ServingMetrics, exposition
 from app.polling import ActorFollower
 from app.rest import build_rest_app
 from app.status import ModelVersionState, VersionStatus
@@ -160,12 +160,8 @@ class Ingress(KServeGrpcMethods):
         self.max_request_bytes = max_request_bytes
         metrics = monitoring.metrics if monitoring is not None else None
         self.metrics = ServingMetrics(metrics.metrics_list) if metrics is not None and metrics.enable else None
-        self.reporter = None
-        if self.metrics is not None:
-            replica = serve.get_replica_context().replica_id
-            self.reporter = MetricsReporter(
-                self.metrics, functools.partial(self._report, f"ingress/{replica.unique_id}")
-            )
+        board = (config_actor.name, config_actor.namespace)  # the config actor sums the counts
+        self.reporter = replica_reporter(self.metrics, board) if self.metrics is not None else None
         # 0: no gRPC (tests of REST alone, or a second app on the same cluster)
         self.grpc_server = await start_grpc_server(self, grpc_port, max_request_bytes) if grpc_port else None
 
@@ -194,6 +190,3 @@ class Ingress(KServeGrpcMethods):
         assert self.metrics is not None and self.reporter is not None
         await self.reporter.flush()
         return exposition(await self.follower.actor.metrics.remote(), self.metrics.enabled)
-
-    async def _report(self, source: str, snapshot) -> None:
-        await self.follower.actor.report_metrics.remote(source, snapshot)
