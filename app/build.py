@@ -16,7 +16,7 @@ import ray
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray.serve import Application
 
-from app.config import DeploymentOptions, batching_target_errors, load_config
+from app.config import DeploymentOptions, load_config, option_target_errors
 from app.config_actor import ACTOR_NAME as CONFIG_ACTOR_NAME
 from app.config_actor import NAMESPACE as CONFIG_ACTOR_NAMESPACE
 from app.config_actor import ConfigActorRef
@@ -66,7 +66,7 @@ class AppArgs(BaseModel):
     @field_validator("deployments")
     @classmethod
     def _batching_on_models_only(cls, value: dict[str, DeploymentOptions]) -> dict[str, DeploymentOptions]:
-        errors = batching_target_errors(value, models=None)
+        errors = option_target_errors(value, models=None)
         if errors:
             raise ValueError("; ".join(errors))
         return value

@@ -457,6 +457,11 @@ class DeploymentOptions(_Strict):
     max_replicas_per_node: int | None = Field(default=None, ge=1, description="Spread replicas over nodes.")
     ray_actor_options: dict[str, Any] | None = Field(default=None, description="Resources and runtime env per replica.")
     dynamic_batching: DynamicBatching | None = Field(default=None, description="Model deployments only.")
+    inline: bool | None = Field(
+        default=None,
+        description="Pipelines and nodes: run custom nodes inside the pipeline's replica instead of "
+        "a deployment each (on a pipeline, the default for all its nodes).",
+    )
 
     @field_validator("num_replicas")
     @classmethod
@@ -502,8 +507,8 @@ class DeploymentOptions(_Strict):
         return self
 
     def serve_options(self) -> dict[str, Any]:
-        """The options ``Deployment.options()`` takes (dynamic batching is ours, applied by the model)."""
-        options = self.model_dump(exclude_none=True, exclude={"dynamic_batching"})
+        """The options ``Deployment.options()`` takes (dynamic batching and inline are ours)."""
+        options = self.model_dump(exclude_none=True, exclude={"dynamic_batching", "inline"})
         if self.dynamic_batching is not None and self.max_ongoing_requests is None:
             # Serve caps a batch at the requests one replica holds (max_ongoing_requests): leave room for a full one.
             options["max_ongoing_requests"] = max(self.dynamic_batching.max_batch_size, MODEL_MAX_ONGOING_REQUESTS)
@@ -513,12 +518,18 @@ class DeploymentOptions(_Strict):
 DEPLOYMENT_NAME = re.compile(r"^(model|pipeline|node)\.[A-Za-z0-9_.-]+$|^ingress$")
 
 
-def batching_target_errors(deployments: dict[str, DeploymentOptions], models: set[str] | None) -> list[str]:
-    """One line per deployment that sets dynamic_batching but is not a model's deployment.
+def option_target_errors(deployments: dict[str, DeploymentOptions], models: set[str] | None) -> list[str]:
+    """One line per deployment that sets dynamic_batching but is not a model's deployment, or
+    inline but is neither a pipeline's nor a node's.
 
     ``models``: the model deployments' names, when known; None checks the kind only.
     """
-    errors = []
+    errors = [
+        f"'{name}' sets inline, which only pipelines (pipeline.<pipeline>) and their nodes "
+        "(node.<pipeline>.<node>) take"
+        for name, options in deployments.items()
+        if options.inline is not None and not name.startswith(("pipeline.", "node."))
+    ]
     for name, options in deployments.items():
         if options.dynamic_batching is None:
             continue
@@ -548,7 +559,7 @@ class ServeExtension(_Strict):
                     f"'{name}' is not a deployment name; expected model.<model>, pipeline.<pipeline>, "
                     "node.<pipeline>.<node> or ingress"
                 )
-        errors = batching_target_errors(value, models=None)
+        errors = option_target_errors(value, models=None)
         if errors:
             raise ValueError("; ".join(errors))
         return value

@@ -36,6 +36,7 @@ from app.model import ModelServable
 from app.pipeline import CatalogError, DictCatalog, NodeSpec, Signature
 from app.pipeline.catalog import INITIALIZE_FAILED, INVALID_NODE_LIBRARY, METADATA_FAILED, MISSING_MODEL
 from app.pipeline.servable import PipelineServable
+from app.plan import InlineNode
 from app.polling import ActorFollower, Poller
 from app.refs import fetch, resolve, to_refs
 from app.rest import RouteSettings, build_servable_app
@@ -45,6 +46,7 @@ from loaders.actor import loader_actor_for
 from loaders.specs import LoaderActorConfig
 from nodes.deployment import NodeClient
 from nodes.errors import NodeInitializeFailed
+from nodes.hosted import HostedNode
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -238,7 +240,8 @@ class ModelDeployment(OwnRoutes):
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
 @serve.ingress()
 class PipelineDeployment(OwnRoutes):
-    """One pipeline: runs its graph over handles to its model and node deployments.
+    """One pipeline: runs its graph over handles to its model and node deployments, and runs
+    its inline nodes itself (each initialized once per replica, deinitialized when it stops).
 
     Nodes run as soon as their inputs are ready; shards of a demultiplexer go out concurrently
     and Serve spreads them over the target deployment's replicas.
@@ -251,12 +254,18 @@ class PipelineDeployment(OwnRoutes):
         nodes: dict[str, str],
         library_errors: dict[str, str],
         routes: RouteSettings | None = None,
+        inline_nodes: dict[str, InlineNode] | None = None,
     ) -> None:
-        """``models``: model name -> deployment; ``nodes``: node name -> deployment (each its own app)."""
+        """``models``: model name -> deployment; ``nodes``: node name -> deployment (each its own
+        app); ``inline_nodes``: node name -> the library and params this replica runs it from."""
         show_lifecycle_logs()
         self.serve_routes(config.name, routes or RouteSettings())
         self.models = {name: handle_for(deployment) for name, deployment in models.items()}
-        self.nodes = {name: NodeClient(handle_for(deployment), name) for name, deployment in nodes.items()}
+        self.nodes: dict[str, NodeClient | HostedNode] = {
+            name: NodeClient(handle_for(deployment), name) for name, deployment in nodes.items()
+        }
+        for name, node in (inline_nodes or {}).items():
+            self.nodes[name] = HostedNode(node.factory, node.params, name)
         self.library_errors = library_errors  # node name -> why its library could not be loaded
         self.pipeline = PipelineServable(config, self._catalog, self._call, fetch)
         await self.pipeline.validate()
@@ -277,7 +286,16 @@ class PipelineDeployment(OwnRoutes):
             request = InferRequest(node.model_name, node.version, inputs, [RequestedOutput(o) for o in spec.outputs])
             handle = self.models[node.model_name]
             return (await call_model(lambda: handle.infer_by_reference.remote(request))).outputs
-        return await self.nodes[node.name].run(inputs, spec.outputs, by_reference=True)
+        client = self.nodes[node.name]
+        if isinstance(client, HostedNode):
+            return await client.run(await resolve(inputs), spec.outputs)
+        return await client.run(inputs, spec.outputs, by_reference=True)
+
+    def __del__(self) -> None:
+        # Serve calls __del__ at graceful shutdown; close deinitializes each inline node once.
+        for node in self.__dict__.get("nodes", {}).values():
+            if isinstance(node, HostedNode):
+                node.close()
 
     async def _catalog(self) -> DictCatalog:
         """Every model's and node's signature, asked of their deployments."""
@@ -316,3 +334,5 @@ class PipelineDeployment(OwnRoutes):
             return CatalogError(INITIALIZE_FAILED, exc.message)
         except ServingError as exc:
             return CatalogError(METADATA_FAILED, exc.message)
+        except Exception as exc:  # an inline Python node's metadata is user code run here
+            return CatalogError(METADATA_FAILED, f"{type(exc).__name__}: {exc}")

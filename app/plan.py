@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +40,7 @@ from nodes.loading import load_node_class
 log = logging.getLogger(__name__)
 
 Kind = Literal["model", "pipeline", "node"]
-CODE_REVISION = "2"  # bump when a deployment's constructor changes meaning: every entry redeploys
+CODE_REVISION = "3"  # bump when a deployment's constructor changes meaning: every entry redeploys
 MODELS_ROUTE = "/v2/models"
 _ROUTABLE = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -73,6 +74,15 @@ class Planned:
     route_prefix: str | None = field(default=None, compare=False)  # where it answers HTTP; None for nodes
 
 
+@dataclass(frozen=True)
+class InlineNode:
+    """A custom node as its library's factory and params; ``stamp`` changes when either does."""
+
+    factory: Callable[[], Any]
+    params: dict[str, str]
+    stamp: str
+
+
 @dataclass
 class Plan:
     deployments: dict[str, Planned] = field(default_factory=dict)
@@ -81,6 +91,7 @@ class Plan:
     loaders: list[LoaderSpec] = field(default_factory=list)
     loader_models: list[ModelSpec] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # entries skipped, and why
+    inline_nodes: dict[str, str] = field(default_factory=dict)  # node deployment name -> the pipeline's running it
     # Models an ingress may serve in its own process while their deployment starts (app/bridge.py):
     # disk-backed and unbatched, since loaders live in the loader actor and batching in Serve.
     bridgeable: dict[str, ModelConfig] = field(default_factory=dict)
@@ -129,16 +140,22 @@ def route_settings(config: ServerConfig, settings: PlanSettings) -> RouteSetting
 
 def _check_option_names(plan: Plan, config: ServerConfig, settings: PlanSettings) -> None:
     """Options for a deployment the config does not make are a typo or a leftover: say so."""
-    known = [*plan.deployments, "ingress"]
+    known = [*plan.deployments, *plan.inline_nodes, "ingress"]
     for where, options in (
         ("config.json ray_serve.deployments", config.ray_serve.deployments),
         ("serve_config.yaml args.deployments", settings.deployments),
     ):
-        for name in options:
+        for name, given in options.items():
             if name not in known:
                 plan.errors.append(
                     f"{where}.{name}: this config deploys no such deployment; {did_you_mean(name, known)}"
                     f"it deploys {', '.join(sorted(known))}"
+                )
+            elif name in plan.inline_nodes and (serve := given.model_dump(exclude_none=True, exclude={"inline"})):
+                plan.errors.append(
+                    f"{where}.{name}: this node runs inline in {plan.inline_nodes[name]}'s replicas, so its "
+                    f'{", ".join(sorted(serve))} do not apply; set "inline": false on it to give it a '
+                    "deployment of its own, or set them on the pipeline"
                 )
 
 
@@ -217,22 +234,37 @@ def _plan_pipeline(
     plan: Plan, pipeline: PipelineConfig, config: ServerConfig, config_dir: Path, settings: PlanSettings
 ) -> None:
     nodes: dict[str, str] = {}  # node name -> its deployment
+    inline: dict[str, InlineNode] = {}  # node name -> what the pipeline's replica runs itself
     library_errors: dict[str, str] = {}  # node name -> why its library cannot be used
     libraries = {library.name: library.base_path for library in config.custom_node_library_config_list}
+    name = deployment_name("pipeline", pipeline.name)
+    options = options_for(config, settings, name)
     for node in pipeline.nodes:
-        if isinstance(node, CustomNode):
-            planned, problem = _plan_node(plan, pipeline, node, libraries, config, config_dir, settings)
-            if planned is not None:
-                nodes[node.name] = planned
-            else:
-                library_errors[node.name] = problem
+        if not isinstance(node, CustomNode):
+            continue
+        made = _node_parts(pipeline, node, libraries, config_dir)
+        if isinstance(made, str):
+            library_errors[node.name] = made
+            continue
+        node_deployment = deployment_name("node", f"{pipeline.name}.{node.name}")
+        node_options = options_for(config, settings, node_deployment)
+        if _runs_inline(node_options, options):
+            inline[node.name] = made
+            plan.inline_nodes[node_deployment] = name
+        else:
+            nodes[node.name] = node_deployment
+            plan.deployments[node_deployment] = Planned(
+                node_deployment,
+                "node",
+                fingerprint("node", made.stamp, node_options.model_dump(mode="json", exclude={"dynamic_batching"})),
+                (made.factory, made.params, node.name),
+                options=node_options.serve_options(),
+            )
     models = {  # a model missing from the config is left out: validation reports it
         node.model_name: plan.servables[node.model_name]
         for node in pipeline.nodes
         if isinstance(node, ModelNode) and node.model_name in plan.servables
     }
-    name = deployment_name("pipeline", pipeline.name)
-    options = options_for(config, settings, name)
     # A changed model or node changes the pipeline's fingerprint: its redeploy re-validates it.
     used = {dep: plan.deployments[dep].fingerprint for dep in [*models.values(), *nodes.values()]}
     routes = route_settings(config, settings)
@@ -241,6 +273,7 @@ def _plan_pipeline(
         pipeline.model_dump(mode="json"),
         models,
         nodes,
+        {node: made.stamp for node, made in inline.items()},
         library_errors,
         used,
         options.model_dump(mode="json"),
@@ -249,23 +282,25 @@ def _plan_pipeline(
     args = (pipeline, models, nodes, library_errors, routes)
     prefix = route_prefix(pipeline.name)
     plan.deployments[name] = Planned(
-        name, "pipeline", print_, args, options=options.serve_options(), route_prefix=prefix
+        name, "pipeline", print_, args, {"inline_nodes": inline}, options.serve_options(), prefix
     )
     plan.servables[pipeline.name] = name
 
 
-def _plan_node(
-    plan: Plan,
-    pipeline: PipelineConfig,
-    node: CustomNode,
-    libraries: dict[str, str],
-    config: ServerConfig,
-    config_dir: Path,
-    settings: PlanSettings,
-) -> tuple[str | None, str]:
-    """The node's deployment name, or None and why its library cannot be used (``libraries``: name -> base_path)."""
+def _runs_inline(node: DeploymentOptions, pipeline: DeploymentOptions) -> bool:
+    """The node's own setting, else its pipeline's; a node gets a deployment of its own by default."""
+    for options in (node, pipeline):
+        if options.inline is not None:
+            return options.inline
+    return False
+
+
+def _node_parts(
+    pipeline: PipelineConfig, node: CustomNode, libraries: dict[str, str], config_dir: Path
+) -> InlineNode | str:
+    """What a node is made from, or why its library cannot be used (``libraries``: name -> base_path)."""
     if node.library_name not in libraries:
-        return None, (
+        return (
             f"library '{node.library_name}' is not in custom_node_library_config_list "
             f"(it has {sorted(libraries) or 'none'})"
         )
@@ -273,23 +308,10 @@ def _plan_node(
     try:
         factory = load_node_class(base_path, config_dir)
     except Exception as exc:  # the pipeline reports it; the rest of the config still serves
-        return None, f"library '{node.library_name}': {exc}"
-    name = deployment_name("node", f"{pipeline.name}.{node.name}")
+        return f"library '{node.library_name}': {exc}"
     params = resolve_param_paths(node.params, config_dir)
-    options = options_for(config, settings, name)
-    print_ = fingerprint(
-        "node",
-        node.name,
-        base_path,
-        _file_stamp(base_path, config_dir),
-        params,
-        options.model_dump(mode="json", exclude={"dynamic_batching"}),
-    )
-
-    plan.deployments[name] = Planned(
-        name, "node", print_, (factory, params, node.name), options=options.serve_options()
-    )
-    return name, ""
+    stamp = fingerprint(node.name, base_path, _file_stamp(base_path, config_dir), params)
+    return InlineNode(factory, params, stamp)
 
 
 def _file_stamp(base_path: str, config_dir: Path) -> tuple[int, int] | None:

@@ -6,10 +6,9 @@
     client = NodeClient(handle, "crop")
     outputs = await client.run({"image": x}, ["images"])  # NodeCrashed if the replica died
 
-A replica owns one node: ``initialize`` once in ``__init__`` (a failure is kept and raised by
-every call, so the replica stays up and the pipeline reports why it is not ready), ``run`` per request in a worker
-thread (C ``execute`` is synchronous, and the replica's event loop must stay free for health
-checks and other requests), ``deinitialize`` in ``__del__``, which Serve calls on graceful shutdown.
+A replica owns one node (nodes/hosted.py: ``initialize`` once, a failure kept and raised by every
+call, ``run`` in a worker thread) and deinitializes it in ``__del__``, which Serve calls on graceful
+shutdown. A pipeline can instead run a node inline, in its own replica, with the same class.
 A C library that segfaults kills only its replica; Serve starts a new one, and the client turns
 the dead actor into NodeCrashed (500) for the request that crashed it and any other request in
 flight on that replica. Those are not retried, as in OVMS: the same input would likely crash
@@ -18,7 +17,6 @@ the new replica too. Requests sent after the crash wait in Serve's router for th
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
@@ -28,12 +26,13 @@ from ray.exceptions import RayActorError
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
-from app.errors import ServingError, find_serving_error
+from app.errors import find_serving_error
 from app.logs import show_lifecycle_logs
 from app.refs import resolve, to_refs
 from app.tensors import TensorInfo, Tensors
 from nodes.base import Node
 from nodes.errors import NodeCrashed
+from nodes.hosted import HostedNode
 
 log = logging.getLogger(__name__)
 
@@ -50,47 +49,30 @@ DEFAULT_MAX_ONGOING = 4
     graceful_shutdown_timeout_s=10,
 )
 class NodeDeployment:
-    """One initialized node per replica; methods forward to it."""
+    """One initialized node per replica (nodes/hosted.py); methods forward to it."""
 
     def __init__(self, factory: Callable[[], Node], params: dict[str, str], node_name: str) -> None:
         show_lifecycle_logs()
-        node = factory()
-        node.name = node_name
-        self.error: ServingError | None = None
-        try:
-            node.initialize(params)
-        except ServingError as exc:
-            # Keep the replica up and report the failure on every call: the pipeline using the
-            # node is then not ready with this reason, while the rest of the config serves.
-            log.error("node %s: %s", node_name, exc.message)
-            self.error = exc
-            return
-        self.node = node
+        self.hosted = HostedNode(factory, params, node_name)
 
     async def inputs_info(self) -> list[TensorInfo]:
-        # In a thread too: the node's lock may be held by a running execute.
-        return await asyncio.to_thread(self._node().inputs_info)
+        return await self.hosted.inputs_info()
 
     async def outputs_info(self) -> list[TensorInfo]:
-        return await asyncio.to_thread(self._node().outputs_info)
+        return await self.hosted.outputs_info()
 
     async def run(self, inputs: Tensors, outputs: list[str], by_reference: bool = False) -> Tensors:
         """``by_reference`` (a pipeline's call): inputs may be object references, and large
         outputs go back as references, so the pipeline replica forwards them without a copy."""
-        results = await asyncio.to_thread(self._node().run, await resolve(inputs), outputs)
+        results = await self.hosted.run(await resolve(inputs), outputs)
         return to_refs(results) if by_reference else results
 
-    def _node(self) -> Node:
-        if self.error is not None:
-            raise self.error
-        return self.node
-
     def __del__(self) -> None:
-        # Serve calls __del__ at graceful shutdown and Python may call it again at collection:
-        # pop, so deinitialize runs once. No node when __init__ failed: nothing to deinitialize.
-        node = self.__dict__.pop("node", None)
-        if node is not None:
-            node.deinitialize()
+        # Serve calls __del__ at graceful shutdown and Python may call it again at collection;
+        # close deinitializes once. No hosted node when __init__ raised.
+        hosted = self.__dict__.get("hosted")
+        if hosted is not None:
+            hosted.close()
 
 
 def node_app(

@@ -24,7 +24,8 @@ PYTHON_LOADER = ("python", "class MyLoader(Loader):")
 CONFIG_EXCERPT = ("json", '"model_version_policy": {"latest": {"num_versions": 2}}, "nireq": 4')
 C_NODE_CONFIG = ("json", '"library_name": "scale"')
 LOADER_CONFIG = ("json", '"loader_name": "mine"')
-RAY_SERVE_BLOCK = ("json", '"ray_serve": {"deployments"')
+RAY_SERVE_BLOCK = ("json", '"model.text-recognition": {"autoscaling_config"')
+INLINE_BLOCK = ("json", '"pipeline.ocr": {"inline": true}')
 SERVE_CONFIG_ARGS = ("yaml", "import_path: app.build:build_app")
 C_NODE_FUNCTIONS = ("c", '#include "custom_node_interface.h"')
 C_NODE_BUILD = ("sh", "gcc -shared -fPIC")
@@ -43,6 +44,7 @@ RUN_BY_TESTS = [
     C_NODE_CONFIG,
     LOADER_CONFIG,
     RAY_SERVE_BLOCK,
+    INLINE_BLOCK,
     SERVE_CONFIG_ARGS,
     C_NODE_FUNCTIONS,
     C_NODE_BUILD,

@@ -222,6 +222,8 @@ def prepare_pipelines(base: Path) -> dict:
         }
 
     return {
+        # The demo pipelines run their nodes inline, as configs/config.json says; so does add-sub-inline.
+        "deployments": {**demo["ray_serve"]["deployments"], "pipeline.add-sub-inline": {"inline": True}},
         "models": [
             m
             for m in demo["model_config_list"]
@@ -238,6 +240,9 @@ def prepare_pipelines(base: Path) -> dict:
             one_node("scale", "scale", {"factor": "2.5"}, "numbers", "scaled"),
             one_node("add-sub", "add_sub", {"add_value": "5", "sub_value": "2"}, "input_numbers", "output_numbers"),
             one_node("add-sub-without-params", "add_sub", {}, "input_numbers", "output_numbers"),
+            one_node(
+                "add-sub-inline", "add_sub", {"add_value": "5", "sub_value": "2"}, "input_numbers", "output_numbers"
+            ),
             one_node("crashing", "segfault", {}, "input_numbers", "output_numbers"),
             {
                 "name": "unknown-model-pipeline",
@@ -351,6 +356,7 @@ def model_server(ray_cluster, served_dir, demo_models, grpc_port) -> str:
     config["model_config_list"] += pipelines["models"]
     config["custom_node_library_config_list"] = pipelines["libraries"]
     config["pipeline_config_list"] = pipelines["pipelines"]
+    config.setdefault("ray_serve", {}).setdefault("deployments", {}).update(pipelines["deployments"])
     add_versioned_model(config, base)
     batching = prepare_batching()
     config["model_config_list"] += batching["models"]

@@ -108,6 +108,20 @@ def test_add_sub_with_and_without_its_params(client, http):
     assert "Custom node failed during execution" in response.json()["error"]
 
 
+def test_a_c_node_run_inline_answers_as_in_its_own_deployment(client, http):
+    """add-sub-inline is add-sub with its node inside the pipeline's replica: same answer, same
+    metadata, and no deployment of its own."""
+    np.testing.assert_allclose(
+        infer(client, "add-sub-inline", "numbers", numbers(1.0)).as_numpy("result"), numbers(4.0)
+    )
+    assert client.get_model_metadata("add-sub-inline")["inputs"] == client.get_model_metadata("add-sub")["inputs"]
+    from ray import serve
+
+    applications = serve.status().applications
+    assert "node.add-sub.node" in applications and "node.add-sub-inline.node" not in applications
+    assert "node.ocr.crop" not in applications  # the demo pipelines run their nodes inline too
+
+
 def test_a_crashing_node_fails_its_request_only(client, http):
     pending = [client.async_infer("scale", [_numbers_input(i)]) for i in range(8)]
     response = http.post(

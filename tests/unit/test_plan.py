@@ -52,3 +52,103 @@ def test_models_and_pipelines_answer_their_own_routes_and_nodes_have_none(tmp_pa
     assert route_settings.metrics_board == ("board", "ns")
     for entry in plan.deployments.values():
         application(entry)  # each entry binds to its deployment as planned
+
+
+def _chain_config(deployments: dict, params: dict | None = None):
+    """A pipeline of one custom node over the built-in add_one, with ``deployments`` options."""
+    return parse_config(
+        {
+            "model_config_list": [],
+            "custom_node_library_config_list": [{"name": "lib", "base_path": "builtin:add_one"}],
+            "pipeline_config_list": [
+                {
+                    "name": "chain",
+                    "inputs": ["b"],
+                    "nodes": [
+                        {
+                            "name": "add",
+                            "library_name": "lib",
+                            "type": "custom",
+                            "params": params or {},
+                            "inputs": [{"input_numbers": {"node_name": "request", "data_item": "b"}}],
+                            "outputs": [{"data_item": "output_numbers", "alias": "out"}],
+                        }
+                    ],
+                    "outputs": [{"y": {"node_name": "add", "data_item": "out"}}],
+                }
+            ],
+            "ray_serve": {"deployments": deployments},
+        }
+    )
+
+
+def _plan(tmp_path, deployments: dict, params: dict | None = None, yaml_deployments: dict | None = None):
+    from app.config import DeploymentOptions
+
+    settings = PlanSettings(
+        {name: DeploymentOptions.model_validate(o) for name, o in (yaml_deployments or {}).items()},
+        LoaderActorConfig((), ()),
+    )
+    return plan_config(_chain_config(deployments, params), tmp_path, settings)
+
+
+def test_a_node_gets_a_deployment_of_its_own_unless_it_runs_inline(tmp_path):
+    isolated = _plan(tmp_path, {})
+    assert sorted(isolated.deployments) == ["node.chain.add", "pipeline.chain"]
+    assert isolated.deployments["pipeline.chain"].kwargs["inline_nodes"] == {}
+
+    inline = _plan(tmp_path, {"pipeline.chain": {"inline": True}})
+    assert sorted(inline.deployments) == ["pipeline.chain"]  # one process fewer
+    node = inline.deployments["pipeline.chain"].kwargs["inline_nodes"]["add"]
+    assert type(node.factory()).__name__ == "LibraryNode"  # the C library's own factory
+    assert inline.inline_nodes == {"node.chain.add": "pipeline.chain"}
+    assert inline.errors == []
+    application(inline.deployments["pipeline.chain"])  # binds to the pipeline deployment as planned
+
+
+def test_a_nodes_own_inline_setting_wins_over_its_pipelines(tmp_path):
+    plan = _plan(tmp_path, {"pipeline.chain": {"inline": True}, "node.chain.add": {"inline": False}})
+    assert "node.chain.add" in plan.deployments
+    plan = _plan(tmp_path, {"node.chain.add": {"inline": True}})
+    assert "node.chain.add" not in plan.deployments
+    plan = _plan(tmp_path, {"pipeline.chain": {"inline": True}}, yaml_deployments={"node.chain.add": {"inline": False}})
+    assert "node.chain.add" in plan.deployments  # serve_config.yaml's args win, key by key
+
+
+def test_an_inline_nodes_params_are_part_of_its_pipelines_fingerprint(tmp_path):
+    one = _plan(tmp_path, {"pipeline.chain": {"inline": True}}, {"add_value": "1"})
+    same = _plan(tmp_path, {"pipeline.chain": {"inline": True}}, {"add_value": "1"})
+    other = _plan(tmp_path, {"pipeline.chain": {"inline": True}}, {"add_value": "2"})
+    assert one.deployments["pipeline.chain"] == same.deployments["pipeline.chain"]
+    assert one.deployments["pipeline.chain"] != other.deployments["pipeline.chain"]  # a reload redeploys it
+
+
+def test_serve_options_for_an_inline_node_are_refused_with_the_fix(tmp_path):
+    plan = _plan(tmp_path, {"pipeline.chain": {"inline": True}, "node.chain.add": {"num_replicas": 2}})
+    [error] = plan.errors
+    assert "node.chain.add" in error and "runs inline in pipeline.chain" in error
+    assert "num_replicas" in error and '"inline": false' in error
+
+
+def test_inline_is_refused_on_a_model_or_the_ingress():
+    import pytest
+
+    from app.config import ConfigError
+
+    for name in ("model.dummy", "ingress"):
+        with pytest.raises(ConfigError) as caught:
+            _chain_config({name: {"inline": True}})
+        assert f"'{name}' sets inline" in str(caught.value)
+
+
+def test_the_default_config_runs_its_demo_nodes_inline():
+    from pathlib import Path
+
+    from app.config import load_config
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    config = load_config(configs / "config.json")
+    plan = plan_config(config, configs, PlanSettings({}, LoaderActorConfig((), ())))
+    assert plan.errors == []
+    assert sorted(name.split(".")[0] for name in plan.deployments) == ["model"] * 6 + ["pipeline"] * 2
+    assert len(plan.inline_nodes) == 5  # 2 + 3 custom nodes, none a process of its own

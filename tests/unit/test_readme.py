@@ -126,6 +126,16 @@ def test_the_ray_serve_block_and_serve_config_args_fit_the_default_config():
     assert plan_config(parse_config(config, CONFIGS), CONFIGS, settings).errors == []
 
 
+def test_the_inline_example_runs_the_ocr_nodes_inline_but_one():
+    config = json.loads((CONFIGS / "config.json").read_text())
+    config["ray_serve"] = readme.config_fragment(readme.INLINE_BLOCK)["ray_serve"]
+    plan = plan_config(parse_config(config, CONFIGS), CONFIGS, PlanSettings({}, LoaderActorConfig((), ())))
+    assert plan.errors == []
+    assert [name for name in plan.deployments if name.startswith("node.ocr.")] == ["node.ocr.crop"]
+    assert plan.deployments["node.ocr.crop"].options["num_replicas"] == 2
+    assert "node.ocr.prepare" in plan.inline_nodes and "node.faces.crop" in plan.deployments
+
+
 def test_the_validate_command_prints_what_the_readme_shows(tmp_path):
     shown = readme.example(readme.VALIDATE).text.splitlines()
     broken = json.loads((CONFIGS / "config.json").read_text())
