@@ -31,9 +31,9 @@ nodes: $(STAMP)
 CONFIG ?=
 run: setup
 ifeq ($(CONFIG),)
-	$(VENV)/bin/serve run serve_config.yaml
+	$(PY) -m app run serve_config.yaml
 else
-	$(VENV)/bin/serve run app.build:build_app config_path=$(CONFIG)
+	$(PY) -m app run app.build:build_app config_path=$(CONFIG)
 endif
 
 # The quality gate CI runs before the tests: formatting, lint (complexity at most 10) and types.

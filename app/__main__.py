@@ -1,5 +1,6 @@
 """Command line: ``python -m app validate CONFIG``, ``python -m app schema``,
-``python -m app graph CONFIG PIPELINE`` and ``python -m app serve-flags``."""
+``python -m app graph CONFIG PIPELINE``, ``python -m app serve-flags`` and
+``python -m app run SERVE_RUN_ARGS...``."""
 
 from __future__ import annotations
 
@@ -23,7 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "serve-flags", help="print the Ray Serve settings as shell exports, for every node of a cluster"
     )
+    run = commands.add_parser("run", help="serve run, on a local Ray without the dashboard (make run)")
+    run.add_argument("serve_run_args", nargs=argparse.REMAINDER, help="what serve run takes")
     args = parser.parse_args(argv)
+    if args.command == "run":
+        from app.launch import serve_run  # Ray only for the command that needs it
+
+        return serve_run(args.serve_run_args)
     if args.command == "serve-flags":
         print(serve_flags.exports())
         return 0

@@ -29,6 +29,14 @@ FLAGS = {
     # that kill. The HAProxy proxy also starts HAProxy and a fallback proxy: on a busy machine
     # that takes longer, so give it as long as `serve run` itself waits for the proxies.
     "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
+    # Idle cost. Serve's controller runs its control loop every 0.1 s by default, a twentieth of a
+    # core with a dozen applications; every 0.5 s it is under 2 %, and deploys and scaling react
+    # at most 0.4 s later.
+    "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5",
+    # Ray's log monitor looks for new log files every 0.1 s until there are a thousand of them;
+    # every 5 s is enough to pick up a new replica's log (its lines are read from the start).
+    "RAY_LOG_MONITOR_MANY_FILES_THRESHOLD": "0",
+    "LOG_NAME_UPDATE_INTERVAL_S": "5",
 }
 
 
