@@ -1,13 +1,16 @@
-"""DAG pipelines on Ray Serve: the OCR pipeline against the same pipeline in-process, the cost per
-pipeline hop against a direct model call, and the demultiplexed recognizer at 1 and 2 replicas,
-measured in one run and printed as ratios against baselines from the same run.
+"""DAG pipelines on Ray Serve: the OCR pipeline against the same pipeline in-process, its nodes
+inline against a deployment each, the cost per pipeline hop against a direct model call, and the
+demultiplexed recognizer at 1 and 2 replicas, measured in one run and printed as ratios against
+baselines from the same run.
 
     .venv/bin/python benchmarks/pipelines.py                 # about 3-4 minutes on 2 cores
     .venv/bin/python benchmarks/pipelines.py --seconds 5 --concurrency 1 4 --hops 1 2 4 8
 
 The config (written to a temporary folder) serves the demo OCR pipeline (prepare -> text-detection
 -> crop, a dynamic demultiplexer -> text-recognition per line -> decode, gathering), pipelines of K
-pass-through add_one nodes (add_number "0") and the tiny `dummy` model. The client is tritonclient's
+pass-through add_one nodes (add_number "0") and the tiny `dummy` model. Each pipeline is served
+twice: with a deployment per node (``ocr``, ``hops-K``) and with its nodes inline in the pipeline's
+replica (``ocr-inline``, ``hops-K-inline``). The client is tritonclient's
 asyncio HTTP client with binary tensors; the in-process baseline runs the same pipeline through
 LocalCatalog + PipelineServable, without Ray, before the cluster starts. Server, nodes, models and
 client all share this machine's cores, so read the ratios, not the absolute figures.
@@ -55,7 +58,7 @@ def page() -> np.ndarray:
 
 
 def hop_pipeline(k: int) -> dict:
-    """``hops-K``: request -> K add_one nodes adding 0 in a chain -> response; each node is a deployment."""
+    """``hops-K``: request -> K add_one nodes adding 0 in a chain -> response."""
     nodes, source = [], {"node_name": "request", "data_item": "numbers"}
     for i in range(1, k + 1):
         nodes.append(
@@ -83,11 +86,18 @@ def write_config(folder: Path, hops: list[int]) -> Path:
         for lib in demo["custom_node_library_config_list"]
         if lib["name"] in ("ocr_preprocess", "text_crops", "ctc_decode")
     ]
+    isolated = [p for p in demo["pipeline_config_list"] if p["name"] == "ocr"] + [hop_pipeline(k) for k in hops]
+    inline = [{**p, "name": f"{p['name']}-inline"} for p in isolated]
     config = {
         "model_config_list": models + [{"config": {"name": "dummy", "base_path": "dummy"}}],
         "custom_node_library_config_list": libraries + [{"name": "add_one", "base_path": "builtin:add_one"}],
-        "pipeline_config_list": [p for p in demo["pipeline_config_list"] if p["name"] == "ocr"]
-        + [hop_pipeline(k) for k in hops],
+        "pipeline_config_list": isolated + inline,
+        "ray_serve": {
+            "deployments": {
+                **{f"pipeline.{p['name']}": {"inline": False} for p in isolated},
+                **{f"pipeline.{p['name']}": {"inline": True} for p in inline},
+            }
+        },
     }
     path = folder / "config.json"
     path.write_text(json.dumps(config))
@@ -178,10 +188,12 @@ async def server_outputs(url: str, model: str, input_name: str, data: np.ndarray
         await client.close()
 
 
-def measured_ocr(url: str, image: np.ndarray, concurrency: int, measure: dict) -> tuple[Result, Usage]:
+def measured_ocr(
+    url: str, image: np.ndarray, concurrency: int, measure: dict, pipeline: str = "ocr"
+) -> tuple[Result, Usage]:
     """The server's OCR under load, with the CPU it took (warm-up included)."""
     before = snapshot()
-    result = asyncio.run(server_load(url, "ocr", "image", image, concurrency, **measure))
+    result = asyncio.run(server_load(url, pipeline, "image", image, concurrency, **measure))
     return result, usage_since(before)
 
 
@@ -189,9 +201,9 @@ def check_numbers(url: str, hops: list[int]) -> None:
     """dummy adds 1 and every hop pipeline adds 0: the calls being timed do the work they claim."""
     if not np.array_equal(asyncio.run(server_outputs(url, "dummy", "b", NUMBERS))["a"], NUMBERS + 1):
         raise RuntimeError("dummy did not answer b + 1")
-    for k in hops:
-        if not np.array_equal(asyncio.run(server_outputs(url, f"hops-{k}", "numbers", NUMBERS))["numbers"], NUMBERS):
-            raise RuntimeError(f"hops-{k} did not pass its input through")
+    for name in [f"hops-{k}{inline}" for k in hops for inline in ("", "-inline")]:
+        if not np.array_equal(asyncio.run(server_outputs(url, name, "numbers", NUMBERS))["numbers"], NUMBERS):
+            raise RuntimeError(f"{name} did not pass its input through")
 
 
 # --- Ray -----------------------------------------------------------------------------------------
@@ -321,37 +333,42 @@ def row(label: str, result: Result) -> str:
 HEADER = f"  {'':<22} {'reqs':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
 
 
-def report_ocr(local: dict[int, Result], server: dict[int, Result], lines: int) -> None:
+def report_ocr(local: dict[int, Result], server: dict[int, Result], inline: dict[int, Result], lines: int) -> None:
     shape = page().shape
     print(f"\n1. OCR pipeline, page.png FP32 {list(shape)} ({lines} text lines, so {lines} recognizer shards)")
     print(HEADER)
     for c in local:
         print(row(f"conc {c} in-process", local[c]))
-        print(row(f"conc {c} server", server[c]))
+        print(row(f"conc {c} server, nodes apart", server[c]))
+        print(row(f"conc {c} server, inline", inline[c]))
     print("  server / in-process (throughput: higher is better; latency: lower is better)")
     for c in local:
-        s, b = server[c], local[c]
-        print(
-            f"    concurrency {c}: throughput x{s.throughput / b.throughput:.2f}, "
-            f"p50 x{s.percentile(50) / b.percentile(50):.2f}, p99 x{s.percentile(99) / b.percentile(99):.2f}"
-        )
+        for label, s in (("nodes apart", server[c]), ("inline", inline[c])):
+            b = local[c]
+            print(
+                f"    concurrency {c}, {label}: throughput x{s.throughput / b.throughput:.2f}, "
+                f"p50 x{s.percentile(50) / b.percentile(50):.2f}, p99 x{s.percentile(99) / b.percentile(99):.2f}"
+            )
 
 
-def report_hops(direct: Result, hops: dict[int, Result]) -> None:
-    print("\n2. Cost per hop: FP32 [1,10], concurrency 1, through the server")
+def report_hops(direct: Result, hops: dict[int, Result], inline: dict[int, Result]) -> None:
+    print("\n2. Cost per node: FP32 [1,10], concurrency 1, through the server")
     print(HEADER + f" {'x direct':>9}")
     base = direct.percentile(50)
     print(row("direct model dummy", direct) + f" {1.0:>9.2f}")
-    for k, result in hops.items():
-        print(row(f"pipeline, {k} node{'s' if k > 1 else ''}", result) + f" {result.percentile(50) / base:>9.2f}")
-    ks = np.array(list(hops), dtype=float)
-    p50 = np.array([r.percentile(50) for r in hops.values()])
-    slope, intercept = np.polyfit(ks, p50, 1) if len(ks) > 1 else (float("nan"), float("nan"))
-    print(
-        f"  least-squares fit of p50 over K: {slope:.2f} ms per node hop (x{slope / base:.2f} of a direct call); "
-        f"K=0 intercept {intercept:.2f} ms = x{intercept / base:.2f} direct "
-        f"(the pipeline deployment's own hop and graph work)"
-    )
+    for label, results in (("apart", hops), ("inline", inline)):
+        for k, result in results.items():
+            name = f"{k} node{'s' if k > 1 else ''} {label}"
+            print(row(name, result) + f" {result.percentile(50) / base:>9.2f}")
+    for label, results in (("a deployment each", hops), ("inline", inline)):
+        ks = np.array(list(results), dtype=float)
+        p50 = np.array([r.percentile(50) for r in results.values()])
+        slope, intercept = np.polyfit(ks, p50, 1) if len(ks) > 1 else (float("nan"), float("nan"))
+        print(
+            f"  nodes {label}, least-squares fit of p50 over K: {slope:.2f} ms per node "
+            f"(x{slope / base:.2f} of a direct call); K=0 intercept {intercept:.2f} ms = x{intercept / base:.2f} "
+            "direct (the pipeline's own work)"
+        )
 
 
 def report_replicas(concurrency: int, one: tuple[Result, Usage], two: tuple[Result, Usage], redeploy_s: float) -> None:
@@ -425,14 +442,19 @@ def run(args: argparse.Namespace, folder: Path) -> int:
     url = start_ray()
     try:
         deploy_s = deploy(config_path, 1)
-        served = asyncio.run(server_outputs(url, "ocr", "image", image))["texts_string"].reshape(-1)
-        if list(served) != texts:
-            raise RuntimeError(f"server OCR differs from in-process: {list(served)} != {texts}")
+        for pipeline in ("ocr", "ocr-inline"):
+            served = asyncio.run(server_outputs(url, pipeline, "image", image))["texts_string"].reshape(-1)
+            if list(served) != texts:
+                raise RuntimeError(f"server {pipeline} differs from in-process: {list(served)} != {texts}")
         check_numbers(url, hops)
 
         # Hops first so that the 1- and 2-replica OCR runs below are measured back to back.
         direct = asyncio.run(server_load(url, "dummy", "b", NUMBERS, 1, **measure))
         by_k = {k: asyncio.run(server_load(url, f"hops-{k}", "numbers", NUMBERS, 1, **measure)) for k in hops}
+        by_k_inline = {
+            k: asyncio.run(server_load(url, f"hops-{k}-inline", "numbers", NUMBERS, 1, **measure)) for k in hops
+        }
+        inline = {c: measured_ocr(url, image, c, measure, "ocr-inline")[0] for c in args.concurrency}
 
         concurrencies = list(
             dict.fromkeys([c for c in args.concurrency if c != args.replica_concurrency] + [args.replica_concurrency])
@@ -447,8 +469,8 @@ def run(args: argparse.Namespace, folder: Path) -> int:
         f"\nrayvino pipelines benchmark: {args.seconds:g} s per run after {args.warmup:g} s warm-up, "
         f"{os.cpu_count()} cores; app deployed in {deploy_s:.1f} s"
     )
-    report_ocr(local, {c: result for c, (result, _) in server.items()}, len(texts))
-    report_hops(direct, by_k)
+    report_ocr(local, {c: result for c, (result, _) in server.items()}, inline, len(texts))
+    report_hops(direct, by_k, by_k_inline)
     report_replicas(args.replica_concurrency, server[args.replica_concurrency], two, redeploy_s)
     return 0
 
