@@ -28,7 +28,6 @@ from google.protobuf.message import Message
 from app.dataplane import DataPlane
 from app.errors import (
     InvalidContentSize,
-    InvalidShape,
     MalformedRequest,
     ModelVersionInvalidFormat,
     ModelVersionNotFound,
@@ -42,7 +41,7 @@ from app.inference import InferRequest, InferResponse, RequestedOutput
 from app.kserve_v2 import grpc_predict_v2_pb2 as pb
 from app.metrics import GRPC, ServingMetrics
 from app.pipeline.errors import PipelineNotLoadedYet
-from app.tensors import datatype_of, dtype_of, from_raw, to_raw
+from app.tensors import checked_shape, datatype_of, dtype_of, from_raw, to_raw
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ def parse_version(text: str) -> int | None:
     """A request's model_version: empty for the default; an integer, as OVMS requires."""
     if not text:
         return None
-    if not re.fullmatch(r"[+-]?\d+", text.strip()):
+    if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):
         raise ModelVersionInvalidFormat(f"model_version is '{text}'; expected an integer such as '1'")
     version = int(text)
     if version < 1:
@@ -103,9 +102,7 @@ def decode_request(request: pb.ModelInferRequest) -> InferRequest:
 def _decode_input(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> np.ndarray:
     name, datatype = tensor.name, tensor.datatype
     dtype_of(datatype)  # an unknown datatype is named before anything else
-    shape = tuple(tensor.shape)
-    if any(d < 0 for d in shape):
-        raise InvalidShape(f"input '{name}' shape {list(shape)}; expected non-negative integers")
+    shape = checked_shape(list(tensor.shape), f"input '{name}'")
     if raw is not None:
         if tensor.HasField("contents"):
             raise MalformedRequest(

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.errors import InvalidContentSize, InvalidShape, JsonInvalid, MalformedRequest, ModelVersionNotFound
+from app.errors import InvalidContentSize, JsonInvalid, MalformedRequest, ModelVersionNotFound
 from app.inference import InferRequest, InferResponse, RequestedOutput
-from app.tensors import datatype_of, dtype_of, from_raw, to_raw
+from app.tensors import checked_shape, datatype_of, decimal, dtype_of, from_raw, to_raw
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -25,9 +25,10 @@ def parse_version(text: str | None) -> int | None:
     """A URL's version segment: digits only, as OVMS's route regex demands."""
     if text is None:
         return None
-    if not text.isdigit() or int(text) < 1:
+    version = decimal(text)
+    if version is None or version < 1:
         raise ModelVersionNotFound(f"version '{text}' is not a positive integer")
-    return int(text)
+    return version
 
 
 def decode_request(model_name: str, version: int | None, body: bytes, header_length: int | None) -> InferRequest:
@@ -88,7 +89,7 @@ def _decode_input(spec: Any, index: int, binary: memoryview, offset: int, single
         raise MalformedRequest(f"{where} is not an object")
     name = _field(spec, "name", str, where=where)
     where = f"input '{name}'"
-    shape = _shape(_field(spec, "shape", list, where=where), where)
+    shape = checked_shape(_field(spec, "shape", list, where=where), where)
     datatype = _field(spec, "datatype", str, where=where)
     dtype = dtype_of(datatype)
     parameters = _field(spec, "parameters", dict, where=where, default={})
@@ -109,32 +110,69 @@ def _decode_input(spec: Any, index: int, binary: memoryview, offset: int, single
     return name, _from_json(spec["data"], shape, datatype, dtype, name), 0
 
 
-def _shape(shape: list, where: str) -> tuple[int, ...]:
-    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise InvalidShape(f"{where} shape {shape}; expected non-negative integers")
-    return tuple(shape)
-
-
 def _from_json(data: Any, shape: tuple[int, ...], datatype: str, dtype: np.dtype, name: str) -> np.ndarray:
     count = math.prod(shape)
     if datatype == "BYTES":
         return _bytes_from_json(data, shape, count, name)
-    try:
-        # numpy reads the parsed lists, flat or nested, in C: no Python loop over the elements.
-        array = np.asarray(data, dtype=dtype)
-    except (TypeError, ValueError):  # ragged nesting, or a value that does not convert
-        array = _from_flattened(data, datatype, dtype, name)
-    if array.size != count:
-        raise InvalidContentSize(f"input '{name}': {array.size} values given; expected {count} for shape {list(shape)}")
-    return array.reshape(shape)
+    values = _json_values(data)
+    if values.size != count:
+        raise InvalidContentSize(
+            f"input '{name}': {values.size} values given; expected {count} for shape {list(shape)}"
+        )
+    return _typed(values.reshape(-1), datatype, dtype, name).reshape(shape)
 
 
-def _from_flattened(data: Any, datatype: str, dtype: np.dtype, name: str) -> np.ndarray:
-    """The slow path, for data numpy cannot read at once; it names what does not convert."""
+def _json_values(data: Any) -> np.ndarray:
+    """The parsed values as numpy reads them, in C, with the dtype they imply (int64, uint64,
+    float64, bool, str, or object for null and objects): the datatype is checked after. orjson
+    reads an integer beyond 64 bits as a float."""
     try:
-        return np.asarray(_flatten(data), dtype=dtype)
-    except (TypeError, ValueError) as exc:
-        raise MalformedRequest(f"input '{name}': data does not convert to {datatype}: {exc}") from None
+        return np.asarray(data)
+    except ValueError:  # ragged nesting: the values in order, whatever the nesting
+        return np.asarray(_flatten(data))
+
+
+# JSON values each datatype takes, by the numpy kind they parse to: a number for a numeric tensor
+# (a float only if it is integral, for an integer one), true/false for BOOL. Anything else is
+# refused rather than coerced: numpy would read null as NaN and "1.5" or true as numbers.
+_KINDS = {"b": "BOOL", "i": "integer", "u": "integer", "f": "float"}
+_WHAT = {
+    "b": "true/false",
+    "i": "integers",
+    "u": "integers",
+    "f": "numbers",
+    "U": "strings",
+    "O": "null or objects",
+}
+
+
+def _typed(values: np.ndarray, datatype: str, dtype: np.dtype, name: str) -> np.ndarray:
+    if values.size == 0:
+        return np.empty(0, dtype)
+    kind, wanted = values.dtype.kind, _KINDS[dtype.kind]
+    takes = "b" if wanted == "BOOL" else "iuf"
+    if kind not in takes:
+        expected = "true or false" if wanted == "BOOL" else "numbers"
+        raise MalformedRequest(f"input '{name}': {datatype} data holds {_WHAT.get(kind, kind)}; expected {expected}")
+    if wanted == "integer":
+        return _integers(values, datatype, dtype, name)
+    with np.errstate(over="ignore"):  # beyond the float type's range is +-inf, as IEEE conversion gives
+        return values.astype(dtype)
+
+
+def _integers(values: np.ndarray, datatype: str, dtype: np.dtype, name: str) -> np.ndarray:
+    if values.dtype.kind == "f":
+        fractional = values[~np.isfinite(values) | (values != np.round(values))]
+        if fractional.size:
+            raise MalformedRequest(f"input '{name}': {datatype} value {fractional[0]} is not an integer")
+    limits = np.iinfo(dtype)
+    low, high = values.min(), values.max()
+    if low < limits.min or high > limits.max:
+        bad = low if low < limits.min else high
+        raise MalformedRequest(
+            f"input '{name}': value {bad} is out of range for {datatype}; expected {limits.min} to {limits.max}"
+        )
+    return values.astype(dtype)
 
 
 def _bytes_from_json(data: Any, shape: tuple[int, ...], count: int, name: str) -> np.ndarray:
@@ -150,13 +188,19 @@ def _bytes_from_json(data: Any, shape: tuple[int, ...], count: int, name: str) -
 
 
 def _flatten(data: Any) -> list:
+    """The values of nested lists in order. A loop, not recursion: a client picks the depth."""
     if not isinstance(data, list):
         return [data]
-    if all(not isinstance(v, list) for v in data):
-        return data
     out: list = []
-    for item in data:
-        out.extend(_flatten(item))
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
     return out
 
 

@@ -20,7 +20,7 @@ from openvino.preprocess import PrePostProcessor
 
 from app.config import ModelConfig
 from app.errors import InferenceFailed
-from app.tensors import DATATYPES, Dim, TensorInfo, Tensors
+from app.tensors import DATATYPES, Dim, TensorInfo, Tensors, decimal
 
 MODEL_SUFFIXES = (".xml", ".onnx", ".tflite")
 
@@ -46,7 +46,8 @@ def versions_on_disk(base_path: Path) -> list[int]:
     """Numeric subfolders above 0, as OVMS reads them."""
     if not base_path.is_dir():
         return []
-    return sorted(int(p.name) for p in base_path.iterdir() if p.is_dir() and p.name.isdigit() and int(p.name) > 0)
+    versions = (decimal(p.name) for p in base_path.iterdir() if p.is_dir())
+    return sorted(v for v in versions if v is not None and v > 0)
 
 
 def read_model(core: ov.Core, path: Path) -> ov.Model:

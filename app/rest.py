@@ -20,6 +20,7 @@ from app.dataplane import DataPlane
 from app.errors import MalformedRequest, RequestTooLarge, ServingError, find_serving_error, http_status
 from app.kserve_rest import HEADER_LENGTH, decode_request, encode_response, parse_version
 from app.metrics import ServingMetrics
+from app.tensors import decimal
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +171,8 @@ def model_routes(dataplane: DataPlane, max_request_bytes: int, metrics: ServingM
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    declared = decimal(request.headers.get("content-length") or "")
+    if declared is not None and declared > limit:
         raise RequestTooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -186,9 +187,10 @@ def _header_length(request: Request) -> int | None:
     value = request.headers.get(HEADER_LENGTH)
     if value is None:
         return None
-    if not value.strip().isdigit():
+    length = decimal(value.strip())
+    if length is None:
         raise MalformedRequest(f"Inference-Header-Content-Length is '{value}'; expected a byte count")
-    return int(value)
+    return length
 
 
 def error_response(exc: ServingError) -> Response:

@@ -52,6 +52,30 @@ def datatype_of(array: np.ndarray) -> str:
         raise InvalidPrecision(f"numpy dtype {array.dtype} has no KServe v2 datatype") from None
 
 
+# What a request's shape may ask for. numpy stops at 64 dims, and a shape whose non-zero dims
+# multiply past 2**40 elements describes more data than any request carries (numpy refuses to
+# make it even with a zero dim elsewhere).
+MAX_RANK = 64
+MAX_ELEMENTS = 2**40
+
+
+def checked_shape(dims: Sequence[object], where: str) -> tuple[int, ...]:
+    """A request's shape as dims, or InvalidShape naming ``where`` and what a shape may be."""
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims):
+        raise InvalidShape(f"{where} shape {list(dims)}; expected non-negative integers")
+    if len(dims) > MAX_RANK:
+        raise InvalidShape(f"{where} shape has {len(dims)} dims; expected at most {MAX_RANK}")
+    shape = tuple(int(d) for d in dims)  # type: ignore[call-overload]  # checked to be ints above
+    if math.prod(d for d in shape if d) > MAX_ELEMENTS:
+        raise InvalidShape(f"{where} shape {list(shape)} has more than {MAX_ELEMENTS} elements")
+    return shape
+
+
+def decimal(text: str) -> int | None:
+    """``text`` as a number if it is ASCII digits only, else None (``str.isdigit`` also takes '³')."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 # A dimension as metadata gives it: a fixed size, -1 for dynamic, or an inclusive (low, high) range
 # (high -1 for unbounded), as OpenVINO's interval dimensions allow.
 Dim = int | tuple[int, int]

@@ -411,3 +411,21 @@ def test_requests_are_counted_with_interface_grpc(front):
     assert sample(text, "ovms_requests_fail", version="1", **labels) >= 1
     assert sample(text, "ovms_request_time_us_count", interface="gRPC", name="dummy", version="1") >= 1
     assert 'name="nope"' not in text
+
+
+@pytest.mark.parametrize("shape", [[2**63 - 1, 0], [0] * 65])
+def test_a_shape_numpy_cannot_hold_is_invalid_argument(shape):
+    request = pb.ModelInferRequest(model_name="m")
+    request.inputs.add(name="a", datatype="FP32", shape=shape)
+    request.raw_input_contents.append(b"")
+    with pytest.raises(errors.InvalidShape, match="input 'a'") as caught:
+        decode_request(request)
+    assert error_status(caught.value)[0] == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("version", ["\u00b3", "\u0663"])
+def test_a_version_of_non_ascii_digits_is_invalid_argument(version):
+    request = pb.ModelInferRequest(model_name="m", model_version=version)
+    request.inputs.add(name="a", datatype="FP32", shape=[1]).contents.fp32_contents.append(1.0)
+    with pytest.raises(errors.ModelVersionInvalidFormat):
+        decode_request(request)

@@ -144,7 +144,7 @@ def test_header_length_beyond_the_body():
         (
             b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": ["x"]}]}',
             MalformedRequest,
-            "does not convert",
+            "FP32 data holds strings; expected numbers",
         ),
     ],
 )
@@ -202,3 +202,75 @@ def test_request_level_binary_default_applies_to_unlisted_outputs():
     body, headers = encode_response(InferResponse("m", 1, {"a": np.ones(2, np.int32)}), request)
     assert headers["content-type"] == "application/octet-stream"
     assert body.endswith(np.ones(2, np.int32).tobytes())
+
+
+def json_input(datatype: str, data: object, shape: list | None = None) -> bytes:
+    shape = shape if shape is not None else [len(data)] if isinstance(data, list) else [1]
+    text = data if isinstance(data, str) else json.dumps(data)  # json: orjson refuses ints beyond 64 bits
+    spec = f'"name": "a", "shape": {json.dumps(shape)}, "datatype": "{datatype}", "data": {text}'
+    return f'{{"inputs": [{{{spec}}}]}}'.encode()
+
+
+@pytest.mark.parametrize(
+    "datatype, data, text",
+    [
+        ("FP32", [1.0, None], "FP32 data holds null"),  # numpy would read null as NaN
+        ("FP32", ["1.5"], "FP32 data holds strings"),  # ... and "1.5" as a number
+        ("FP32", [True], "FP32 data holds true/false"),
+        ("BOOL", [1, 0], "BOOL data holds integers; expected true or false"),
+        ("UINT8", [300], "value 300 is out of range for UINT8; expected 0 to 255"),
+        ("INT8", [-129], "value -129 is out of range for INT8"),
+        ("UINT32", [-1], "value -1 is out of range for UINT32"),
+        ("INT32", [1.5], "INT32 value 1.5 is not an integer"),
+        ("INT64", [2**63], "value 9223372036854775808 is out of range for INT64"),
+        ("INT64", [2**64, -1], "out of range for INT64"),  # orjson reads it as a float
+        ("INT32", [1, {}], "INT32 data holds null or objects"),
+    ],
+)
+def test_json_data_not_of_the_tensors_type_is_refused_not_coerced(datatype, data, text):
+    with pytest.raises(MalformedRequest, match=text) as caught:
+        decode_request("m", None, json_input(datatype, data), None)
+    assert "input 'a'" in str(caught.value) and http_status(caught.value) == 400
+
+
+@pytest.mark.parametrize(
+    "datatype, data, expected",
+    [
+        ("INT32", [1.0, 2.0], np.array([1, 2], np.int32)),  # integral floats are integers
+        ("FP32", [1, 2.5], np.array([1, 2.5], np.float32)),  # integers are numbers
+        ("UINT64", [2**64 - 1], np.array([2**64 - 1], np.uint64)),
+        ("FP16", [1e6], np.array([np.inf], np.float16)),  # beyond the float type's range: inf, as IEEE gives
+        ("BOOL", [True, False], np.array([True, False])),
+        ("FP32", [], np.empty(0, np.float32)),
+    ],
+)
+def test_json_data_that_fits_its_datatype_converts(datatype, data, expected):
+    array = decode_request("m", None, json_input(datatype, data), None).inputs["a"]
+    assert array.dtype == expected.dtype
+    np.testing.assert_array_equal(array, expected)
+
+
+@pytest.mark.parametrize(
+    "shape, text",
+    [
+        ([2**63 - 1, 0], "more than 1099511627776 elements"),  # numpy refuses even with a zero dim
+        ([0] * 65, "65 dims; expected at most 64"),
+        ([True], "expected non-negative integers"),
+    ],
+)
+def test_shapes_numpy_cannot_hold_are_refused_before_anything_is_made(shape, text):
+    with pytest.raises(InvalidShape, match=text) as caught:
+        decode_request("m", None, json_input("FP32", [], shape), None)
+    assert http_status(caught.value) == 400
+
+
+def test_data_nested_deeper_than_python_recurses_is_read_or_refused_without_a_crash():
+    deep = "[" * 1000 + "1.0" + ", 2.0]" * 1000  # within orjson's nesting limit, beyond Python's recursion limit
+    with pytest.raises(InvalidContentSize, match="1001 values given; expected 1"):
+        decode_request("m", None, json_input("FP32", deep, [1]), None)
+
+
+@pytest.mark.parametrize("text", ["\u00b3", "\u0663", "1\u00b2"])
+def test_a_version_of_non_ascii_digits_is_not_a_version(text):
+    with pytest.raises(ModelVersionNotFound):
+        parse_version(text.encode().decode("unicode_escape"))
