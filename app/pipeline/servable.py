@@ -16,7 +16,7 @@ from app.config import PipelineConfig
 from app.errors import InvalidOutput
 from app.inference import InferRequest, InferResponse
 from app.pipeline.catalog import Catalog
-from app.pipeline.definition import PipelineDefinition
+from app.pipeline.definition import RESPONSE, PipelineDefinition
 from app.pipeline.errors import PipelineInvalid
 from app.pipeline.execution import Call, Fetch, as_array, run
 from app.pipeline.status import PIPELINE_VERSION, pipeline_status, ready_definition
@@ -67,11 +67,12 @@ class PipelineServable:
 
     async def infer(self, request: InferRequest) -> InferResponse:
         definition = ready_definition(await self._current())  # the request's version is ignored, as in OVMS
-        outputs = await run(definition, request.inputs, self._call, self._fetch)
         wanted = request.output_names()
-        for name in wanted:
-            if name not in outputs:
-                raise InvalidOutput(f"output '{name}' of pipeline '{self.name}'; expected one of {sorted(outputs)}")
+        known = sorted(c.input for c in definition.into(RESPONSE))
+        for name in wanted:  # before anything runs: a run that finds nothing would answer 204 instead
+            if name not in known:
+                raise InvalidOutput(f"output '{name}' of pipeline '{self.name}'; expected one of {known}")
+        outputs = await run(definition, request.inputs, self._call, self._fetch)
         if wanted:
             outputs = {name: outputs[name] for name in wanted}
         return InferResponse(self.name, PIPELINE_VERSION, outputs, request.id)

@@ -286,3 +286,25 @@ def test_shards_are_views_of_the_demultiplexer_output(pipeline_catalog):
     out = execute(pipeline_catalog, dynamic_demultiplex_then_dummy(), {"in": with_count(2)}, call)
     assert len(received) == 2 and all(np.shares_memory(shard, demultiplexed[0]) for shard in received)
     assert out["out"].shape == (2, 1, 10)
+
+
+def test_an_unknown_output_is_a_400_before_anything_runs_even_where_the_run_would_find_nothing(pipeline_catalog):
+    from app.errors import InvalidOutput
+    from app.inference import InferRequest, RequestedOutput
+    from app.pipeline.servable import PipelineServable
+
+    config = dynamic_demultiplex_then_dummy()
+    calls = []
+
+    async def call(spec, inputs):
+        calls.append(spec.name)
+        return await pipeline_catalog.call(spec, inputs)
+
+    async def catalog():
+        return pipeline_catalog
+
+    servable = PipelineServable(config, catalog, call)
+    request = InferRequest(config.name, None, {"in": with_count(0)}, [RequestedOutput("nope")])
+    with pytest.raises(InvalidOutput, match="output 'nope'") as error:
+        asyncio.run(servable.infer(request))  # with no shards, running it would answer 204
+    assert http_status(error.value) == 400 and calls == []
