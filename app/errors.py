@@ -189,3 +189,13 @@ def causes(exc: BaseException | None) -> Iterator[BaseException]:
 def find_serving_error(exc: BaseException | None) -> ServingError | None:
     """The ServingError behind ``exc`` (see ``causes``), or None."""
     return next((e for e in causes(exc) if isinstance(e, ServingError)), None)
+
+
+def fault_summary(exc: BaseException, limit: int = 240) -> str:
+    """An unexpected fault in one line for the client: the class and the first line of the
+    innermost cause. Ray's errors carry tracebacks, source paths, PIDs, node IPs and actor ids;
+    those stay in the server's log."""
+    *_, inner = causes(exc)  # never empty: exc itself comes first
+    lines = str(inner).strip().splitlines()
+    text = f"{type(inner).__name__}: {lines[0].strip()}" if lines else type(inner).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -34,6 +34,7 @@ from app.errors import (
     ModelVersionNotLoadedAnymore,
     ModelVersionNotLoadedYet,
     RequestTooLarge,
+    fault_summary,
     find_serving_error,
     grpc_status,
 )
@@ -184,7 +185,7 @@ def error_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if known is not None:
         return grpc.StatusCode[grpc_status(known)], known.message
     log.error("unexpected error while serving a gRPC request", exc_info=exc)
-    return grpc.StatusCode.INTERNAL, f"Internal server error - {type(exc).__name__}: {exc}"
+    return grpc.StatusCode.INTERNAL, f"Internal server error - {fault_summary(exc)}"
 
 
 async def _reply(context: GrpcContext | None, empty: Reply, work: Awaitable[Reply]) -> Reply:

@@ -14,10 +14,18 @@ from dataclasses import dataclass
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.dataplane import DataPlane
-from app.errors import MalformedRequest, RequestTooLarge, ServingError, find_serving_error, http_status
+from app.errors import (
+    MalformedRequest,
+    RequestTooLarge,
+    ServingError,
+    fault_summary,
+    find_serving_error,
+    http_status,
+)
 from app.kserve_rest import HEADER_LENGTH, decode_request, encode_response, parse_version
 from app.metrics import ServingMetrics
 from app.tensors import decimal
@@ -74,6 +82,7 @@ def build_servable_app(
 def _app() -> FastAPI:
     app = FastAPI(title="rayvino", description="KServe v2 REST for OVMS configs on Ray Serve")
     app.add_exception_handler(ServingError, _serving_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     return app
 
@@ -204,10 +213,21 @@ async def _serving_error(_: Request, exc: Exception) -> Response:
     return error_response(find_serving_error(exc) or exc)  # type: ignore[arg-type]
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """What the router itself refuses (no such route: 404, a wrong method: 405) in OVMS's body
+    shape, ``{"error": ...}``, instead of FastAPI's ``{"detail": ...}``."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        text = f"Not found - no route {request.method} {request.url.path}; see KServe v2's REST routes"
+    else:
+        text = f"{exc.detail} - {request.method} {request.url.path}"
+    return JSONResponse({"error": text}, status_code=exc.status_code, headers=exc.headers)
+
+
 async def _unexpected_error(_: Request, exc: Exception) -> Response:
     # A replica's ServingError may arrive wrapped by Ray; anything else is a real fault.
     known = find_serving_error(exc)
     if known is not None:
         return error_response(known)
     log.exception("unexpected error while serving a request")
-    return JSONResponse({"error": f"Internal server error - {type(exc).__name__}: {exc}"}, status_code=500)
+    return JSONResponse({"error": f"Internal server error - {fault_summary(exc)}"}, status_code=500)

@@ -151,3 +151,48 @@ def test_a_servable_app_answers_its_routes_where_serve_mounts_it(tmp_path):
     assert mounted.get("/v2/models/dummy").json()["name"] == "dummy"
     assert mounted.get("/v2/models/dummy/versions/1/ready").status_code == 200
     assert mounted.get("/v2/health/live").status_code == 404  # the front application's route
+
+
+def _ray_like_fault() -> Exception:
+    """A fault as Ray re-raises it: a wrapper naming the actor, over a cause whose text runs on."""
+    try:
+        try:
+            raise AssertionError(
+                'Failed to retrieve object 00f5\n  File "/work/app/x.py", line 3\n(pid=123, ip=10.0.0.1)'
+            )
+        except AssertionError as cause:
+            raise RuntimeError("ray::ServeReplica:app:model.handle_request() (pid=5145, ip=192.0.2.2)") from cause
+    except RuntimeError as exc:
+        return exc
+
+
+def test_a_fault_answers_500_in_one_line_without_paths_pids_or_addresses(tmp_path):
+    from app.dataplane import DataPlane
+
+    class Faulty:
+        async def statuses(self):
+            return []
+
+        async def metadata(self, version):
+            raise _ray_like_fault()
+
+        async def infer(self, request):
+            raise _ray_like_fault()
+
+    with TestClient(build_rest_app(DataPlane({"faulty": Faulty()})), raise_server_exceptions=False) as faulty:
+        response = faulty.get("/v2/models/faulty")
+    assert response.status_code == 500
+    assert response.json() == {"error": "Internal server error - AssertionError: Failed to retrieve object 00f5"}
+
+
+@pytest.mark.parametrize(
+    "method, path, status, text",
+    [
+        ("GET", "/v2/nowhere", 404, "no route GET /v2/nowhere"),
+        ("DELETE", "/v2/models/dummy/infer", 405, "Method Not Allowed - DELETE /v2/models/dummy/infer"),
+    ],
+)
+def test_what_no_route_takes_answers_in_ovms_error_shape(client, method, path, status, text):
+    response = client.request(method, path)
+    assert response.status_code == status
+    assert text in response.json()["error"] and "detail" not in response.json()
