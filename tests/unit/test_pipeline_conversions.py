@@ -91,3 +91,16 @@ def test_bytes_that_are_no_image_are_a_bad_request():
     with pytest.raises(InvalidContentSize) as error:
         decode_images(np.array([b"not an image"], dtype=object), TensorInfo("image", "FP32", (1, -1, -1, 3)))
     assert http_status(error.value) == 400 and "'image'" in error.value.message
+
+
+def test_a_jpeg_whose_header_claims_a_huge_image_is_refused_before_it_is_decoded():
+    """A few hundred bytes claiming 30000 x 30000 pixels: without the cap OpenCV allocates 2.7 GB."""
+    import os
+
+    assert int(os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"]) == 2**26  # set by the venv before cv2 was imported
+    jpeg = bytearray(encode(np.zeros((8, 8, 3), np.uint8), ".jpg"))
+    frame = jpeg.find(b"\xff\xc0")  # baseline start-of-frame: length, precision, then height and width
+    jpeg[frame + 5 : frame + 9] = (30000).to_bytes(2, "big") * 2
+    with pytest.raises(InvalidContentSize, match="more than 67108864 pixels") as error:
+        decode_images(np.array([bytes(jpeg)], dtype=object), TensorInfo("image", "FP32", (1, -1, -1, 3)))
+    assert http_status(error.value) == 400 and "'image'" in error.value.message
