@@ -36,7 +36,7 @@ from app.model import ModelServable
 from app.pipeline import CatalogError, DictCatalog, NodeSpec, Signature
 from app.pipeline.catalog import INITIALIZE_FAILED, INVALID_NODE_LIBRARY, METADATA_FAILED, MISSING_MODEL
 from app.pipeline.servable import PipelineServable
-from app.plan import InlineNode
+from app.plan import NodeParts
 from app.polling import ActorFollower, Poller
 from app.refs import fetch, resolve, to_refs
 from app.rest import RouteSettings, build_servable_app
@@ -254,7 +254,7 @@ class PipelineDeployment(OwnRoutes):
         nodes: dict[str, str],
         library_errors: dict[str, str],
         routes: RouteSettings | None = None,
-        inline_nodes: dict[str, InlineNode] | None = None,
+        inline_nodes: dict[str, NodeParts] | None = None,
     ) -> None:
         """``models``: model name -> deployment; ``nodes``: node name -> deployment (each its own
         app); ``inline_nodes``: node name -> the library and params this replica runs it from."""

@@ -75,8 +75,10 @@ class Planned:
 
 
 @dataclass(frozen=True)
-class InlineNode:
-    """A custom node as its library's factory and params; ``stamp`` changes when either does."""
+class NodeParts:
+    """What a custom node is made from: its library's factory and its params; ``stamp`` changes
+    when either does. A node deployment is bound to them, and a pipeline running the node inline
+    gets them."""
 
     factory: Callable[[], Any]
     params: dict[str, str]
@@ -234,7 +236,7 @@ def _plan_pipeline(
     plan: Plan, pipeline: PipelineConfig, config: ServerConfig, config_dir: Path, settings: PlanSettings
 ) -> None:
     nodes: dict[str, str] = {}  # node name -> its deployment
-    inline: dict[str, InlineNode] = {}  # node name -> what the pipeline's replica runs itself
+    inline: dict[str, NodeParts] = {}  # node name -> what the pipeline's replica runs itself
     library_errors: dict[str, str] = {}  # node name -> why its library cannot be used
     libraries = {library.name: library.base_path for library in config.custom_node_library_config_list}
     name = deployment_name("pipeline", pipeline.name)
@@ -242,7 +244,7 @@ def _plan_pipeline(
     for node in pipeline.nodes:
         if not isinstance(node, CustomNode):
             continue
-        made = _node_parts(pipeline, node, libraries, config_dir)
+        made = _node_parts(node, libraries, config_dir)
         if isinstance(made, str):
             library_errors[node.name] = made
             continue
@@ -295,9 +297,7 @@ def _runs_inline(node: DeploymentOptions, pipeline: DeploymentOptions) -> bool:
     return False
 
 
-def _node_parts(
-    pipeline: PipelineConfig, node: CustomNode, libraries: dict[str, str], config_dir: Path
-) -> InlineNode | str:
+def _node_parts(node: CustomNode, libraries: dict[str, str], config_dir: Path) -> NodeParts | str:
     """What a node is made from, or why its library cannot be used (``libraries``: name -> base_path)."""
     if node.library_name not in libraries:
         return (
@@ -311,7 +311,7 @@ def _node_parts(
         return f"library '{node.library_name}': {exc}"
     params = resolve_param_paths(node.params, config_dir)
     stamp = fingerprint(node.name, base_path, _file_stamp(base_path, config_dir), params)
-    return InlineNode(factory, params, stamp)
+    return NodeParts(factory, params, stamp)
 
 
 def _file_stamp(base_path: str, config_dir: Path) -> tuple[int, int] | None:
