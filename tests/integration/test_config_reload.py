@@ -17,6 +17,9 @@ import pytest
 from tests import factory
 from tests.integration.conftest import wait_for
 
+# A reload answers once what it changed runs, or after 60 s; on a starved machine a new replica can
+# take longer to start, so what a test reads after a reload is waited for, up to this long.
+RELOAD_LIMIT = 300
 DUMMY = {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": [1.0] * 10}]}
 NUMBERS = {"inputs": [{"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}
 
@@ -105,7 +108,8 @@ def test_adding_a_model_serves_it_and_restarts_nothing_else(config, http, model_
     with SteadyLoad(model_server) as load:
         config["model_config_list"].append(model("added", "all"))
         answer = config.apply()
-        assert answer.json()["added"]["model_version_status"][0]["state"] == "AVAILABLE"
+        assert answer.json()["added"]["model_version_status"][0]["state"] in ("LOADING", "AVAILABLE")
+        wait_for(lambda: states(http, "added") == {"3": "AVAILABLE"}, timeout=RELOAD_LIMIT, what="the added model")
         assert http.post("/v2/models/added/versions/3/infer", json=DUMMY).json()["outputs"][0]["data"][0] == 4.0
     assert load.failures == [] and load.sent > 0
     after = replicas()
@@ -122,9 +126,14 @@ def test_removing_a_model_ends_it_and_answers_404(config, http, model_server):
         config["model_config_list"].pop()
         answer = config.apply()
         assert answer.json()["leaving"]["model_version_status"][0]["state"] == "END"
+        # Until its application is gone the front door may still route the name to it.
+        wait_for(
+            lambda: http.get("/v2/models/leaving/ready").status_code == 404,
+            timeout=RELOAD_LIMIT,
+            what="the removed model to answer 404",
+        )
         gone = http.post("/v2/models/leaving/infer", json=DUMMY)
         assert gone.status_code == 404 and "removed from the config" in gone.json()["error"]
-        assert http.get("/v2/models/leaving/ready").status_code == 404
     assert load.failures == []
     wait_for(lambda: "model.leaving" not in replicas(), timeout=60, what="the removed model's deployment to go")
 
@@ -161,8 +170,14 @@ def test_an_invalid_entry_is_skipped_and_the_rest_applied(config, http, served_d
     factory.write_broken(served_dir / "broken-too")
     config["model_config_list"] += [model("broken-too", "broken-too"), model("fine", "specific")]
     config.apply()
-    assert states(http, "fine") == {"3": "AVAILABLE"}  # the default policy: latest 1
-    status = http.get("/v1/config").json()["broken-too"]["model_version_status"][0]
+    wait_for(lambda: states(http, "fine") == {"3": "AVAILABLE"}, timeout=RELOAD_LIMIT, what="fine")  # latest 1
+
+    def broken_status() -> dict:
+        return http.get("/v1/config").json()["broken-too"]["model_version_status"][0]
+
+    # LOADING/OK while its replica starts, then LOADING/UNKNOWN once the replica failed to read it.
+    wait_for(lambda: broken_status()["status"]["error_code"] != "OK", timeout=RELOAD_LIMIT, what="broken-too tried")
+    status = broken_status()
     assert (status["state"], status["status"]["error_code"]) == ("LOADING", "UNKNOWN")
     assert "model.xml" in status["status"]["error_message"] or "read" in status["status"]["error_message"]
 
@@ -195,7 +210,11 @@ def test_a_pipeline_is_revalidated_when_the_model_it_needs_arrives(config, http,
     assert http.post("/v2/models/waits-for-model/infer", json=DUMMY).json()["outputs"][0]["data"][0] == 2.0
     config["pipeline_config_list"].pop()
     config.apply()
-    assert http.post("/v2/models/waits-for-model/infer", json=DUMMY).status_code == 404
+    wait_for(  # until its application is gone the front door may still route the name to it
+        lambda: http.post("/v2/models/waits-for-model/infer", json=DUMMY).status_code == 404,
+        timeout=RELOAD_LIMIT,
+        what="the removed pipeline to answer 404",
+    )
 
 
 def test_the_watcher_applies_an_edited_file_without_a_request(config, http, served_dir):
@@ -217,7 +236,11 @@ def test_changing_a_node_replaces_its_node_and_pipeline_only(config, http, model
         entry = next(p for p in config["pipeline_config_list"] if p["name"] == "add-sub")
         entry["nodes"][0]["params"] = {"add_value": "10", "sub_value": "2"}
         config.apply()
-        assert http.post("/v2/models/add-sub/infer", json=body).json()["outputs"][0]["data"] == [9.0, 10.0, 11.0]
+        wait_for(
+            lambda: http.post("/v2/models/add-sub/infer", json=body).json()["outputs"][0]["data"] == [9.0, 10.0, 11.0],
+            timeout=RELOAD_LIMIT,
+            what="the pipeline to run the node with its new params",
+        )
     assert load.failures == []
     assert replaced(before, replicas()) == {"node.add-sub.node", "pipeline.add-sub"}
 
@@ -242,9 +265,8 @@ def test_a_loader_and_its_model_added_by_a_reload_serve(config, http, served_dir
     )
     answer = config.apply()
     assert answer.json()["loaded-later"]["model_version_status"][0]["state"] in ("LOADING", "AVAILABLE")
-    # The reload answers once the new replica runs or after its own limit (60 s), whichever is
-    # first; on a starved machine a loader, its model and a replica can take longer to start.
-    wait_for(lambda: states(http, "loaded-later") == {"1": "AVAILABLE"}, timeout=300, what="loaded-later")
+    # A loader, its model and a replica: on a starved machine they can take longer than the reload's limit.
+    wait_for(lambda: states(http, "loaded-later") == {"1": "AVAILABLE"}, timeout=RELOAD_LIMIT, what="loaded-later")
     assert http.post("/v2/models/loaded-later/infer", json=DUMMY).json()["outputs"][0]["data"][0] == 2.0
     config["custom_loader_config_list"].pop()
     config["model_config_list"].pop()
