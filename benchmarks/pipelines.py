@@ -235,8 +235,10 @@ def deploy(config_path: Path, recognizer_replicas: int, timeout: float = 300.0) 
                         "name": APP,
                         "route_prefix": "/",
                         "import_path": "app.build:build_app",
-                        "args": {"config_path": str(config_path)},
-                        "deployments": [{"name": RECOGNIZER, "num_replicas": recognizer_replicas}],
+                        "args": {
+                            "config_path": str(config_path),
+                            "deployments": {RECOGNIZER: {"num_replicas": recognizer_replicas}},
+                        },
                     }
                 ]
             }
@@ -250,16 +252,19 @@ def deploy(config_path: Path, recognizer_replicas: int, timeout: float = 300.0) 
 
 
 def _running(recognizer_replicas: int) -> bool:
-    """App RUNNING and the recognizer at exactly the wanted count (the app can report RUNNING
-    before a redeploy has been picked up, so the replica count is what tells)."""
+    """Every application RUNNING (each model and pipeline is one) and the recognizer at exactly the
+    wanted count (an application can report RUNNING before a redeploy has been picked up, so the
+    replica count is what tells)."""
     from ray import serve
 
-    app = serve.status().applications.get(APP)
-    if app is not None and app.status == "DEPLOY_FAILED":
-        raise RuntimeError(f"{APP} failed to deploy: {app.message}")
-    if app is None or app.status != "RUNNING" or RECOGNIZER not in app.deployments:
+    applications = serve.status().applications
+    for name, app in applications.items():
+        if app.status == "DEPLOY_FAILED":
+            raise RuntimeError(f"{name} failed to deploy: {app.message}")
+    recognizer = applications.get(RECOGNIZER)
+    if APP not in applications or recognizer is None or any(a.status != "RUNNING" for a in applications.values()):
         return False
-    states = app.deployments[RECOGNIZER].replica_states
+    states = recognizer.deployments[RECOGNIZER].replica_states
     return states.get("RUNNING", 0) == recognizer_replicas and sum(states.values()) == recognizer_replicas
 
 
@@ -292,8 +297,9 @@ def _machine_ticks() -> tuple[int, int]:
 
 
 def _replica_pids(deployment: str) -> list[int]:
-    """Ray titles a replica's process ``ray::ServeReplica:<app>:<deployment>``."""
-    title = f"ray::ServeReplica:{APP}:{deployment}".encode()
+    """Ray titles a replica's process ``ray::ServeReplica:<app>:<deployment>``; a model's
+    application is named like its deployment."""
+    title = f"ray::ServeReplica:{deployment}:{deployment}".encode()
     pids = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
