@@ -9,53 +9,9 @@ from loaders.specs import LoaderActorConfig
 from tests import factory
 
 
-def test_models_and_pipelines_answer_their_own_routes_and_nodes_have_none(tmp_path):
-    factory.write_dummy(tmp_path / "dummy", [1])
-    config = parse_config(
-        {
-            "monitoring": {"metrics": {"enable": True, "metrics_list": ["ovms_requests_success"]}},
-            "model_config_list": [
-                {"config": {"name": "dummy", "base_path": "dummy"}},
-                {"config": {"name": "odd name", "base_path": "dummy"}},
-            ],
-            "custom_node_library_config_list": [{"name": "lib", "base_path": "builtin:add_one"}],
-            "pipeline_config_list": [
-                {
-                    "name": "chain",
-                    "inputs": ["b"],
-                    "nodes": [
-                        {
-                            "name": "add",
-                            "library_name": "lib",
-                            "type": "custom",
-                            "inputs": [{"input_numbers": {"node_name": "request", "data_item": "b"}}],
-                            "outputs": [{"data_item": "output_numbers", "alias": "out"}],
-                        }
-                    ],
-                    "outputs": [{"y": {"node_name": "add", "data_item": "out"}}],
-                }
-            ],
-        }
-    )
-    settings = PlanSettings({}, LoaderActorConfig((), ()), max_request_bytes=1024, metrics_board=("board", "ns"))
-    plan = plan_config(config, tmp_path, settings)
-    routes = {name: entry.route_prefix for name, entry in plan.deployments.items()}
-    assert routes == {
-        "model.dummy": "/v2/models/dummy",
-        "model.odd_name": None,  # a URL would escape the space: the front serves it by name
-        "node.chain.add": None,
-        "pipeline.chain": "/v2/models/chain",
-    }
-    route_settings = plan.deployments["model.dummy"].kwargs["routes"]
-    assert route_settings.max_request_bytes == 1024
-    assert route_settings.metrics_list == ("ovms_requests_success",)
-    assert route_settings.metrics_board == ("board", "ns")
-    for entry in plan.deployments.values():
-        application(entry)  # each entry binds to its deployment as planned
-
-
-def _chain_config(deployments: dict, params: dict | None = None):
-    """A pipeline of one custom node over the built-in add_one, with ``deployments`` options."""
+def _chain_config(deployments: dict, params: dict | None = None, **more):
+    """A pipeline of one custom node over the built-in add_one, with ``deployments`` options and
+    ``more`` top-level keys."""
     return parse_config(
         {
             "model_config_list": [],
@@ -78,8 +34,36 @@ def _chain_config(deployments: dict, params: dict | None = None):
                 }
             ],
             "ray_serve": {"deployments": deployments},
+            **more,
         }
     )
+
+
+def test_models_and_pipelines_answer_their_own_routes_and_nodes_have_none(tmp_path):
+    factory.write_dummy(tmp_path / "dummy", [1])
+    config = _chain_config(
+        {},
+        monitoring={"metrics": {"enable": True, "metrics_list": ["ovms_requests_success"]}},
+        model_config_list=[
+            {"config": {"name": "dummy", "base_path": "dummy"}},
+            {"config": {"name": "odd name", "base_path": "dummy"}},
+        ],
+    )
+    settings = PlanSettings({}, LoaderActorConfig((), ()), max_request_bytes=1024, metrics_board=("board", "ns"))
+    plan = plan_config(config, tmp_path, settings)
+    routes = {name: entry.route_prefix for name, entry in plan.deployments.items()}
+    assert routes == {
+        "model.dummy": "/v2/models/dummy",
+        "model.odd_name": None,  # a URL would escape the space: the front serves it by name
+        "node.chain.add": None,
+        "pipeline.chain": "/v2/models/chain",
+    }
+    route_settings = plan.deployments["model.dummy"].kwargs["routes"]
+    assert route_settings.max_request_bytes == 1024
+    assert route_settings.metrics_list == ("ovms_requests_success",)
+    assert route_settings.metrics_board == ("board", "ns")
+    for entry in plan.deployments.values():
+        application(entry)  # each entry binds to its deployment as planned
 
 
 def _plan(tmp_path, deployments: dict, params: dict | None = None, yaml_deployments: dict | None = None):
