@@ -42,7 +42,7 @@ from app.inference import InferRequest, InferResponse, RequestedOutput
 from app.kserve_v2 import grpc_predict_v2_pb2 as pb
 from app.metrics import GRPC, ServingMetrics
 from app.pipeline.errors import PipelineNotLoadedYet
-from app.tensors import checked_shape, datatype_of, dtype_of, from_raw, to_raw
+from app.tensors import check_range, checked_shape, datatype_of, dtype_of, from_raw, to_raw
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +138,7 @@ def _from_contents(contents: pb.InferTensorContents, shape: tuple[int, ...], dat
     array = np.array(values, dtype=field_dtype)
     target = dtype_of(datatype)
     if target != field_dtype:
-        limits = np.iinfo(target)
-        if array.size and (array.min() < limits.min or array.max() > limits.max):
-            bad = array[(array < limits.min) | (array > limits.max)][0]
-            raise MalformedRequest(f"input '{name}': value {bad} is out of range for {datatype}")
+        check_range(array, datatype, name)
         array = array.astype(target)
     return array.reshape(shape)
 

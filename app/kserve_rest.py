@@ -16,7 +16,7 @@ import orjson
 
 from app.errors import InvalidContentSize, JsonInvalid, MalformedRequest, ModelVersionNotFound
 from app.inference import InferRequest, InferResponse, RequestedOutput
-from app.tensors import checked_shape, datatype_of, decimal, dtype_of, from_raw, to_raw
+from app.tensors import check_range, checked_shape, datatype_of, decimal, dtype_of, from_raw, to_raw
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -165,13 +165,7 @@ def _integers(values: np.ndarray, datatype: str, dtype: np.dtype, name: str) -> 
         fractional = values[~np.isfinite(values) | (values != np.round(values))]
         if fractional.size:
             raise MalformedRequest(f"input '{name}': {datatype} value {fractional[0]} is not an integer")
-    limits = np.iinfo(dtype)
-    low, high = values.min(), values.max()
-    if low < limits.min or high > limits.max:
-        bad = low if low < limits.min else high
-        raise MalformedRequest(
-            f"input '{name}': value {bad} is out of range for {datatype}; expected {limits.min} to {limits.max}"
-        )
+    check_range(values, datatype, name)
     return values.astype(dtype)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.errors import InvalidContentSize, InvalidPrecision, InvalidShape
+from app.errors import InvalidContentSize, InvalidPrecision, InvalidShape, MalformedRequest
 
 # KServe v2 datatype -> numpy dtype. BYTES is variable length: object arrays of bytes.
 DTYPES: dict[str, np.dtype] = {
@@ -69,6 +69,19 @@ def checked_shape(dims: Sequence[object], where: str) -> tuple[int, ...]:
     if math.prod(d for d in shape if d) > MAX_ELEMENTS:
         raise InvalidShape(f"{where} shape {list(shape)} has more than {MAX_ELEMENTS} elements")
     return shape
+
+
+def check_range(values: np.ndarray, datatype: str, name: str) -> None:
+    """Raise MalformedRequest unless every value fits the integer ``datatype``, naming the input."""
+    limits = np.iinfo(dtype_of(datatype))
+    if not values.size:
+        return
+    low, high = values.min(), values.max()
+    if low < limits.min or high > limits.max:
+        bad = low if low < limits.min else high
+        raise MalformedRequest(
+            f"input '{name}': value {bad} is out of range for {datatype}; expected {limits.min} to {limits.max}"
+        )
 
 
 def decimal(text: str) -> int | None:
