@@ -23,9 +23,10 @@ $(STAMP): pyproject.toml requirements.lock
 models: $(STAMP)
 	$(PY) scripts/setup_models.py
 
-# The built-in C nodes (nodes/src/*.c -> nodes/lib/*.so), compiled with gcc.
+# The built-in C nodes (nodes/src/*.c -> nodes/lib/*.so, gcc), and the C++ loader shim and sample
+# loader (loaders/src/*.cpp -> loaders/lib/*.so, g++).
 nodes: $(STAMP)
-	$(PY) -c "import sys, nodes.build; sys.exit(nodes.build.main())"
+	$(PY) -c "import sys, nodes.build, loaders.build; sys.exit(nodes.build.main() or loaders.build.main())"
 
 # `make run CONFIG=configs/loaders.json` serves another config.json (serve_config.yaml's other settings aside).
 CONFIG ?=

@@ -28,17 +28,18 @@ def library_path(name: str, lib_dir: Path = LIBRARIES) -> Path:
     return lib_dir / f"libcustom_node_{name}.so"
 
 
-def compile_library(source: Path, output: Path, include: Path = PACKAGE) -> None:
-    """gcc ``source`` into ``output`` atomically; raise RuntimeError with gcc's message on failure."""
+def compile_library(
+    source: Path, output: Path, include: Path = PACKAGE, compiler: tuple[str, ...] = ("gcc", *CFLAGS)
+) -> None:
+    """Compile ``source`` into ``output`` atomically (gcc by default); RuntimeError with the
+    compiler's message on failure."""
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=output.parent)
     os.close(fd)
     try:
-        result = subprocess.run(
-            ["gcc", *CFLAGS, f"-I{include}", "-o", tmp, str(source)], capture_output=True, text=True
-        )
+        result = subprocess.run([*compiler, f"-I{include}", "-o", tmp, str(source)], capture_output=True, text=True)
         if result.returncode != 0:
-            raise RuntimeError(f"gcc failed on {source}:\n{result.stderr}")
+            raise RuntimeError(f"{compiler[0]} failed on {source}:\n{result.stderr}")
         os.replace(tmp, output)
     finally:
         if os.path.exists(tmp):
