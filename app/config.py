@@ -242,7 +242,9 @@ class ModelEntry(_Strict):
 
 class CustomLoaderConfig(_Strict):
     loader_name: str = Field(min_length=1)
-    library_path: str = Field(description="A Python file, or package.module:Class, defining the loader.")
+    library_path: str = Field(
+        description="A C++ loader library (.so), a Python file, or package.module:Class, defining the loader."
+    )
     loader_config_file: str | None = None
 
     @field_validator("library_path")

@@ -5,6 +5,10 @@ parse_options``: subclass :class:`Loader` (its docstring has the hooks and when 
 ``loaders/examples/my_loader.py`` is a complete one). The server drives loaders through
 ``loaders.manager.LoaderManager`` (plain Python), wrapped by the Ray actor in ``loaders.actor``.
 Built-in loaders: ``loaders.sample``, ``loaders.encrypted``, ``loaders.licence``.
+
+OVMS loader libraries in C++ (``library_path`` ending in ``.so``) run unchanged: write them against
+``loaders/custom_loader_interface.hpp``; ``loaders.native`` runs them through the shim in
+``loaders/src``, and ``libsampleloader.so`` is OVMS's sample, built by ``loaders.build``.
 Importing this package does not import Ray.
 """
 

@@ -48,6 +48,10 @@ class LicenceConfigInvalid(LoaderError):
     """The licence loader's config file or public key cannot be used."""
 
 
+class LoaderThrew(LoaderError):
+    """A C++ loader's method threw; the message names the method, the exception's type and what()."""
+
+
 class ModelBlacklisted(LoaderError):
     """The loader refuses this version for now; the reason goes into the version's status."""
 

@@ -2,7 +2,7 @@
 
 Options (all strings, files at ``base_path/<version>/<file>``):
 
-* ``model_file`` (required): ``.xml`` (IR), ``.onnx`` or ``.tflite`` picks the model type;
+* ``model_file`` or ``xml_file`` (required): ``.xml`` (IR), ``.onnx`` or ``.tflite`` picks the model type;
 * ``bin_file``: the weights, required for IR;
 * ``enable_file`` (optional): a version whose first line is exactly ``DISABLED`` is blacklisted.
   Checked at every poll (OVMS's sample does this in "ENABLE_FORCE_BLACKLIST_CHECK" mode; its
@@ -104,7 +104,8 @@ class SampleLoader(Loader):
 
     def read_model(self, name: str, base_path: str, version: int, options: dict[str, str]) -> ModelBuffers:
         """The files named by model_file (and bin_file for IR) as buffers."""
-        model_file = require_option(options, "model_file")
+        # OVMS's sample reads model_file; OVMS's documentation shows xml_file: either works.
+        model_file = options.get("model_file") or require_option(options, "xml_file")
         kind = model_type(model_file)
         weights = None
         if kind is LoaderStatus.MODEL_TYPE_IR:
