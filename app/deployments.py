@@ -138,6 +138,10 @@ class LoaderFollower(ActorFollower):
     async def _step(self) -> None:
         name = self.model.name
         snapshot = await self.actor.wait_for_change.remote(name, self.seen, LONG_POLL_SECONDS, self.replica)
+        if snapshot.generation is None:
+            # The actor has not been given this model: it restarted (a loader crashed it) and the
+            # config actor has not re-sent the specs yet. That says nothing: keep serving what we have.
+            return
         if snapshot.generation != self.seen:
             await self.model.follow(snapshot, lambda version: self.actor.buffers.remote(name, version))
             self.seen = snapshot.generation

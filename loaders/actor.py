@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import ray
@@ -47,6 +49,7 @@ from app.logs import show_lifecycle_logs
 from app.polling import Revision
 from loaders.base import Clock, ModelBuffers
 from loaders.errors import CustomLoaderConfigError
+from loaders.journal import CrashJournal, HookCall
 from loaders.manager import LoaderManager, ModelSnapshot
 from loaders.specs import ACTOR_NAME, NAMESPACE, LoaderActorConfig, LoaderSpec, ModelSpec
 
@@ -76,11 +79,16 @@ class LoaderService:
         poll_wait_seconds: float = 1.0,
         clock: Clock = time.time,
         idle_shutdown_seconds: float = 0.0,
+        journal: CrashJournal | None = None,
+        crashed: HookCall | None = None,
     ) -> None:
         """``idle_shutdown_seconds`` > 0: once every replica that followed it has left (the app was
-        deleted) and none has come back for that long, deinit every loader and end the actor."""
+        deleted) and none has come back for that long, deinit every loader and end the actor.
+        ``journal`` and ``crashed``: the crash journal (see LoaderManager)."""
         self._incarnation = time.time_ns()
-        self._manager = LoaderManager(clock, first_generation=self._incarnation, gate_unloads=True)
+        self._manager = LoaderManager(
+            clock, first_generation=self._incarnation, gate_unloads=True, journal=journal, crashed=crashed
+        )
         self._replicas: dict[str, dict[str, _Replica]] = {}
         self._manager.apply(list(loaders), list(models))  # errors are logged; apply() returns them
         self._poll_wait = poll_wait_seconds
@@ -246,9 +254,27 @@ class LoaderService:
 
 
 class _RayLoaderService(LoaderService):
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(
+        self,
+        loaders: Iterable[LoaderSpec] = (),
+        models: Iterable[ModelSpec] = (),
+        poll_wait_seconds: float = 1.0,
+        clock: Clock = time.time,
+        idle_shutdown_seconds: float = 0.0,
+    ) -> None:
         show_lifecycle_logs()
-        super().__init__(*args, **kwargs)
+        context = ray.get_runtime_context()
+        # One journal per actor name and node (the actor is pinned to the head node); only a
+        # restarted actor reads what its previous process was doing when it died.
+        journal = CrashJournal(
+            Path(tempfile.gettempdir())
+            / "rayvino"
+            / f"loader-{context.namespace}-{context.get_actor_name()}-{context.get_node_id()[:16]}.journal"
+        )
+        crashed = journal.take()
+        if crashed is not None and not context.was_current_actor_reconstructed:
+            crashed = None  # a previous cluster's, not this actor's
+        super().__init__(loaders, models, poll_wait_seconds, clock, idle_shutdown_seconds, journal, crashed)
 
     def _exit(self) -> None:
         # An intentional end: no restart. Called from the poll task, so kill rather than exit_actor.

@@ -39,7 +39,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from app.status import ModelVersionState, VersionStatus
@@ -52,12 +54,16 @@ from loaders.errors import (
     LoaderError,
     ModelBlacklisted,
 )
-from loaders.registry import resolve_loader_class
+from loaders.journal import CrashJournal, HookCall
+from loaders.registry import resolve_loader
 from loaders.specs import LoaderSpec, ModelSpec, options_json
 
 log = logging.getLogger("rayvino.loaders")
 
 S = ModelVersionState
+
+# A hook call that crashed the process is not made again for this long (the crash journal).
+CRASH_RETRY_SECONDS = 30.0
 
 
 @dataclass
@@ -100,12 +106,26 @@ class _LoaderEntry:
 class LoaderManager:
     """Owns loader instances by loader name and the state of every loader-backed version."""
 
-    def __init__(self, clock: Clock = time.time, first_generation: int = 0, gate_unloads: bool = False) -> None:
+    def __init__(
+        self,
+        clock: Clock = time.time,
+        first_generation: int = 0,
+        gate_unloads: bool = False,
+        journal: CrashJournal | None = None,
+        crashed: HookCall | None = None,
+    ) -> None:
         """``gate_unloads``: unload in two phases, waiting for replicas to drain (the actor's mode).
-
         Without it a leaving version goes UNLOADING -> unload_model -> END in one step.
+
+        ``journal`` records each hook call while it runs; ``crashed`` is the call a previous process
+        of this manager died in (found in the journal): it is not made again for
+        ``CRASH_RETRY_SECONDS``, and what it was for says why.
         """
         self._clock = clock
+        self._journal = journal
+        self._crashed = crashed
+        if crashed is not None:
+            log.error("the loader process died in %s; not calling it for %g s", crashed.describe(), CRASH_RETRY_SECONDS)
         self._gate_unloads = gate_unloads
         self._loaders: dict[str, _LoaderEntry] = {}
         self._leaving: dict[str, _LoaderEntry] = {}  # during apply(): dropped, not yet deinit
@@ -179,7 +199,8 @@ class LoaderManager:
             self._start_loader(spec, errors)
         self._apply_models([_model_spec(s) for s in models], errors)
         for name, entry in self._leaving.items():
-            _call_hook(entry.instance.loader_deinit, f"loader '{name}' loader_deinit")
+            with self._running(name, "loader_deinit"):
+                _call_hook(entry.instance.loader_deinit, f"loader '{name}' loader_deinit")
         self._leaving = {}
         return errors
 
@@ -226,10 +247,16 @@ class LoaderManager:
                 # As in OVMS: "Reload of customloader is not supported yet".
                 log.warning("loader '%s' changed in the config; keeping the running one", spec.loader_name)
             return
+        crash = self._crash_reason(spec.loader_name, "loader_init")
+        if crash is not None:
+            failure = CustomLoaderInitFailed(f"loader '{spec.loader_name}' ({spec.library_path}): {crash}")
+            self._fail_loader(spec, failure, errors)
+            return
         try:
-            instance = resolve_loader_class(spec.library_path, spec.config_dir)()
-            instance.clock = self._clock
-            instance.loader_init(_config_file(spec))
+            with self._running(spec.loader_name, "loader_init"):
+                instance = resolve_loader(spec.library_path, spec.config_dir)()
+                instance.clock = self._clock
+                instance.loader_init(_config_file(spec))
         except CustomLoaderConfigError as err:
             self._fail_loader(spec, err, errors)
             return
@@ -327,7 +354,8 @@ class LoaderManager:
     def _retire_hook(self, model: _Model) -> None:
         loader = self._instance(model.loader_name)
         if loader is not None:
-            _call_hook(lambda: loader.retire_model(model.spec.name), f"retire_model('{model.spec.name}')")
+            with self._running(model.loader_name, "retire_model", model.spec.name):
+                _call_hook(lambda: loader.retire_model(model.spec.name), f"retire_model('{model.spec.name}')")
 
     def _end(self, model: _Model, version: int) -> None:
         """The version leaves: unload it if loaded; END with error OK, as OVMS reports."""
@@ -356,8 +384,12 @@ class LoaderManager:
         """One poll of one version: the only place blacklisting drives transitions."""
         if model.versions[version].drain_to is not None:
             return  # replicas are draining it; finish_drains decides what comes next
-        reason = self._blacklisted(model, loader, version)
         state = model.versions[version].status.state
+        crash = self._crash_reason(model.loader_name, "load_model", model.spec.name, version)
+        if crash is not None:  # a restarted process holds nothing yet: the version is not AVAILABLE
+            self._set(model, version, VersionStatus.loading_failed(version, f"INTERNAL_ERROR: {crash}"))
+            return
+        reason = self._blacklisted(model, loader, version)
         if state is S.AVAILABLE:
             if reason is not None:
                 self._unload(model, version, VersionStatus(version, S.END))
@@ -370,7 +402,8 @@ class LoaderManager:
         """Why the loader blacklists the version now, or None."""
         name = model.spec.name
         try:
-            result = loader.get_model_blacklist_status(name, version)
+            with self._running(model.loader_name, "get_model_blacklist_status", name, version):
+                result = loader.get_model_blacklist_status(name, version)
         except ModelBlacklisted as err:
             return err.detail
         except Exception as exc:  # fail closed: a broken check must not keep serving
@@ -384,7 +417,8 @@ class LoaderManager:
     def _load(self, model: _Model, loader: Loader, version: int) -> None:
         name = model.spec.name
         try:
-            result = loader.load_model(name, model.spec.base_path, version, model.options_json)
+            with self._running(model.loader_name, "load_model", name, version):
+                result = loader.load_model(name, model.spec.base_path, version, model.options_json)
         except LoaderError as err:
             reason = f"{err.code}: {err.detail}"
         except Exception as exc:
@@ -417,8 +451,34 @@ class LoaderManager:
         loader = self._instance(model.loader_name)
         name = model.spec.name
         if loader is not None:
-            _call_hook(lambda: loader.unload_model(name, version), f"unload_model('{name}', {version})")
+            with self._running(model.loader_name, "unload_model", name, version):
+                _call_hook(lambda: loader.unload_model(name, version), f"unload_model('{name}', {version})")
         self._set(model, version, then)
+
+    # ----- the crash journal -------------------------------------------------------------------
+
+    def _running(
+        self, loader_name: str | None, hook: str, model: str | None = None, version: int | None = None
+    ) -> AbstractContextManager[None]:
+        """Record the hook call while it runs, so a crash inside it is known after a restart."""
+        if self._journal is None or loader_name is None:
+            return nullcontext()
+        return self._journal.running(HookCall(loader_name, hook, self._clock(), model, version))
+
+    def _crash_reason(
+        self, loader_name: str | None, hook: str, model: str | None = None, version: int | None = None
+    ) -> str | None:
+        """Why this call is not made now: the previous process died in it, or in the same version's
+        blacklist check, less than CRASH_RETRY_SECONDS ago. None otherwise."""
+        crashed = self._crashed
+        if crashed is None or (crashed.loader_name, crashed.model, crashed.version) != (loader_name, model, version):
+            return None
+        same = crashed.hook == hook or {crashed.hook, hook} == {"load_model", "get_model_blacklist_status"}
+        retry_at = crashed.started + CRASH_RETRY_SECONDS
+        if not same or self._clock() >= retry_at:
+            return None
+        when = datetime.fromtimestamp(retry_at, UTC).strftime("%H:%M:%S UTC")
+        return f"the loader process died (crashed) in {crashed.describe()}; it is tried again from {when}"
 
     def _set(self, model: _Model, version: int, status: VersionStatus, buffers: ModelBuffers | None = None) -> None:
         """Record a status; bump the generation only if something changed."""
