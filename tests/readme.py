@@ -1,6 +1,6 @@
 """The README's fenced examples, found by language and a line they hold, so that tests run them.
 
-Every Python, JSON, YAML, C, Mermaid and shell example must be claimed by a marker below: a new
+Every Python, JSON, YAML, C, C++, Mermaid and shell example must be claimed by a marker below: a new
 example that no test runs fails ``tests/unit/test_readme.py::test_every_example_is_run``.
 """
 
@@ -33,6 +33,9 @@ OCR_GRAPH = ("mermaid", "custom: ocr_preprocess")
 FACES_GRAPH = ("mermaid", "model: face-detection")
 CURL = ("sh", "curl -s localhost:8000/v2/models/face-detection")
 VALIDATE = ("sh", "$ python -m app validate configs/config.json")
+CPP_LOADER = ("cpp", "class MyLoader : public ovms::CustomLoaderInterface")
+CPP_LOADER_BUILD = ("sh", "g++ -std=c++17")
+CPP_LOADER_CONFIG = ("json", '"loader_name": "cpp"')
 
 RUN_BY_TESTS = [
     REST_CLIENT,
@@ -52,6 +55,9 @@ RUN_BY_TESTS = [
     FACES_GRAPH,
     CURL,
     VALIDATE,
+    CPP_LOADER,
+    CPP_LOADER_BUILD,
+    CPP_LOADER_CONFIG,
 ]
 # Examples no test runs, and why: each is the whole suite's own setup, or needs machines it lacks.
 NOT_RUN = {
@@ -61,7 +67,7 @@ NOT_RUN = {
     ("sh", "make check     #"): "CI runs it before the suite, as .ci/run does",
 }
 # Languages whose examples must be claimed; the log excerpt (no language) is output, not code.
-CHECKED_LANGUAGES = {"python", "json", "yaml", "c", "mermaid", "sh"}
+CHECKED_LANGUAGES = {"python", "json", "yaml", "c", "cpp", "mermaid", "sh"}
 
 
 @dataclass(frozen=True)

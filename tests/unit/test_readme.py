@@ -111,6 +111,23 @@ def test_the_loader_example_loads_and_blacklists(tmp_path):
     assert [s.state for s in manager.statuses("m")] == [ModelVersionState.END]
 
 
+def test_the_cpp_loader_example_builds_with_its_command_loads_and_blacklists(tmp_path):
+    (tmp_path / "my_loader.cpp").write_text(readme.example(readme.CPP_LOADER).text)
+    (tmp_path / "loaders").symlink_to(readme.REPO / "loaders")
+    [command] = [line for line in readme.example(readme.CPP_LOADER_BUILD).text.splitlines() if line.startswith("g++")]
+    subprocess.run(shlex.split(command), cwd=tmp_path, check=True)
+    factory.write_dummy(tmp_path / "models" / "m", [1])
+    config = parse_config(readme.config_fragment(readme.CPP_LOADER_CONFIG), tmp_path)
+    manager = LoaderManager()
+    assert manager.apply(*loader_specs(config, tmp_path)) == []
+    assert [s.state for s in manager.statuses("m")] == [ModelVersionState.AVAILABLE]
+    np.testing.assert_array_equal(infer(manager.buffers("m", 1)), np.full((1, 10), 2, np.float32))
+    (tmp_path / "models" / "m" / "1" / "blocked").write_text("")
+    manager.poll()
+    assert [s.state for s in manager.statuses("m")] == [ModelVersionState.END]
+    manager.apply([], [])
+
+
 def test_the_config_example_is_valid_next_to_the_default_config():
     config = parse_config(json.loads(readme.example(readme.CONFIG_EXCERPT).text), CONFIGS)
     assert [m.name for m in config.models] == ["face-detection", "text-recognition"]
