@@ -3,13 +3,19 @@
 Requests run on OpenVINO's async API with ``nireq`` infer requests per version: a request waits
 for a free infer request, starts it, and is resumed when a waiter thread sees it finish, so the
 event loop never blocks on inference.
+
+A failed inference can leave OpenVINO's CPU plugin broken for that compiled model: with some
+input shapes a dynamic model (text recognition with a 1x1 image) fails, and every later inference
+of the same compiled model, on any of its infer requests, fails too or returns NaNs. So after an
+inference fails, the version is compiled again before its next request runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +29,8 @@ from app.errors import InferenceFailed
 from app.tensors import DATATYPES, Dim, TensorInfo, Tensors, decimal
 
 MODEL_SUFFIXES = (".xml", ".onnx", ".tflite")
+
+log = logging.getLogger(__name__)
 
 
 class ModelFileError(Exception):
@@ -213,38 +221,72 @@ def dims_of(shape: ov.PartialShape) -> tuple[Dim, ...]:
 
 @dataclass
 class CompiledVersion:
-    """A compiled version and the pool of infer requests that serve it."""
+    """A compiled version and the pool of infer requests that serve it.
+
+    ``recompile`` compiles the same model again: it replaces ``compiled`` after a failed inference.
+    """
 
     version: int
     compiled: ov.CompiledModel
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
     nireq: int
+    recompile: Callable[[], ov.CompiledModel] | None = None
 
     def __post_init__(self) -> None:
-        self._output_ports = {info.name: port for info, port in zip(self.outputs, self.compiled.outputs, strict=True)}
-        self._free: asyncio.Queue[ov.InferRequest] | None = None
+        self._adopt(self.compiled)
         self._waiters = ThreadPoolExecutor(self.nireq, thread_name_prefix=f"openvino-wait-v{self.version}")
         self._in_flight = 0
         self._idle: asyncio.Event | None = None
+        self._suspect = False  # an inference failed since the last compile
+        self._renewing: asyncio.Lock | None = None
 
     async def infer(self, inputs: Tensors, outputs: Sequence[str]) -> Tensors:
         self._in_flight += 1  # counted before the first await, so a drain that follows sees it
         try:
-            free = self._request_pool()
-            request = await free.get()
+            free, request = await self._take_request()
             try:
                 await self._run(request, inputs)
                 # Copy out: the infer request's buffers are reused by the next request.
                 return {
                     name: np.array(request.get_tensor(self._output_ports[name]).data, copy=True) for name in outputs
                 }
+            except InferenceFailed:
+                self._suspect = self.recompile is not None
+                raise
             finally:
                 free.put_nowait(request)
         finally:
             self._in_flight -= 1
             if self._in_flight == 0 and self._idle is not None:
                 self._idle.set()
+
+    async def _take_request(self) -> tuple[asyncio.Queue[ov.InferRequest], ov.InferRequest]:
+        """A free infer request of the current compiled model (compiled again first if suspect)."""
+        while True:
+            if self._suspect:
+                await self._renew()
+            free = self._request_pool()
+            request = await free.get()
+            if free is self._free:
+                return free, request
+            free.put_nowait(request)  # the model was compiled again while we waited: wake the next
+
+    async def _renew(self) -> None:
+        if self._renewing is None:
+            self._renewing = asyncio.Lock()
+        async with self._renewing:
+            if not self._suspect or self.recompile is None:
+                return
+            log.warning("version %d: an inference failed; compiling the model again before the next one", self.version)
+            self._adopt(await asyncio.to_thread(self.recompile))
+            self._suspect = False
+
+    def _adopt(self, compiled: ov.CompiledModel) -> None:
+        """Serve from ``compiled``, with a new pool of infer requests (made on first use)."""
+        self.compiled = compiled
+        self._output_ports = {info.name: port for info, port in zip(self.outputs, compiled.outputs, strict=True)}
+        self._free: asyncio.Queue[ov.InferRequest] | None = None
 
     async def drained(self) -> None:
         """Return once no request is running on this version (new ones must not be admitted)."""
@@ -281,14 +323,18 @@ def compile_version(
     properties = {
         key: str(value) if not isinstance(value, bool) else value for key, value in config.plugin_config.items()
     }
+
+    def compile_it() -> ov.CompiledModel:
+        return core.compile_model(model, config.target_device, properties)
+
     try:
-        compiled = core.compile_model(model, config.target_device, properties)
+        compiled = compile_it()
     except RuntimeError as exc:
         raise ModelFileError(f"cannot compile for {config.target_device}: {_first_line(exc)}") from exc
     nireq = config.nireq or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     inputs = [tensor_info(port, _port_name(port, "input", i)) for i, port in enumerate(compiled.inputs)]
     outputs = [tensor_info(port, _port_name(port, "output", i)) for i, port in enumerate(compiled.outputs)]
-    return CompiledVersion(version, compiled, inputs, outputs, max(1, nireq))
+    return CompiledVersion(version, compiled, inputs, outputs, max(1, nireq), compile_it)
 
 
 def _port_name(port: ov.Output, kind: str, index: int) -> str:

@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 
 import numpy as np
 import openvino as ov
@@ -172,3 +173,50 @@ def test_a_failing_inference_raises_and_gives_its_infer_request_back(tmp_path):
     six = np.arange(6, dtype=np.float32)
     response = asyncio.run(model.infer(InferRequest("dummy", None, {"x": six})))
     np.testing.assert_array_equal(response.outputs["y"], six.reshape(2, 3))
+
+
+def test_a_failed_inference_compiles_the_version_again_before_the_next_request(tmp_path):
+    x = ops.parameter(ov.PartialShape([-1]), ov.Type.f32, name="x")
+    y = ops.reshape(x, ops.constant(np.array([2, 3], np.int64)), False)
+    y.output(0).get_tensor().set_names({"y"})
+    factory.save(ov.Model([y], [x], "reshape"), tmp_path / "reshape" / "1")
+    model = servable(tmp_path / "reshape", nireq=2)
+    version = model.resolve(None)
+    six = np.arange(6, dtype=np.float32)
+    asyncio.run(model.infer(InferRequest("dummy", None, {"x": six})))
+    first = version.compiled
+    asyncio.run(model.infer(InferRequest("dummy", None, {"x": six})))
+    assert version.compiled is first  # a success changes nothing
+    with pytest.raises(InferenceFailed):
+        asyncio.run(model.infer(InferRequest("dummy", None, {"x": np.ones(5, np.float32)})))
+    response = asyncio.run(model.infer(InferRequest("dummy", None, {"x": six})))
+    assert version.compiled is not first
+    np.testing.assert_array_equal(response.outputs["y"], six.reshape(2, 3))
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 48, 160), (2, 3, 48, 320)])
+@pytest.mark.parametrize("order", ["bad first", "good first"])
+def test_a_request_that_breaks_the_cpu_plugin_does_not_change_the_next_answer(demo_models, order, shape):
+    # On OpenVINO 2026.4's CPU plugin a 1x1 image makes text recognition fail, and afterwards the
+    # same compiled model failed every request (good first) or answered NaNs (bad first) until it
+    # was compiled again. Whatever a CPU does with the bad request, the good one must get the
+    # answer a freshly compiled model gives.
+    base = demo_models / "text-recognition"
+    config = parse_config({"model_config_list": [{"config": {"name": "text", "base_path": str(base), "nireq": 1}}]})
+    model = ModelServable(config.models[0])
+    model.load()
+    [name] = [port.name for port in model.resolve(None).inputs]
+    good = np.random.default_rng(0).random(shape, np.float32)
+    core = ov.Core()
+    expected = core.compile_model(core.read_model(base / "1" / "model.onnx"), "CPU")({0: good})[0]
+
+    def ask(image: np.ndarray):
+        return asyncio.run(model.infer(InferRequest("text", None, {name: image})))
+
+    if order == "good first":
+        ask(good)
+    with contextlib.suppress(InferenceFailed):  # it fails here, but that is the CPU plugin's business
+        ask(np.ones((1, 3, 1, 1), np.float32))
+    for _ in range(2):
+        [answer] = ask(good).outputs.values()
+        np.testing.assert_allclose(answer, expected, rtol=1e-4, atol=1e-5)
