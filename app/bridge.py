@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 
 from app.config import ModelConfig
 from app.dataplane import Servable
@@ -51,6 +52,11 @@ class BridgedServable:
         """The model compiled in this process, once its compile is over; None if it could not be."""
         await asyncio.shield(self._loading)  # a cancelled request must not cancel the compile
         return self.model
+
+    def known_versions(self) -> Collection[int]:
+        if self.model is not None:
+            return [status.version for status in self.model.statuses()]
+        return self.deployment.known_versions()
 
     async def statuses(self) -> list[VersionStatus]:
         if self.model is not None:

@@ -8,6 +8,7 @@ know which.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from importlib.metadata import version
 from typing import Protocol
 
@@ -15,6 +16,7 @@ from app.errors import ModelNotFound, ModelVersionNotLoadedAnymore
 from app.inference import InferRequest, InferResponse
 from app.model import ModelServable
 from app.status import ModelVersionState, VersionStatus, model_status_body, require_available
+from app.tensors import decimal
 
 SERVER_NAME = "rayvino"
 SERVER_VERSION = version("rayvino")  # pyproject.toml is the one place the version is written
@@ -22,6 +24,10 @@ SERVER_VERSION = version("rayvino")  # pyproject.toml is the one place the versi
 
 class Servable(Protocol):
     async def statuses(self) -> list[VersionStatus]: ...
+
+    def known_versions(self) -> Collection[int]:
+        """The versions it has a status for, without waiting (metric labels take only these)."""
+        ...
 
     async def metadata(self, version: int | None) -> dict: ...
 
@@ -37,6 +43,9 @@ class LocalServable:
     async def statuses(self) -> list[VersionStatus]:
         return self.model.statuses()
 
+    def known_versions(self) -> Collection[int]:
+        return [status.version for status in self.model.statuses()]
+
     async def metadata(self, version: int | None) -> dict:
         return self.model.metadata(version)
 
@@ -49,6 +58,9 @@ class RetiredServable:
 
     def __init__(self, name: str, versions: tuple[int, ...]) -> None:
         self.name, self.versions = name, versions
+
+    def known_versions(self) -> Collection[int]:
+        return self.versions
 
     async def statuses(self) -> list[VersionStatus]:
         return [VersionStatus(v, ModelVersionState.END) for v in self.versions]
@@ -68,6 +80,16 @@ class DataPlane:
     def update(self, servables: dict[str, Servable], ready: bool) -> None:
         """Swap in a new catalog at once: a request sees the old one or the new one, never a mix."""
         self.servables, self.ready = servables, ready
+
+    def version_label(self, name: str, version: str | None) -> str:
+        """The metrics label of a request's version: ``default``, a version the servable has, or
+        ``unknown``, so a client cannot grow the label set with made-up versions."""
+        if version is None:
+            return "default"
+        servable = self.servables.get(name)
+        number = decimal(version)
+        known = servable is not None and number is not None and number in servable.known_versions()
+        return version if known else "unknown"
 
     def servable(self, name: str) -> Servable:
         try:

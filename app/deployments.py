@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import TypeVar
 
 import ray
@@ -220,6 +220,9 @@ class ModelDeployment(OwnRoutes):
     async def statuses(self) -> list[VersionStatus]:
         return self.model.statuses()
 
+    def known_versions(self) -> Collection[int]:
+        return [status.version for status in self.model.statuses()]
+
     async def metadata(self, version: int | None) -> dict:
         return self.model.metadata(version)
 
@@ -276,6 +279,9 @@ class PipelineDeployment(OwnRoutes):
 
     async def statuses(self) -> list[VersionStatus]:
         return await self.pipeline.statuses()
+
+    def known_versions(self) -> Collection[int]:
+        return self.pipeline.known_versions()
 
     async def metadata(self, version: int | None) -> dict:
         return await self.pipeline.metadata(version)

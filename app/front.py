@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Collection
 
 import grpc
 from fastapi import FastAPI
@@ -50,6 +51,9 @@ class HandleServable:
     @functools.cached_property
     def handle(self) -> DeploymentHandle:
         return handle_for(self.deployment)
+
+    def known_versions(self) -> Collection[int]:
+        return self.versions
 
     async def statuses(self) -> list[VersionStatus]:
         if self.starting:  # OVMS shows a model being loaded as LOADING; asking would wait for it

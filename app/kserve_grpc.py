@@ -274,4 +274,4 @@ class KServeGrpcMethods:
         # As REST: only servables that exist are counted, so clients cannot grow the label set.
         if self.metrics is None or model not in self.dataplane.servables:
             return nullcontext({"version": version})
-        return self.metrics.request(method, model, version or "default", interface=GRPC)
+        return self.metrics.request(method, model, self.dataplane.version_label(model, version or None), interface=GRPC)

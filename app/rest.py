@@ -146,7 +146,7 @@ def model_routes(dataplane: DataPlane, max_request_bytes: int, metrics: ServingM
         # Only servables that exist are counted: a client cannot grow the label set at will.
         if metrics is None or model not in dataplane.servables:
             return nullcontext({"version": version})
-        return metrics.request(method, model, version or "default")
+        return metrics.request(method, model, dataplane.version_label(model, version))
 
     @router.get("/v2/models/{model}")
     @router.get("/v2/models/{model}/versions/{version}")

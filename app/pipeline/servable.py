@@ -10,7 +10,7 @@ loader-backed model it uses becomes available.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from app.config import PipelineConfig
 from app.errors import InvalidOutput
@@ -61,6 +61,9 @@ class PipelineServable:
 
     async def statuses(self) -> list[VersionStatus]:
         return pipeline_status(await self._current())
+
+    def known_versions(self) -> Collection[int]:
+        return (PIPELINE_VERSION,)
 
     async def metadata(self, version: int | None) -> dict:
         return ready_definition(await self._current()).metadata()

@@ -60,6 +60,19 @@ def test_requests_are_counted_under_ovms_names(tmp_path):
     assert "_total" not in text and "_created" not in text  # OVMS's exact series names
 
 
+def test_made_up_versions_share_one_label(tmp_path):
+    client = app_over_dummy(tmp_path, ServingMetrics())
+    for version in ("7", "123456", "0" * 40, "³"):
+        assert client.post(f"/v2/models/dummy/versions/{version}/infer", json=GOOD).status_code in (400, 404)
+        assert client.get(f"/v2/models/dummy/versions/{version}/ready").status_code in (400, 404)
+    assert client.post("/v2/models/dummy/versions/1/infer", json=GOOD).status_code == 200
+    text = client.get("/metrics").text
+    versions = set(re.findall(r'version="([^"]*)"', text))
+    assert versions == {"1", "unknown"}
+    assert sample(text, "ovms_requests_fail", method="ModelInfer", name="dummy", version="unknown") == 4
+    assert sample(text, "ovms_requests_fail", method="ModelReady", name="dummy", version="unknown") == 4
+
+
 def test_metrics_list_picks_the_families(tmp_path):
     client = app_over_dummy(tmp_path, ServingMetrics(["ovms_requests_fail"]))
     client.post("/v2/models/dummy/infer", json=GOOD)
