@@ -25,7 +25,7 @@ import openvino as ov
 from openvino.preprocess import PrePostProcessor
 
 from app.config import ModelConfig
-from app.errors import InferenceFailed
+from app.errors import InferenceFailed, InvalidShape
 from app.tensors import DATATYPES, Dim, TensorInfo, Tensors, decimal
 
 MODEL_SUFFIXES = (".xml", ".onnx", ".tflite")
@@ -251,9 +251,6 @@ class CompiledVersion:
                 return {
                     name: np.array(request.get_tensor(self._output_ports[name]).data, copy=True) for name in outputs
                 }
-            except InferenceFailed:
-                self._suspect = self.recompile is not None
-                raise
             finally:
                 free.put_nowait(request)
         finally:
@@ -310,7 +307,20 @@ class CompiledVersion:
             request.start_async(inputs, share_inputs=True)
             await asyncio.get_running_loop().run_in_executor(self._waiters, request.wait)
         except RuntimeError as exc:
-            raise InferenceFailed(f"version {self.version}: {_first_line(exc)}") from exc
+            self._suspect = self.recompile is not None
+            raise inference_error(self.version, inputs, exc) from exc
+
+
+def inference_error(version: int, inputs: Tensors, exc: RuntimeError) -> InvalidShape | InferenceFailed:
+    """What a failed inference answers. OpenVINO checks what each layer can take only when it runs
+    (a pooling kernel larger than the image, a reshape to a different element count): those are
+    the request's fault (400), named with the input shapes; anything else is the server's (500)."""
+    text = str(exc)
+    if "shape_inference" in text or "While validating node" in text:
+        shapes = ", ".join(f"{name} {list(np.shape(value))}" for name, value in inputs.items())
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return InvalidShape(f"version {version}: the model cannot run inputs of shape {shapes}: {lines[-1][:300]}")
+    return InferenceFailed(f"version {version}: {_first_line(exc)}")
 
 
 def compile_version(
