@@ -30,8 +30,7 @@ from app.dataplane import DataPlane, RetiredServable, Servable
 from app.deployments import LONG_POLL_SECONDS, handle_for, replica_reporter
 from app.errors import ConfigReloadFailed
 from app.inference import InferRequest, InferResponse
-from app.kserve_grpc import KServeGrpcMethods
-from app.kserve_v2.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
+from app.kserve_grpc import KServeGrpcMethods, add_inference_service
 from app.logs import show_lifecycle_logs
 from app.metrics import ServingMetrics, exposition
 from app.polling import ActorFollower
@@ -139,7 +138,7 @@ async def start_grpc_server(servicer: KServeGrpcMethods, port: int, max_request_
             ("grpc.so_reuseport", 1),
         ]
     )
-    add_GRPCInferenceServiceServicer_to_server(servicer, server)
+    add_inference_service(servicer, server)
     server.add_insecure_port(f"[::]:{port}")  # raises if the port is taken by another program
     await server.start()
     return server

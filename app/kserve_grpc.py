@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from typing import Protocol, TypeVar
 
 import grpc
 import numpy as np
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from app.dataplane import DataPlane
 from app.errors import (
@@ -275,3 +275,49 @@ class KServeGrpcMethods:
         if self.metrics is None or model not in self.dataplane.servables:
             return nullcontext({"version": version})
         return self.metrics.request(method, model, self.dataplane.version_label(model, version or None), interface=GRPC)
+
+
+# --- registering the service ---------------------------------------------------------------
+
+
+class Unparsed:
+    """A request message that did not parse; its RPC answers INVALID_ARGUMENT instead of running."""
+
+    def __init__(self, message_type: str) -> None:
+        self.message_type = message_type
+
+
+def add_inference_service(servicer: object, server: grpc.aio.Server) -> None:
+    """Register ``inference.GRPCInferenceService`` as the generated ``add_..._to_server`` does, except
+    that a message that does not parse answers INVALID_ARGUMENT naming its type (grpcio's own
+    answer is UNKNOWN with the parser's exception class)."""
+    service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    handlers = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            _parsed_first(getattr(servicer, method.name)),
+            request_deserializer=_tolerant(getattr(pb, method.input_type.name)),
+            response_serializer=getattr(pb, method.output_type.name).SerializeToString,
+        )
+        for method in service.methods
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)
+
+
+def _tolerant(message_type: type[Message]) -> Callable[[bytes], Message | Unparsed]:
+    def parse(data: bytes) -> Message | Unparsed:
+        try:
+            return message_type.FromString(data)
+        except DecodeError:
+            return Unparsed(message_type.DESCRIPTOR.full_name)
+
+    return parse
+
+
+def _parsed_first(rpc: Callable[..., Awaitable[Message]]) -> Callable[..., Awaitable[Message]]:
+    async def handle(request: Message | Unparsed, context: grpc.aio.ServicerContext) -> Message:
+        if isinstance(request, Unparsed):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {request.message_type}")
+        return await rpc(request, context)
+
+    return handle

@@ -429,3 +429,31 @@ def test_a_version_of_non_ascii_digits_is_invalid_argument(version):
     request.inputs.add(name="a", datatype="FP32", shape=[1]).contents.fp32_contents.append(1.0)
     with pytest.raises(errors.ModelVersionInvalidFormat):
         decode_request(request)
+
+
+def test_a_message_that_does_not_parse_is_invalid_argument_and_the_server_goes_on(front):
+    from app.kserve_grpc import add_inference_service
+    from app.kserve_v2.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    async def scenario() -> tuple[list, pb.ModelInferResponse]:
+        server = grpc.aio.server()
+        add_inference_service(front, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                raw = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+                refused = []
+                for garbage in (b"\xff\xff\xff\xff", b"\x0a\x05ab", b"\x12\x02\x08"):
+                    with pytest.raises(grpc.aio.AioRpcError) as caught:
+                        await raw(garbage)
+                    refused.append((caught.value.code(), caught.value.details()))
+                return refused, await GRPCInferenceServiceStub(channel).ModelInfer(dummy_request())
+        finally:
+            await server.stop(0)
+
+    refused, answer = asyncio.run(scenario())
+    assert set(refused) == {
+        (grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid inference.ModelInferRequest")
+    }
+    assert answer.model_name == "dummy" and answer.outputs[0].name == "a"
