@@ -303,6 +303,12 @@ class CompiledVersion:
         # OpenVINO's Python completion callback is never called when an inference fails, so
         # awaiting it would hang that request and keep its infer request out of the pool for
         # good. A thread blocked in wait() returns on success and raises the failure instead.
+        # OpenVINO shares arrays of one or more dims read-only, but wants a 0-d one writable: copy
+        # those (one value each); a decoded or Ray-delivered scalar is read-only.
+        inputs = {
+            name: value.copy() if value.ndim == 0 and not value.flags.writeable else value
+            for name, value in inputs.items()
+        }
         try:
             request.start_async(inputs, share_inputs=True)
             await asyncio.get_running_loop().run_in_executor(self._waiters, request.wait)

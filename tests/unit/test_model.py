@@ -234,3 +234,17 @@ def test_an_image_smaller_than_the_model_can_pool_is_the_clients_error(demo_mode
     [name] = [port.name for port in model.resolve(None).inputs]
     with pytest.raises(InvalidShape, match=rf"cannot run inputs of shape {name} \[1, 3, 1, 1\]: .*larger than"):
         asyncio.run(model.infer(InferRequest("text", None, {name: np.ones((1, 3, 1, 1), np.float32)})))
+
+
+def test_a_scalar_input_works_read_only_or_not(tmp_path):
+    # Decoded binary tensors and tensors passed through Ray are read-only arrays.
+    x = ops.parameter(ov.PartialShape([]), ov.Type.f32, name="x")
+    y = ops.multiply(x, np.float32(2))
+    y.output(0).get_tensor().set_names({"y"})
+    factory.save(ov.Model([y], [x], "scalar"), tmp_path / "scalar" / "1")
+    model = servable(tmp_path / "scalar")
+    assert model.metadata(None)["inputs"] == [{"name": "x", "datatype": "FP32", "shape": []}]
+    read_only = np.frombuffer(np.float32(3).tobytes(), np.float32).reshape(())
+    for value in (np.array(3.0, np.float32), read_only):
+        response = asyncio.run(model.infer(InferRequest("dummy", None, {"x": value})))
+        assert response.outputs["y"].shape == () and response.outputs["y"] == 6.0
