@@ -402,6 +402,11 @@ class PipelineConfig(_Strict):
             _one_connection(item)
         return value
 
+    @field_validator("demultiply_count")
+    @classmethod
+    def _zero_is_dynamic(cls, value: int | None) -> int | None:
+        return -1 if value == 0 else value  # as at node level: OVMS reads 0 as -1 (dynamic)
+
 
 METRIC_NAMES = frozenset(
     {

@@ -129,6 +129,23 @@ def test_nested_demultiplexers_entry_then_node(pipeline_catalog):
     np.testing.assert_allclose(out["out"][1, 0], X * 2 + FACTORS[0, 0] + 1)
 
 
+@pytest.mark.parametrize("count", [0, -1])
+def test_an_entry_demultiply_count_of_zero_is_dynamic_as_in_ovms(pipeline_catalog, count):
+    config = pipeline(
+        "entry",
+        ["numbers"],
+        [model("plus_one", "dummy", {"b": ("request", "numbers")}, {"a": "y"})],
+        {"out": ("plus_one", "y")},
+        demultiply_count=count,
+    )
+    assert config.demultiply_count == -1
+    definition = validate(config, pipeline_catalog)
+    assert [i.shape for i in definition.inputs] == [(-1, 1, 10)]
+    numbers = np.stack([X, X * 2, X * 3])
+    out = execute(pipeline_catalog, config, {"numbers": numbers})
+    np.testing.assert_allclose(out["out"], numbers + 1)
+
+
 def test_shards_of_different_shapes_cannot_be_gathered(pipeline_catalog):
     config = pipeline(
         "uneven",
