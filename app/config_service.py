@@ -54,6 +54,7 @@ class Catalog:
     # Models a reload added whose deployment is still starting: the ingress serves them itself
     # until it runs (app/bridge.py), so a new model answers in about a second, not a process start.
     bridges: dict[str, ModelConfig] = field(default_factory=dict)
+    retired_pipelines: frozenset[str] = frozenset()  # those of ``retired`` that were pipelines
 
     @property
     def ready(self) -> bool:
@@ -123,6 +124,7 @@ class _State:
     config: ServerConfig | None = None
     plan: Plan | None = None
     retired: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    retired_pipelines: set[str] = field(default_factory=set)
     load_error: str | None = None
     starting: set[str] = field(default_factory=set)
     unrouted: set[str] = field(default_factory=set)  # deployed without the route they will have
@@ -246,6 +248,7 @@ class ConfigService:
             {
                 "deployments": {p.name: [p.kind, p.fingerprint] for p in plan.deployments.values()},
                 "retired": self.state.retired,
+                "retired_pipelines": sorted(self.state.retired_pipelines),
             }
         )
 
@@ -260,6 +263,7 @@ class ConfigService:
         existing = {name for name, status in statuses.items() if status != "DELETING"}
         self.state.starting |= {name for name in existing if statuses[name] != "RUNNING"}
         self.state.retired = {name: tuple(versions) for name, versions in record.get("retired", {}).items()}
+        self.state.retired_pipelines = set(record.get("retired_pipelines", []))
         log.warning("config actor restarted: %d deployments of its previous incarnation still run", len(existing))
         return Plan(
             deployments={
@@ -288,8 +292,11 @@ class ConfigService:
         if before is not None:
             for name in before.servables.keys() - plan.servables.keys():
                 self.state.retired[name] = before.versions.get(name, (1,)) or (1,)
+                if before.servables[name].startswith("pipeline."):
+                    self.state.retired_pipelines.add(name)
         for name in plan.servables:
             self.state.retired.pop(name, None)
+            self.state.retired_pipelines.discard(name)
 
     async def _refresh_loaders(self) -> bool:
         """Between config changes, version folders of loader-backed models may still come and go."""
@@ -317,6 +324,7 @@ class ConfigService:
             errors,
             frozenset(self.state.starting),
             bridges,
+            frozenset(self.state.retired_pipelines),
         )
 
     async def wait_for_change(self, seen: int | None, timeout: float) -> Catalog:

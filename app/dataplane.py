@@ -12,7 +12,7 @@ from collections.abc import Collection
 from importlib.metadata import version
 from typing import Protocol
 
-from app.errors import ModelNotFound, ModelVersionNotLoadedAnymore
+from app.errors import ModelNotFound, ModelVersionNotLoadedAnymore, PipelineRetired
 from app.inference import InferRequest, InferResponse
 from app.model import ModelServable
 from app.status import ModelVersionState, VersionStatus, model_status_body, require_available
@@ -56,8 +56,8 @@ class LocalServable:
 class RetiredServable:
     """A model or pipeline a config reload removed: every version END, every request 404."""
 
-    def __init__(self, name: str, versions: tuple[int, ...]) -> None:
-        self.name, self.versions = name, versions
+    def __init__(self, name: str, versions: tuple[int, ...], pipeline: bool = False) -> None:
+        self.name, self.versions, self.pipeline = name, versions, pipeline
 
     def known_versions(self) -> Collection[int]:
         return self.versions
@@ -66,10 +66,14 @@ class RetiredServable:
         return [VersionStatus(v, ModelVersionState.END) for v in self.versions]
 
     async def metadata(self, version: int | None) -> dict:
-        raise ModelVersionNotLoadedAnymore(f"'{self.name}' was removed from the config")
+        raise self._retired()
 
     async def infer(self, request: InferRequest) -> InferResponse:
-        raise ModelVersionNotLoadedAnymore(f"'{self.name}' was removed from the config")
+        raise self._retired()
+
+    def _retired(self) -> ModelVersionNotLoadedAnymore | PipelineRetired:
+        kind = PipelineRetired if self.pipeline else ModelVersionNotLoadedAnymore
+        return kind(f"'{self.name}' was removed from the config")
 
 
 class DataPlane:

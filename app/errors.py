@@ -50,6 +50,12 @@ class ModelVersionNotLoadedAnymore(NotFound):
     title = "Model with requested version is retired"
 
 
+class PipelineRetired(NotFound):
+    """A pipeline a config reload removed."""
+
+    title = "Pipeline is retired"
+
+
 class InvalidRequest(ServingError):
     """The request is well-formed but does not fit the servable (HTTP 400)."""
 
@@ -72,6 +78,12 @@ class UnexpectedInput(InvalidRequest):
 
 class InvalidShape(InvalidRequest):
     title = "Invalid input shape"
+
+
+class InvalidNumberOfShapeDimensions(InvalidShape):
+    """The input has another number of dims than the model's input (OVMS's own message for it)."""
+
+    title = "Invalid number of shape dimensions"
 
 
 class InvalidPrecision(InvalidRequest):

@@ -102,7 +102,7 @@ class CatalogFollower(ActorFollower):
         for name, deployment in catalog.servables.items():
             servables[name] = self._servable(name, deployment, catalog, current.get(name))
         for name, versions in catalog.retired.items():
-            servables[name] = RetiredServable(name, versions)
+            servables[name] = RetiredServable(name, versions, pipeline=name in catalog.retired_pipelines)
         self.dataplane.update(servables, catalog.ready)
 
     @staticmethod

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.errors import InvalidContentSize, InvalidPrecision, InvalidShape, MalformedRequest
+from app.errors import (
+    InvalidContentSize,
+    InvalidNumberOfShapeDimensions,
+    InvalidPrecision,
+    InvalidShape,
+    MalformedRequest,
+)
 
 # KServe v2 datatype -> numpy dtype. BYTES is variable length: object arrays of bytes.
 DTYPES: dict[str, np.dtype] = {
@@ -110,6 +116,11 @@ class TensorInfo:
         got = datatype_of(array)
         if got != self.datatype:
             raise InvalidPrecision(f"input '{self.name}': expected {self.datatype}, got {got}")
+        if len(self.shape) != array.ndim:
+            raise InvalidNumberOfShapeDimensions(
+                f"input '{self.name}': expected {len(self.shape)} dims {format_shape(self.shape)}, "
+                f"got {array.ndim} {format_shape(array.shape)}"
+            )
         if not shape_fits(self.shape, array.shape):
             raise InvalidShape(
                 f"input '{self.name}': expected {format_shape(self.shape)}, got {format_shape(array.shape)}"

@@ -110,7 +110,7 @@ class NotEnoughDimensionsToDemultiply(DemultiplexError):
 
 
 class TooLargeDimensionToDemultiply(DemultiplexError):
-    title = "Too large dimension size to demultiply"
+    title = "Too large dynamic demultiplication requested."
     code = "PIPELINE_TOO_LARGE_DIMENSION_SIZE_TO_DEMULTIPLY"
 
 

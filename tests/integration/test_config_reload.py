@@ -211,9 +211,12 @@ def test_a_pipeline_is_revalidated_when_the_model_it_needs_arrives(config, http,
     config["pipeline_config_list"].pop()
     config.apply()
     wait_for(  # until its application is gone the front door may still route the name to it
-        lambda: http.post("/v2/models/waits-for-model/infer", json=DUMMY).status_code == 404,
+        lambda: (
+            (answer := http.post("/v2/models/waits-for-model/infer", json=DUMMY)).status_code == 404
+            and answer.json()["error"] == "Pipeline is retired - 'waits-for-model' was removed from the config"
+        ),
         timeout=RELOAD_LIMIT,
-        what="the removed pipeline to answer 404",
+        what="the removed pipeline to answer 404, as OVMS words it",
     )
 
 

@@ -11,6 +11,9 @@ import pytest
 
 from app.applications import application
 from app.config_service import ConfigService, ConfigSettings, ReloadOutcome
+from app.dataplane import DataPlane, RetiredServable
+from app.errors import PipelineRetired
+from app.inference import InferRequest
 from app.plan import Plan, Planned, PlanSettings
 from loaders.specs import LoaderActorConfig
 from tests import factory
@@ -395,6 +398,26 @@ def test_a_loader_backed_model_is_not_bridged(served):
 
     catalog = asyncio.run(scenario())
     assert "b" in catalog.servables and catalog.bridges == {}
+
+
+def test_a_removed_pipeline_is_retired_as_a_pipeline_and_remembered_across_a_restart(served):
+    path = served / "config.json"
+    write(path, [model("a")], [pipeline("p", "a")])
+
+    async def scenario():
+        first, deployer, _ = service(path)
+        await first.load()
+        write(path, [model("a")])
+        await first.load()
+        restarted = ConfigService(first.settings, deployer, FakeLoaders(), memory=first.memory)
+        await restarted.load()
+        return first.catalog(), restarted.catalog()
+
+    for catalog in asyncio.run(scenario()):
+        assert catalog.retired == {"p": (1,)} and catalog.retired_pipelines == {"p"}
+    body = DataPlane({"p": RetiredServable("p", (1,), pipeline=True)})
+    with pytest.raises(PipelineRetired, match="^Pipeline is retired - 'p' was removed from the config$"):
+        asyncio.run(body.infer(InferRequest("p", None, {})))
 
 
 def test_a_restarted_config_actor_redeploys_only_what_changed_meanwhile(served):

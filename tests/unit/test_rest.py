@@ -102,6 +102,13 @@ def test_metadata_per_version(client):
         (
             "post",
             "/v2/models/dummy/infer",
+            {"json": {"inputs": [{"name": "b", "shape": [1, 1, 10], "datatype": "FP32", "data": [0] * 10}]}},
+            400,
+            "Invalid number of shape dimensions - input 'b': expected 2 dims (1,10), got 3 (1,1,10)",
+        ),
+        (
+            "post",
+            "/v2/models/dummy/infer",
             {"json": {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "INT64", "data": [0] * 10}]}},
             400,
             "Invalid input precision - input 'b': expected FP32, got INT64",
