@@ -28,7 +28,10 @@ def is_unspecified(info: TensorInfo) -> bool:
 
 
 def pipeline_inputs(definition: PipelineDefinition, fail: Fail) -> tuple[TensorInfo, ...]:
-    return tuple(_input(definition, name, fail) for name in definition.config.inputs)
+    """The inputs some connection reads, as OVMS builds them from the connections: one listed in
+    ``inputs`` that nothing reads is not an input of the pipeline."""
+    used = {c.alias for c in definition.connections if c.source == REQUEST}
+    return tuple(_input(definition, name, fail) for name in definition.config.inputs if name in used)
 
 
 def _input(definition: PipelineDefinition, name: str, fail: Fail) -> TensorInfo:

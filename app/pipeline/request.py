@@ -1,8 +1,10 @@
 """A pipeline request's inputs checked against the pipeline's inputs metadata, and its response shaped.
 
-As OVMS does: every declared input present and no other (400), BYTES converted where the input
+As OVMS does: every input of the pipeline present and no other (400), BYTES converted where the input
 takes strings or images, then datatype and shape checked with ``TensorInfo.check``. An
-unspecified input (one that only feeds the response) takes anything.
+unspecified input (one that only feeds the response) takes anything. A name listed in the
+config's ``inputs`` that no connection reads is not an input (OVMS builds the inputs from the
+connections): a request need not send it, and one that does has it ignored.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def check_request(definition: PipelineDefinition, inputs: Mapping[str, np.ndarra
     """The request's inputs, converted where needed, or the 400 error that says what is wrong."""
     expected = {info.name: info for info in definition.inputs}
     for name in inputs:
-        if name not in expected:
+        if name not in expected and name not in definition.config.inputs:  # listed, unused: ignored
             raise UnexpectedInput(f"input '{name}'; pipeline '{definition.name}' expects {sorted(expected)}")
     checked: Tensors = {}
     for name, info in expected.items():

@@ -17,6 +17,7 @@ from app.pipeline.errors import (
     NodeFailed,
     TooLargeDimensionToDemultiply,
 )
+from app.pipeline.request import check_request
 from tests.unit._pipeline_support import (
     ADD_SUB_PARAMS,
     add_sub_then_dummy,
@@ -145,6 +146,23 @@ def test_an_entry_demultiply_count_of_zero_is_dynamic_as_in_ovms(pipeline_catalo
     numbers = np.stack([X, X * 2, X * 3])
     out = execute(pipeline_catalog, config, {"numbers": numbers})
     np.testing.assert_allclose(out["out"], numbers + 1)
+
+
+def test_an_input_no_connection_reads_is_not_required(pipeline_catalog):
+    config = pipeline(
+        "unused",
+        ["numbers", "unused"],
+        [model("plus_one", "dummy", {"b": ("request", "numbers")}, {"a": "y"})],
+        {"out": ("plus_one", "y")},
+    )
+    definition = validate(config, pipeline_catalog)
+    assert [i.name for i in definition.inputs] == ["numbers"]
+    for inputs in ({"numbers": X}, {"numbers": X, "unused": X}):
+        checked = check_request(definition, inputs)  # before: "Missing input" without 'unused'
+        assert list(checked) == ["numbers"]
+        np.testing.assert_allclose(execute(pipeline_catalog, config, checked)["out"], X + 1)
+    with pytest.raises(UnexpectedInput):
+        check_request(definition, {"numbers": X, "other": X})
 
 
 def test_shards_of_different_shapes_cannot_be_gathered(pipeline_catalog):
