@@ -250,7 +250,7 @@ class CustomLoaderConfig(_Strict):
     @field_validator("library_path")
     @classmethod
     def _library(cls, value: str, info: ValidationInfo) -> str:
-        return value if _is_import_path(value) else resolve_path(value, info)
+        return value if _is_import_path(value) else _library_path(value, info)
 
     @field_validator("loader_config_file")
     @classmethod
@@ -271,7 +271,13 @@ class CustomNodeLibraryConfig(_Strict):
     def _library(cls, value: str, info: ValidationInfo) -> str:
         if _is_import_path(value) or "/" not in value and "." not in value:
             return value  # an import path or a built-in node name
-        return resolve_path(value, info)
+        return _library_path(value, info)
+
+
+def _library_path(value: str, info: ValidationInfo) -> str:
+    """A node or loader library's path, resolved; one with ``..`` is kept as written, so that only
+    that library is refused (PATH_INVALID, with what uses it) and the rest of the config applies."""
+    return value if ".." in Path(value).parts else resolve_path(value, info)
 
 
 def _is_import_path(value: str) -> bool:

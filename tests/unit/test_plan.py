@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.applications import application
 from app.config import parse_config
-from app.plan import PlanSettings, plan_config
+from app.plan import PlanSettings, loader_specs, plan_config
 from loaders.specs import LoaderActorConfig
 from tests import factory
 
@@ -136,3 +136,24 @@ def test_the_default_config_runs_its_demo_nodes_inline():
     assert plan.errors == []
     assert sorted(name.split(".")[0] for name in plan.deployments) == ["model"] * 6 + ["pipeline"] * 2
     assert len(plan.inline_nodes) == 5  # 2 + 3 custom nodes, none a process of its own
+
+
+def test_a_library_path_with_dots_refuses_that_library_and_plans_the_rest(tmp_path):
+    # OVMS refuses such a library (PATH_INVALID), marks what uses it not loaded, applies the rest.
+    from loaders.errors import CustomLoaderLibraryInvalid
+    from loaders.manager import LoaderManager
+
+    factory.write_dummy(tmp_path / "dummy", [1])
+    config = _chain_config(
+        {},
+        model_config_list=[{"config": {"name": "dummy", "base_path": "dummy"}}],
+        custom_node_library_config_list=[{"name": "lib", "base_path": "../elsewhere/libnode.so"}],
+        custom_loader_config_list=[{"config": {"loader_name": "l", "library_path": "../elsewhere/libloader.so"}}],
+    )
+    plan = plan_config(config, tmp_path, PlanSettings({}, LoaderActorConfig((), ())))
+    assert sorted(plan.deployments) == ["model.dummy", "pipeline.chain"]
+    [library_errors] = [entry.args[3] for entry in plan.deployments.values() if entry.kind == "pipeline"]
+    assert "'..'" in library_errors["add"]
+    errors = LoaderManager().apply(*loader_specs(config, tmp_path))
+    assert [type(e) for e in errors] == [CustomLoaderLibraryInvalid]
+    assert "PATH_INVALID" in str(errors[0])
