@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from app.pipeline.definition import REQUEST, RESPONSE, Fail, PipelineDefinition
 from app.pipeline.shapes import count_dim, intersect_shapes
-from app.tensors import TensorInfo, format_shape
+from app.tensors import Dim, TensorInfo, format_shape
 
 UNSPECIFIED = "UNDEFINED"
 STRING_SUFFIX = "_string"
@@ -73,9 +73,20 @@ def pipeline_outputs(definition: PipelineDefinition) -> tuple[TensorInfo, ...]:
             continue
         produced = definition.produced(connection)
         shape = produced.shape[1:] if definition.demultiply_count(connection.source) is not None else produced.shape
-        gathered = tuple(count_dim(definition.demultiply_count(d)) for d in definition.output_level(connection.source))
+        gathered = tuple(_gathered_dim(definition, d) for d in definition.output_level(connection.source))
         outputs.append(as_string_output(TensorInfo(connection.input, produced.datatype, gathered + shape)))
     return tuple(outputs)
+
+
+def _gathered_dim(definition: PipelineDefinition, demultiplexer: str) -> Dim:
+    """The dim gathering ``demultiplexer``'s shards adds: its count; if dynamic, the dim 0 its
+    outputs declare when they all declare the same fixed one (as OVMS reports it), else -1."""
+    count = definition.demultiply_count(demultiplexer)
+    if count is not None and count >= 0 or demultiplexer not in definition.signatures:
+        return count_dim(count)
+    declared = {info.shape[0] for info in definition.signatures[demultiplexer].outputs if info.shape}
+    fixed = [dim for dim in declared if isinstance(dim, int) and dim > 0]
+    return fixed[0] if len(declared) == 1 and fixed else -1
 
 
 def as_string_output(info: TensorInfo) -> TensorInfo:

@@ -39,6 +39,19 @@ class ToInt(Node):
         return {"integers": inputs["numbers"].astype(np.int32)}
 
 
+class Twelve(Node):
+    """FP32 [1,10] -> 12 copies, declared [12,1,10]: a demultiplexer whose count its outputs fix."""
+
+    def inputs_info(self):
+        return [TensorInfo("numbers", "FP32", (1, 10))]
+
+    def outputs_info(self):
+        return [TensorInfo("copies", "FP32", (12, 1, 10))]
+
+    def execute(self, inputs):
+        return {"copies": np.repeat(inputs["numbers"][None], 12, axis=0)}
+
+
 class Echo(Node):
     """UINT8 [-1,-1] -> the same: a node that takes strings."""
 
@@ -88,7 +101,7 @@ LIBRARIES_C = (
     "mock",
     "missing_implementation",
 )
-LIBRARIES_PY = ("ToInt", "Echo", "Prefix", "NoMetadata", "FailingInitialize")
+LIBRARIES_PY = ("ToInt", "Twelve", "Echo", "Prefix", "NoMetadata", "FailingInitialize")
 
 
 @pytest.fixture(scope="session")

@@ -165,6 +165,22 @@ def test_an_input_no_connection_reads_is_not_required(pipeline_catalog):
         check_request(definition, {"numbers": X, "other": X})
 
 
+def test_a_dynamic_demultiplexer_whose_outputs_fix_dim_0_reports_it_gathered(pipeline_catalog):
+    config = pipeline(
+        "twelve",
+        ["in"],
+        [
+            custom("copies", "Twelve", {"numbers": ("request", "in")}, {"copies": "copies"}, demultiply_count=-1),
+            model("plus_one", "dummy", {"b": ("copies", "copies")}, {"a": "y"}),
+        ],
+        {"out": ("plus_one", "y")},
+    )
+    definition = validate(config, pipeline_catalog)
+    assert definition.outputs[0].shape == (12, 1, 10)  # OVMS's metadata; -1 if the library said 0
+    assert execute(pipeline_catalog, config, {"in": X})["out"].shape == (12, 1, 10)
+    assert validate(dynamic_demultiplex_then_dummy(), pipeline_catalog).outputs[0].shape == (-1, 1, 10)
+
+
 def test_shards_of_different_shapes_cannot_be_gathered(pipeline_catalog):
     config = pipeline(
         "uneven",
