@@ -138,6 +138,7 @@ def _check_tensors(
             f"{format_shape(given.shape)}{_stripped(source_node, target)}; expected "
             f"{format_shape(needed.shape)}, as {target.target} input '{wanted.name}' needs",
         )
+    _check_shard_count(nodes, connection, wanted, where, fail)
     if produced.datatype == "BYTES" and wanted.datatype == "BYTES":
         fail("NOT_IMPLEMENTED", f"{where}: string to string connections are not supported")
     if produced.datatype != wanted.datatype:
@@ -145,6 +146,23 @@ def _check_tensors(
             "INVALID_PRECISION",
             f"{where}: {source_node.target} output '{produced.name}' is {produced.datatype}; "
             f"expected {wanted.datatype}, as {target.target} input '{wanted.name}' needs",
+        )
+
+
+def _check_shard_count(
+    nodes: dict[str, PipelineNode], connection: Connection, wanted: TensorInfo, where: str, fail: Fail
+) -> None:
+    """A gathering input whose dim 0 is fixed must hold as many shards as its demultiplexer makes."""
+    target = nodes[connection.target]
+    gatherer = nodes.get(target.gather_from_node or "")
+    count = gatherer.demultiply_count if gatherer is not None else None
+    if count is None or count < 0 or not wanted.shape or not isinstance(wanted.shape[0], int):
+        return
+    if wanted.shape[0] > 0 and wanted.shape[0] != count:
+        fail(
+            "PIPELINE_DEMULTIPLY_COUNT_DOES_NOT_MATCH_TENSOR_SHARD_COUNT",
+            f"{where}: {target.target} input '{wanted.name}' takes {wanted.shape[0]} shards in dim 0 "
+            f"{format_shape(wanted.shape)}; expected {count}, the demultiply_count of '{target.gather_from_node}'",
         )
 
 

@@ -52,6 +52,32 @@ class Twelve(Node):
         return {"copies": np.repeat(inputs["numbers"][None], 12, axis=0)}
 
 
+class Pairs(Node):
+    """FP32 [1,10] -> 2 shards of [1,10], declared [2,1,10]."""
+
+    def inputs_info(self):
+        return [TensorInfo("numbers", "FP32", (1, 10))]
+
+    def outputs_info(self):
+        return [TensorInfo("pairs", "FP32", (2, 1, 10))]
+
+    def execute(self, inputs):
+        return {"pairs": np.repeat(inputs["numbers"][None], 2, axis=0)}
+
+
+class SumOfThree(Node):
+    """FP32 [3,1,10] -> their sum [1,10]: a gathering node that takes exactly 3 shards."""
+
+    def inputs_info(self):
+        return [TensorInfo("shards", "FP32", (3, 1, 10))]
+
+    def outputs_info(self):
+        return [TensorInfo("sum", "FP32", (1, 10))]
+
+    def execute(self, inputs):
+        return {"sum": inputs["shards"].sum(axis=0)}
+
+
 class Echo(Node):
     """UINT8 [-1,-1] -> the same: a node that takes strings."""
 
@@ -101,7 +127,7 @@ LIBRARIES_C = (
     "mock",
     "missing_implementation",
 )
-LIBRARIES_PY = ("ToInt", "Twelve", "Echo", "Prefix", "NoMetadata", "FailingInitialize")
+LIBRARIES_PY = ("ToInt", "Twelve", "Pairs", "SumOfThree", "Echo", "Prefix", "NoMetadata", "FailingInitialize")
 
 
 @pytest.fixture(scope="session")

@@ -48,6 +48,20 @@ def choose(source, gather="ops"):
 # (id, pipeline, OVMS code, words the message must hold)
 CASES = [
     (
+        "gathered shard count differs from the demultiplexer's",
+        pipeline(
+            "p",
+            ["in"],
+            [
+                custom("pairs", "Pairs", {"numbers": ("request", "in")}, {"pairs": "pairs"}, demultiply_count=2),
+                custom("sum", "SumOfThree", {"shards": ("pairs", "pairs")}, {"sum": "sum"}, gather_from_node="pairs"),
+            ],
+            {"out": ("sum", "sum")},
+        ),
+        "PIPELINE_DEMULTIPLY_COUNT_DOES_NOT_MATCH_TENSOR_SHARD_COUNT",
+        ["input 'shards'", "takes 3 shards", "expected 2", "'pairs'"],
+    ),
+    (
         "unknown library",
         pipeline(
             "p",
