@@ -159,15 +159,20 @@ def test_metadata_lists_tensors_and_versions(tmp_path):
     assert [o["name"] for o in meta["outputs"]] == ["sum", "double"]
 
 
-def test_a_failing_inference_raises_and_gives_its_infer_request_back(tmp_path):
-    # OpenVINO skips its completion callback when an inference fails: the request must still end,
-    # and free its infer request. x [?] passes the input checks, but only 6 values reshape to
-    # [2,3]: the element count is checked by shape inference on every CPU, whatever its kernels.
+def reshape_to_2x3(tmp_path, nireq: int) -> ModelServable:
+    """x [?] reshaped to y [2,3]: any x but 6 values fails in shape inference, on every CPU."""
     x = ops.parameter(ov.PartialShape([-1]), ov.Type.f32, name="x")
     y = ops.reshape(x, ops.constant(np.array([2, 3], np.int64)), False)
     y.output(0).get_tensor().set_names({"y"})
     factory.save(ov.Model([y], [x], "reshape"), tmp_path / "reshape" / "1")
-    model = servable(tmp_path / "reshape", nireq=1)
+    return servable(tmp_path / "reshape", nireq=nireq)
+
+
+def test_a_failing_inference_raises_and_gives_its_infer_request_back(tmp_path):
+    # OpenVINO skips its completion callback when an inference fails: the request must still end,
+    # and free its infer request. x [?] passes the input checks, but only 6 values reshape to
+    # [2,3]: the element count is checked by shape inference on every CPU, whatever its kernels.
+    model = reshape_to_2x3(tmp_path, nireq=1)
     with pytest.raises(
         InvalidShape, match=r"Invalid input shape - version 1: the model cannot run inputs of shape x \[5\]: "
     ):
@@ -178,11 +183,7 @@ def test_a_failing_inference_raises_and_gives_its_infer_request_back(tmp_path):
 
 
 def test_a_failed_inference_compiles_the_version_again_before_the_next_request(tmp_path):
-    x = ops.parameter(ov.PartialShape([-1]), ov.Type.f32, name="x")
-    y = ops.reshape(x, ops.constant(np.array([2, 3], np.int64)), False)
-    y.output(0).get_tensor().set_names({"y"})
-    factory.save(ov.Model([y], [x], "reshape"), tmp_path / "reshape" / "1")
-    model = servable(tmp_path / "reshape", nireq=2)
+    model = reshape_to_2x3(tmp_path, nireq=2)
     version = model.resolve(None)
     six = np.arange(6, dtype=np.float32)
     asyncio.run(model.infer(InferRequest("dummy", None, {"x": six})))
