@@ -31,6 +31,14 @@ def write_dummy(base: Path, versions: list[int], shape: tuple[int, ...] = (1, 10
     return base
 
 
+def scalar() -> ov.Model:
+    """``x`` FP32 [] (a scalar) to ``y`` = 2x."""
+    x = ops.parameter(ov.PartialShape([]), ov.Type.f32, name="x")
+    y = ops.multiply(x, np.float32(2))
+    y.output(0).get_tensor().set_names({"y"})
+    return ov.Model([y], [x], "scalar")
+
+
 def two_inputs() -> ov.Model:
     """``x`` FP32 [-1,3] and ``k`` INT32 [1] to ``sum`` = x + k and ``double`` = 2x: several inputs and outputs."""
     x = ops.parameter(ov.PartialShape([-1, 3]), ov.Type.f32, name="x")

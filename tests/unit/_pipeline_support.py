@@ -17,7 +17,7 @@ from app.config import PipelineConfig, ServerConfig, parse_config
 from app.pipeline.local import LocalCatalog
 from app.tensors import TensorInfo
 from nodes import Node
-from tests.factory import write_broken, write_dummy
+from tests.factory import save, scalar, write_broken, write_dummy
 
 ADD_SUB_PARAMS = {"add_value": "2.5", "sub_value": "1"}
 SUPPORT = "tests.unit._pipeline_support"
@@ -136,17 +136,20 @@ def pipeline_server_config(
 ) -> tuple[ServerConfig, Path]:
     """The config behind ``pipeline_catalog``: models dummy (b [1,10] -> a = b+1), dummy_range
     (b [1,11:20]), dummy_nchw (b [1,3,4,6]), dummy_auto (batch_size auto),
-    broken (no loadable version); every C test library and the Python nodes above, by their names."""
+    broken (no loadable version), scalar (x [] -> y = 2x); every C test library and the Python nodes
+    above, by their names."""
     root = tmp_path_factory.mktemp("pipeline_models")
     write_dummy(root / "dummy", [1])
     write_dummy(root / "nchw", [1], shape=(1, 3, 4, 6))
     write_broken(root / "broken")
+    save(scalar(), root / "scalar" / "1")
     models = [
         {"name": "dummy", "base_path": str(root / "dummy")},
         {"name": "dummy_range", "base_path": str(root / "dummy"), "shape": "(1,11:20)"},
         {"name": "dummy_nchw", "base_path": str(root / "nchw")},
         {"name": "dummy_auto", "base_path": str(root / "dummy"), "batch_size": "auto"},
         {"name": "broken", "base_path": str(root / "broken")},
+        {"name": "scalar", "base_path": str(root / "scalar")},
     ]
     libraries = [{"name": name, "base_path": str(c_nodes[name])} for name in LIBRARIES_C]
     libraries += [{"name": name, "base_path": f"{SUPPORT}:{name}"} for name in LIBRARIES_PY]

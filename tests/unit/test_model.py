@@ -239,10 +239,7 @@ def test_an_image_smaller_than_the_model_can_pool_is_the_clients_error(demo_mode
 
 def test_a_scalar_input_works_read_only_or_not(tmp_path):
     # Decoded binary tensors and tensors passed through Ray are read-only arrays.
-    x = ops.parameter(ov.PartialShape([]), ov.Type.f32, name="x")
-    y = ops.multiply(x, np.float32(2))
-    y.output(0).get_tensor().set_names({"y"})
-    factory.save(ov.Model([y], [x], "scalar"), tmp_path / "scalar" / "1")
+    factory.save(factory.scalar(), tmp_path / "scalar" / "1")
     model = servable(tmp_path / "scalar")
     assert model.metadata(None)["inputs"] == [{"name": "x", "datatype": "FP32", "shape": []}]
     read_only = np.frombuffer(np.float32(3).tobytes(), np.float32).reshape(())

@@ -181,6 +181,14 @@ def test_a_dynamic_demultiplexer_whose_outputs_fix_dim_0_reports_it_gathered(pip
     assert validate(dynamic_demultiplex_then_dummy(), pipeline_catalog).outputs[0].shape == (-1, 1, 10)
 
 
+def test_a_scalar_goes_through_a_pipeline_into_a_model(pipeline_catalog):
+    config = pipeline("twice", ["x"], [model("m", "scalar", {"x": ("request", "x")}, {"y": "y"})], {"y": ("m", "y")})
+    assert [i.shape for i in validate(config, pipeline_catalog).inputs] == [()]
+    read_only = np.frombuffer(np.float32(3).tobytes(), np.float32).reshape(())  # as decoded from the wire
+    out = execute(pipeline_catalog, config, check_request(validate(config, pipeline_catalog), {"x": read_only}))
+    assert out["y"].shape == () and out["y"] == 6.0
+
+
 def test_shards_of_different_shapes_cannot_be_gathered(pipeline_catalog):
     config = pipeline(
         "uneven",
