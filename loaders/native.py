@@ -73,7 +73,7 @@ class NativeLoader(Loader):
             raise CustomLoaderLibraryLoadFailed(f"library_path '{library}': no loader shim: {exc}") from exc
         handle = ffi.new("RvLoader **")
         message = ffi.new("char[]", MESSAGE_SIZE)
-        code = self._lib.rv_open(library.encode(), handle, message, MESSAGE_SIZE)
+        code = self._lib.rv_open(_text(library), handle, message, MESSAGE_SIZE)
         if code == self._lib.RV_OPEN_FAILED:
             raise CustomLoaderLibraryInvalid(f"library_path '{library}' cannot be opened: {_said(message)}")
         if code == self._lib.RV_SYMBOL_MISSING:
