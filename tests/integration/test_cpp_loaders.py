@@ -36,14 +36,15 @@ LOADERS = [
     ("leaving", "lib/libtestloader.so", "leaving.cfg"),
 ]
 FACE = {"loader_name": "sampleloader", "xml_file": "face.xml", "bin_file": "face.bin", "enable_file": "face.status"}
+# Deployments are named after their model cluster-wide: these names must not be the session app's.
 MODELS = {
-    "face-detection": ("face", FACE),
-    "dummy": ("dummy", {"loader_name": "tester"}),
-    "throws": ("dummy", {"loader_name": "tester", "behaviour": "throw"}),
-    "load-error": ("dummy", {"loader_name": "tester", "behaviour": "error"}),
-    "init-failed": ("dummy", {"loader_name": "init-throws"}),
-    "no-create": ("dummy", {"loader_name": "no-create"}),
-    "leaver": ("dummy", {"loader_name": "leaving"}),
+    "cpp-face": ("face", FACE),
+    "cpp-dummy": ("dummy", {"loader_name": "tester"}),
+    "cpp-throws": ("dummy", {"loader_name": "tester", "behaviour": "throw"}),
+    "cpp-load-error": ("dummy", {"loader_name": "tester", "behaviour": "error"}),
+    "cpp-init-failed": ("dummy", {"loader_name": "init-throws"}),
+    "cpp-no-create": ("dummy", {"loader_name": "no-create"}),
+    "cpp-leaver": ("dummy", {"loader_name": "leaving"}),
 }
 
 
@@ -112,12 +113,12 @@ def cpp(ray_cluster, demo_models, tmp_path_factory):
 
 def test_the_cpp_sample_serves_the_face_model(cpp, ray_cluster):
     http, _ = cpp
-    assert status_of(http, "face-detection", 1)[:2] == ("AVAILABLE", "OK")
+    assert status_of(http, "cpp-face", 1)[:2] == ("AVAILABLE", "OK")
     client = triton.InferenceServerClient(f"{ray_cluster}/cpp", network_timeout=120)
     image = astronaut_bgr_nchw()
     tensor = triton.InferInput("data", list(image.shape), "FP32")
     tensor.set_data_from_numpy(image)
-    detections = client.infer("face-detection", [tensor]).as_numpy("detection_out")[0, 0]
+    detections = client.infer("cpp-face", [tensor]).as_numpy("detection_out")[0, 0]
     faces = detections[: np.argmax(detections[:, 0] == -1)]
     faces = faces[faces[:, 2] > 0.5]
     assert len(faces) == 1
@@ -129,29 +130,29 @@ def test_the_cpp_sample_blacklists_and_revokes(cpp):
     enable = base / "face" / "1" / "face.status"
     enable.write_text("DISABLED\n")
     try:
-        wait_state(http, "face-detection", 1, "END", timeout=60)
-        assert status_of(http, "face-detection", 1)[1:] == ("OK", "OK")
-        assert ready(http, "face-detection", 1) == 404
+        wait_state(http, "cpp-face", 1, "END", timeout=60)
+        assert status_of(http, "cpp-face", 1)[1:] == ("OK", "OK")
+        assert ready(http, "cpp-face", 1) == 404
     finally:
         enable.unlink()
-    wait_state(http, "face-detection", 1, "AVAILABLE", timeout=60)
-    wait_for(lambda: ready(http, "face-detection", 1) == 200, timeout=60, what="face-detection ready again")
+    wait_state(http, "cpp-face", 1, "AVAILABLE", timeout=60)
+    wait_for(lambda: ready(http, "cpp-face", 1) == 200, timeout=60, what="cpp-face ready again")
 
 
 def test_a_loader_given_by_a_relative_path_serves(cpp):
     http, _ = cpp
     body = {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": [1] * 10}]}
-    response = http.post("/v2/models/dummy/infer", json=body)
+    response = http.post("/v2/models/cpp-dummy/infer", json=body)
     assert response.status_code == 200 and response.json()["outputs"][0]["data"] == [2.0] * 10
 
 
 @pytest.mark.parametrize(
     "model, message",
     [
-        ("throws", "INTERNAL_ERROR: loadModel threw std::runtime_error: no licence for throws"),
-        ("load-error", "FILE_INVALID: load_model returned MODEL_LOAD_ERROR"),
-        ("init-failed", "loaderInit threw std::runtime_error: the licence server is unreachable"),
-        ("no-create", "does not export createCustomLoader"),
+        ("cpp-throws", "INTERNAL_ERROR: loadModel threw std::runtime_error: no licence for cpp-throws"),
+        ("cpp-load-error", "FILE_INVALID: load_model returned MODEL_LOAD_ERROR"),
+        ("cpp-init-failed", "loaderInit threw std::runtime_error: the licence server is unreachable"),
+        ("cpp-no-create", "does not export createCustomLoader"),
     ],
 )
 def test_a_failing_cpp_loader_leaves_its_model_loading_with_the_reason(cpp, model, message):
@@ -163,16 +164,18 @@ def test_a_failing_cpp_loader_leaves_its_model_loading_with_the_reason(cpp, mode
 
 def test_the_init_failure_names_its_status(cpp):
     http, _ = cpp
-    assert status_of(http, "init-failed", 1)[2].startswith("CUSTOM_LOADER_INIT_FAILED")
-    assert status_of(http, "no-create", 1)[2].startswith("CUSTOM_LOADER_LIBRARY_LOAD_FAILED")
+    assert status_of(http, "cpp-init-failed", 1)[2].startswith("CUSTOM_LOADER_INIT_FAILED")
+    assert status_of(http, "cpp-no-create", 1)[2].startswith("CUSTOM_LOADER_LIBRARY_LOAD_FAILED")
 
 
 def test_a_loader_leaving_the_config_is_deinitialised_and_deleted_once(cpp):
     # Last in this module: it changes the app's config.
     http, base = cpp
-    assert status_of(http, "leaver", 1)[0] == "AVAILABLE"
+    assert status_of(http, "cpp-leaver", 1)[0] == "AVAILABLE"
     write_config(
-        base, [entry for entry in LOADERS if entry[0] != "leaving"], {k: v for k, v in MODELS.items() if k != "leaver"}
+        base,
+        [entry for entry in LOADERS if entry[0] != "leaving"],
+        {k: v for k, v in MODELS.items() if k != "cpp-leaver"},
     )
     assert http.post("/v1/config/reload").status_code in (200, 201)
     wait_for(
@@ -180,13 +183,13 @@ def test_a_loader_leaving_the_config_is_deinitialised_and_deleted_once(cpp):
     )
     assert hook_log(base, "leaving.cfg") == [
         "loaderInit",
-        "loadModel leaver 1",
-        "unloadModel leaver 1",
-        "retireModel leaver",
+        "loadModel cpp-leaver 1",
+        "unloadModel cpp-leaver 1",
+        "retireModel cpp-leaver",
         "loaderDeInit",
         "~TestLoader",
     ]
-    assert status_of(http, "face-detection", 1)[0] == "AVAILABLE"  # the others are untouched
+    assert status_of(http, "cpp-face", 1)[0] == "AVAILABLE"  # the others are untouched
 
 
 def test_a_segfaulting_load_restarts_the_loader_and_other_models_keep_serving(ray_cluster, tmp_path):
@@ -194,31 +197,31 @@ def test_a_segfaulting_load_restarts_the_loader_and_other_models_keep_serving(ra
     build_test_loader(tmp_path / "lib")
     (tmp_path / "tester.cfg").write_text("")
     loaders = [("tester", "lib/libtestloader.so", "tester.cfg")]
-    steady = {"steady": ("dummy", {"loader_name": "tester"})}
-    write_config(tmp_path, loaders, {**steady, "crasher": ("dummy", {"loader_name": "tester"})})
-    with config_app(ray_cluster, tmp_path, "crashing") as http:
-        assert status_of(http, "crasher", 1)[0] == "AVAILABLE"
+    steady = {"cpp-steady": ("dummy", {"loader_name": "tester"})}
+    write_config(tmp_path, loaders, {**steady, "cpp-crasher": ("dummy", {"loader_name": "tester"})})
+    with config_app(ray_cluster, tmp_path, "cpp-crash") as http:
+        assert status_of(http, "cpp-crasher", 1)[0] == "AVAILABLE"
         with steady_requests(http) as answers:  # throughout the crash and the loader actor's restart
             crash = {"loader_name": "tester", "behaviour": "crash"}
-            write_config(tmp_path, loaders, {**steady, "crasher": ("dummy", crash)})
+            write_config(tmp_path, loaders, {**steady, "cpp-crasher": ("dummy", crash)})
             assert http.post("/v1/config/reload").status_code in (200, 201)
             state, code, message = wait_for(
-                lambda: "crashed" in (s := status_of(http, "crasher", 1))[2] and s,
+                lambda: "crashed" in (s := status_of(http, "cpp-crasher", 1))[2] and s,
                 timeout=120,
                 what="the crash to be reported",
             )
             wait_for(lambda: len(answers) > 20, timeout=60, what="more answers from steady")
         assert (state, code) == ("LOADING", "UNKNOWN")
-        assert "died (crashed) in loader 'tester' load_model for model 'crasher' version 1" in message
+        assert "died (crashed) in loader 'tester' load_model for model 'cpp-crasher' version 1" in message
         assert hook_log(tmp_path, "tester.cfg").count("loaderInit") >= 2  # the restarted actor initialised it again
         assert set(answers) == {200}, answers
-        assert ready(http, "crasher", 1) == 404
+        assert ready(http, "cpp-crasher", 1) == 404
         # That the call is tried again once CRASH_RETRY_SECONDS have passed is a unit test's.
 
 
 @contextlib.contextmanager
 def steady_requests(http):
-    """Requests to model 'steady', one after another in a thread; yields the list of their statuses."""
+    """Requests to model 'cpp-steady', one after another in a thread; yields the list of their statuses."""
     import httpx
 
     body = {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": [1] * 10}]}
@@ -228,7 +231,7 @@ def steady_requests(http):
     def send() -> None:
         with httpx.Client(base_url=http.base_url, timeout=120) as own:  # a client per thread
             while not stop.is_set():
-                answers.append(own.post("/v2/models/steady/infer", json=body).status_code)
+                answers.append(own.post("/v2/models/cpp-steady/infer", json=body).status_code)
                 time.sleep(0.05)
 
     thread = threading.Thread(target=send)
