@@ -79,13 +79,11 @@ class LoaderService:
         poll_wait_seconds: float = 1.0,
         clock: Clock = time.time,
         idle_shutdown_seconds: float = 0.0,
-        journal: CrashJournal | None = None,
-        crashed: HookCall | None = None,
     ) -> None:
         """``idle_shutdown_seconds`` > 0: once every replica that followed it has left (the app was
-        deleted) and none has come back for that long, deinit every loader and end the actor.
-        ``journal`` and ``crashed``: the crash journal (see LoaderManager)."""
+        deleted) and none has come back for that long, deinit every loader and end the actor."""
         self._incarnation = time.time_ns()
+        journal, crashed = self._crash_journal()
         self._manager = LoaderManager(
             clock, first_generation=self._incarnation, gate_unloads=True, journal=journal, crashed=crashed
         )
@@ -202,6 +200,10 @@ class LoaderService:
     def _exit(self) -> None:
         """End the process that hosts this service (the Ray actor overrides it)."""
 
+    def _crash_journal(self) -> tuple[CrashJournal | None, HookCall | None]:
+        """The journal of hook calls, and the call a previous process died in (the Ray actor's)."""
+        return None, None
+
     def _drained(self, name: str, generation: int) -> bool:
         """Every live replica of ``name`` has acknowledged ``generation`` (dead ones are dropped)."""
         now = asyncio.get_running_loop().time()
@@ -254,15 +256,11 @@ class LoaderService:
 
 
 class _RayLoaderService(LoaderService):
-    def __init__(
-        self,
-        loaders: Iterable[LoaderSpec] = (),
-        models: Iterable[ModelSpec] = (),
-        poll_wait_seconds: float = 1.0,
-        clock: Clock = time.time,
-        idle_shutdown_seconds: float = 0.0,
-    ) -> None:
+    def __init__(self, *args, **kwargs) -> None:
         show_lifecycle_logs()
+        super().__init__(*args, **kwargs)
+
+    def _crash_journal(self) -> tuple[CrashJournal | None, HookCall | None]:
         context = ray.get_runtime_context()
         # One journal per actor name and node (the actor is pinned to the head node); only a
         # restarted actor reads what its previous process was doing when it died.
@@ -274,7 +272,7 @@ class _RayLoaderService(LoaderService):
         crashed = journal.take()
         if crashed is not None and not context.was_current_actor_reconstructed:
             crashed = None  # a previous cluster's, not this actor's
-        super().__init__(loaders, models, poll_wait_seconds, clock, idle_shutdown_seconds, journal, crashed)
+        return journal, crashed
 
     def _exit(self) -> None:
         # An intentional end: no restart. Called from the poll task, so kill rather than exit_actor.
