@@ -38,7 +38,6 @@ from app.pipeline.catalog import INITIALIZE_FAILED, INVALID_NODE_LIBRARY, METADA
 from app.pipeline.servable import PipelineServable
 from app.plan import NodeParts
 from app.polling import ActorFollower, Poller
-from app.refs import fetch, resolve, to_refs
 from app.rest import RouteSettings, build_servable_app
 from app.status import VersionStatus
 from app.tensors import TensorInfo, Tensors
@@ -68,17 +67,18 @@ async def call_model(call: Callable[[], Awaitable[T]]) -> T:
 
 
 async def rerun_if_tensor_lost(run: Callable[[], Awaitable[T]]) -> T:
-    """A pipeline request, run once more if a tensor it passed by reference was lost with the
-    replica or node that held it (OwnerDiedError, ObjectLostError). The loss shows only when a
-    later stage reads the tensor, after the call that made it has returned, so ``call_model``
-    cannot see it. The graph has no side effects, and the second run's calls go to live replicas."""
+    """A pipeline request, run once more if a tensor between its stages was lost with the node
+    that held it (ObjectLostError and its kin): a large answer waits in the object store of the
+    node that made it until the pipeline reads it, and a stage reads its large arguments from
+    the pipeline's node. The graph has no side effects, and the second run's calls go to live
+    replicas."""
     try:
         return await run()
     except Exception as exc:
         lost = next((e for e in causes(exc) if isinstance(e, ObjectLostError)), None)
         if lost is None:
             raise
-        log.warning("a tensor passed by reference was lost (%s); running the request once more", type(lost).__name__)
+        log.warning("a tensor between stages was lost (%s); running the request once more", type(lost).__name__)
         return await run()
 
 
@@ -236,13 +236,6 @@ class ModelDeployment(OwnRoutes):
     async def infer(self, request: InferRequest) -> InferResponse:
         return await self._infer(request)
 
-    async def infer_by_reference(self, request: InferRequest) -> InferResponse:
-        """For a pipeline: inputs may be references, and large outputs go back as references."""
-        request.inputs = await resolve(request.inputs)
-        response = await self._infer(request)
-        response.outputs = to_refs(response.outputs)
-        return response
-
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
 @serve.ingress()
@@ -274,7 +267,7 @@ class PipelineDeployment(OwnRoutes):
         for name, node in (inline_nodes or {}).items():
             self.nodes[name] = HostedNode(node.factory, node.params, name)
         self.library_errors = library_errors  # node name -> why its library could not be loaded
-        self.pipeline = PipelineServable(config, self._catalog, self._call, fetch)
+        self.pipeline = PipelineServable(config, self._catalog, self._call)
         await self.pipeline.validate()
 
     async def statuses(self) -> list[VersionStatus]:
@@ -290,16 +283,17 @@ class PipelineDeployment(OwnRoutes):
         return await rerun_if_tensor_lost(lambda: self.pipeline.infer(request))
 
     async def _call(self, spec: NodeSpec, inputs: Tensors) -> Tensors:
-        # Values are tensors or object references: they go on to the next deployment as they are.
+        # Tensors go to other deployments by value, never as object references we put ourselves:
+        # Ray 2.60 can free an object whose reference travels inside a Serve response (a streaming
+        # call) and then on to another replica, and the stage that reads it fails with
+        # ReferenceCountingAssertionError. Ray moves large values through its shared-memory object
+        # store anyway, so a hop costs one more copy of the tensor, not a trip through Python.
         node = spec.node
         if isinstance(node, ModelNode):
             request = InferRequest(node.model_name, node.version, inputs, [RequestedOutput(o) for o in spec.outputs])
             handle = self.models[node.model_name]
-            return (await call_model(lambda: handle.infer_by_reference.remote(request))).outputs
-        client = self.nodes[node.name]
-        if isinstance(client, HostedNode):
-            return await client.run(await resolve(inputs), spec.outputs)
-        return await client.run(inputs, spec.outputs, by_reference=True)
+            return (await call_model(lambda: handle.infer.remote(request))).outputs
+        return await self.nodes[node.name].run(inputs, spec.outputs)
 
     def __del__(self) -> None:
         # Serve calls __del__ at graceful shutdown; close deinitializes each inline node once.

@@ -28,7 +28,6 @@ from ray.serve.handle import DeploymentHandle
 
 from app.errors import find_serving_error
 from app.logs import show_lifecycle_logs
-from app.refs import resolve, to_refs
 from app.tensors import TensorInfo, Tensors
 from nodes.base import Node
 from nodes.errors import NodeCrashed
@@ -61,11 +60,8 @@ class NodeDeployment:
     async def outputs_info(self) -> list[TensorInfo]:
         return await self.hosted.outputs_info()
 
-    async def run(self, inputs: Tensors, outputs: list[str], by_reference: bool = False) -> Tensors:
-        """``by_reference`` (a pipeline's call): inputs may be object references, and large
-        outputs go back as references, so the pipeline replica forwards them without a copy."""
-        results = await self.hosted.run(await resolve(inputs), outputs)
-        return to_refs(results) if by_reference else results
+    async def run(self, inputs: Tensors, outputs: list[str]) -> Tensors:
+        return await self.hosted.run(inputs, outputs)
 
     def __del__(self) -> None:
         # Serve calls __del__ at graceful shutdown and Python may call it again at collection;
@@ -101,8 +97,8 @@ class NodeClient:
         self.handle = handle
         self.node_name = node_name
 
-    async def run(self, inputs: Tensors, outputs: Collection[str], by_reference: bool = False) -> Tensors:
-        return await self._call(self.handle.run.remote(inputs, list(outputs), by_reference))
+    async def run(self, inputs: Tensors, outputs: Collection[str]) -> Tensors:
+        return await self._call(self.handle.run.remote(inputs, list(outputs)))
 
     async def inputs_info(self) -> list[TensorInfo]:
         return await self._call(self.handle.inputs_info.remote())

@@ -19,7 +19,7 @@ by real input name; it returns outputs by real output name.
 from app.pipeline.catalog import Catalog, CatalogError, DictCatalog, Signature, node_key
 from app.pipeline.definition import REQUEST, RESPONSE, Connection, NodeSpec, PipelineDefinition
 from app.pipeline.errors import PipelineInvalid, PipelineNameOccupied, PipelineNotLoadedYet
-from app.pipeline.execution import Call, Fetch, run
+from app.pipeline.execution import Call, run
 from app.pipeline.mermaid import to_mermaid
 from app.pipeline.status import pipeline_status, ready_definition
 from app.pipeline.validation import validate, validate_all
@@ -32,7 +32,6 @@ __all__ = [
     "CatalogError",
     "Connection",
     "DictCatalog",
-    "Fetch",
     "NodeSpec",
     "PipelineDefinition",
     "PipelineInvalid",

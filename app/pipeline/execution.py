@@ -8,9 +8,9 @@ concurrently. A shard path holds one index per open demultiplexer, outermost fir
 - A gather node (``gather_from_node``) and the response stack the shards back, adding a leading N.
 - The first error is kept, every other task is cancelled and drained, and that error is raised.
 
-Values pass between nodes exactly as ``call`` returns them (the Ray layer may return object
-refs); ``fetch`` turns one into an ndarray only where the executor must look inside: a
-demultiplexer's outputs, shards being gathered, and the response.
+Values pass between nodes exactly as ``call`` returns them; the executor turns one into an
+ndarray only where it must look inside: a demultiplexer's outputs, shards being gathered, and
+the response.
 """
 
 from __future__ import annotations
@@ -29,21 +29,14 @@ from app.pipeline.request import check_request, shape_response
 from app.tensors import Tensors
 
 Call = Callable[[NodeSpec, dict[str, Any]], Awaitable[Mapping[str, Any]]]
-Fetch = Callable[[Any], Awaitable[np.ndarray]]
 Path = tuple[int, ...]
 MAX_SHARDS = 10_000
 
 
-async def as_array(value: Any) -> np.ndarray:
-    return value if isinstance(value, np.ndarray) else np.asarray(value)
-
-
-async def run(
-    definition: PipelineDefinition, inputs: Mapping[str, np.ndarray], call: Call, fetch: Fetch = as_array
-) -> Tensors:
+async def run(definition: PipelineDefinition, inputs: Mapping[str, np.ndarray], call: Call) -> Tensors:
     """The pipeline's response tensors for ``inputs``, or the first error (400 for a bad request)."""
     request = check_request(definition, inputs)
-    outputs = await _Run(definition, call, fetch, request).response()
+    outputs = await _Run(definition, call, request).response()
     return shape_response(outputs)
 
 
@@ -56,10 +49,9 @@ class _Result:
 class _Run:
     """One request's run: its tasks by (node, shard path) and its first failure."""
 
-    def __init__(self, definition: PipelineDefinition, call: Call, fetch: Fetch, request: Tensors) -> None:
+    def __init__(self, definition: PipelineDefinition, call: Call, request: Tensors) -> None:
         self.definition = definition
         self.call = call
-        self.fetch = fetch
         self.request = request
         self.tasks: dict[tuple[str, Path], asyncio.Task[_Result]] = {}
         self.failure: BaseException | None = None
@@ -68,7 +60,7 @@ class _Run:
         connections = self.definition.into(RESPONSE)
         try:
             values = await asyncio.gather(*(self._stacked(c, ()) for c in connections))
-            arrays = await asyncio.gather(*(self.fetch(v) for v in values))
+            arrays = [np.asarray(v) for v in values]
         except asyncio.CancelledError:
             await self._cancel_all()
             if self.failure is None:
@@ -142,7 +134,7 @@ class _Run:
         return produced
 
     async def _demultiplex(self, node: str, values: dict[str, Any], count: int) -> _Result:
-        arrays = {alias: await self.fetch(value) for alias, value in values.items()}
+        arrays = {alias: np.asarray(value) for alias, value in values.items()}
         shards = None
         for alias, array in arrays.items():
             n = _shard_count(self.definition.name, node, alias, array, count)
@@ -163,8 +155,7 @@ class _Run:
         demultiplexer = level[len(path)]
         count = (await self._task(demultiplexer, path)).shards or 0
         parts = await asyncio.gather(*(self._stacked(connection, path + (i,)) for i in range(count)))
-        arrays = await asyncio.gather(*(self.fetch(part) for part in parts))
-        return _stack(self.definition.name, connection, arrays)
+        return _stack(self.definition.name, connection, [np.asarray(part) for part in parts])
 
     async def _value(self, connection: Connection, path: Path) -> Any:
         """The value at a path as deep as the source's output level: a demultiplexer's gives one shard."""

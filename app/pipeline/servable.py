@@ -18,7 +18,7 @@ from app.inference import InferRequest, InferResponse
 from app.pipeline.catalog import Catalog
 from app.pipeline.definition import RESPONSE, PipelineDefinition
 from app.pipeline.errors import PipelineInvalid
-from app.pipeline.execution import Call, Fetch, as_array, run
+from app.pipeline.execution import Call, run
 from app.pipeline.status import PIPELINE_VERSION, pipeline_status, ready_definition
 from app.pipeline.validation import validate
 from app.status import VersionStatus
@@ -32,11 +32,10 @@ class PipelineServable:
         config: PipelineConfig,
         catalog: CatalogSource,
         call: Call,
-        fetch: Fetch = as_array,
         revalidate_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.config, self._catalog, self._call, self._fetch = config, catalog, call, fetch
+        self.config, self._catalog, self._call = config, catalog, call
         self._revalidate_seconds, self._clock = revalidate_seconds, clock
         self.result: PipelineDefinition | PipelineInvalid | None = None
         self._validated_at = float("-inf")
@@ -75,7 +74,7 @@ class PipelineServable:
         for name in wanted:  # before anything runs: a run that finds nothing would answer 204 instead
             if name not in known:
                 raise InvalidOutput(f"output '{name}' of pipeline '{self.name}'; expected one of {known}")
-        outputs = await run(definition, request.inputs, self._call, self._fetch)
+        outputs = await run(definition, request.inputs, self._call)
         if wanted:
             outputs = {name: outputs[name] for name in wanted}
         return InferResponse(self.name, PIPELINE_VERSION, outputs, request.id)

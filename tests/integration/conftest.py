@@ -244,6 +244,7 @@ def prepare_pipelines(base: Path) -> dict:
                 "add-sub-inline", "add_sub", {"add_value": "5", "sub_value": "2"}, "input_numbers", "output_numbers"
             ),
             one_node("crashing", "segfault", {}, "input_numbers", "output_numbers"),
+            scale_twice(),
             {
                 "name": "unknown-model-pipeline",
                 "inputs": ["b"],
@@ -259,6 +260,29 @@ def prepare_pipelines(base: Path) -> dict:
                 "outputs": [{"a": {"node_name": "m", "data_item": "a"}}],
             },
         ],
+    }
+
+
+def scale_twice() -> dict:
+    """Two C nodes in deployments of their own, one after the other: the first one's output goes
+    through the pipeline's replica on to the second."""
+    source = {"node_name": "request", "data_item": "numbers"}
+
+    def node(name: str, factor: str, source: dict) -> dict:
+        return {
+            "name": name,
+            "type": "custom",
+            "library_name": "scale",
+            "params": {"factor": factor},
+            "inputs": [{"numbers": source}],
+            "outputs": [{"data_item": "scaled", "alias": "scaled"}],
+        }
+
+    return {
+        "name": "scale-twice",
+        "inputs": ["numbers"],
+        "nodes": [node("first", "2.5", source), node("second", "2", {"node_name": "first", "data_item": "scaled"})],
+        "outputs": [{"result": {"node_name": "second", "data_item": "scaled"}}],
     }
 
 

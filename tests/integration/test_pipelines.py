@@ -98,6 +98,27 @@ def test_a_c_node_written_and_compiled_by_a_user_runs_unchanged(client):
     np.testing.assert_allclose(infer(client, "scale", "numbers", numbers(2.0)).as_numpy("result"), numbers(5.0))
 
 
+def test_many_concurrent_requests_pass_large_tensors_between_node_deployments(model_server):
+    """scale-twice's first node answers the pipeline replica, which sends that tensor on to the
+    second node's replica: 400 requests of 200 KB, 16 at a time, each answered with its own data.
+    (Such tensors once went between replicas as object references, and Ray freed one now and
+    then before the second node read it: ReferenceCountingAssertionError, a 500.)"""
+    client = triton.InferenceServerClient(model_server, concurrency=16, network_timeout=120)
+    try:
+        sent, pending = [], []
+        for i in range(400):
+            data = np.full((1, 50_000), i, np.float32)
+            data[0, -1] = -i  # not a constant tensor: a mixed-up or stale buffer shows
+            tensor = triton.InferInput("numbers", list(data.shape), "FP32")
+            tensor.set_data_from_numpy(data, binary_data=True)
+            sent.append(data)
+            pending.append(client.async_infer("scale-twice", [tensor]))
+        for data, request in zip(sent, pending, strict=True):
+            np.testing.assert_array_equal(request.get_result().as_numpy("result"), data * 5)
+    finally:
+        client.close()
+
+
 def test_add_sub_with_and_without_its_params(client, http):
     np.testing.assert_allclose(infer(client, "add-sub", "numbers", numbers(1.0)).as_numpy("result"), numbers(4.0))
     response = http.post(
