@@ -13,6 +13,7 @@ Its replicas follow the config actor's catalog (``CatalogFollower``).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Collection
@@ -20,6 +21,7 @@ from collections.abc import Collection
 import grpc
 from fastapi import FastAPI
 from ray import serve
+from ray.exceptions import RayError
 from ray.serve.handle import DeploymentHandle
 
 from app.bridge import BridgedServable
@@ -40,12 +42,20 @@ from app.status import ModelVersionState, VersionStatus
 log = logging.getLogger(__name__)
 
 
+# How long a status question waits for the deployment before the answer is what was last known.
+# A replica that is being replaced (its process died) takes 15-20 s to answer; /v1/config and
+# /ready must not wait for it.
+STATUS_WAIT_SECONDS = 1.0
+
+
 class HandleServable:
     """A servable behind a deployment handle: the DataPlane calls it like an in-process one."""
 
     def __init__(self, deployment: str, versions: tuple[int, ...]) -> None:
         self.deployment, self.versions = deployment, versions
         self.starting = False  # set from the catalog: the deployment has no running replica yet
+        self._known: list[VersionStatus] | None = None  # the last statuses a replica gave
+        self._asking: asyncio.Task[list[VersionStatus]] | None = None  # shared by every caller
 
     @functools.cached_property
     def handle(self) -> DeploymentHandle:
@@ -55,15 +65,37 @@ class HandleServable:
         return self.versions
 
     async def statuses(self) -> list[VersionStatus]:
+        """The replicas' answer, or what was last known when none answers within
+        STATUS_WAIT_SECONDS (LOADING before any answer); the question stays asked meanwhile."""
         if self.starting:  # OVMS shows a model being loaded as LOADING; asking would wait for it
-            return [VersionStatus(v, ModelVersionState.LOADING) for v in self.versions]
-        return await self.handle.statuses.remote()
+            return self._loading()
+        if self._asking is None or self._asking.done():
+            self._asking = asyncio.ensure_future(self._ask())
+            self._asking.add_done_callback(_retrieve)  # an answer nobody waited for any more
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._asking), STATUS_WAIT_SECONDS)
+        except (TimeoutError, RayError) as exc:
+            if isinstance(exc, RayError):  # the replica died while answering: Serve replaces it
+                log.warning("%s did not answer its statuses (%s)", self.deployment, type(exc).__name__)
+            return self._known or self._loading()
+
+    async def _ask(self) -> list[VersionStatus]:
+        self._known = await self.handle.statuses.remote()
+        return self._known
+
+    def _loading(self) -> list[VersionStatus]:
+        return [VersionStatus(v, ModelVersionState.LOADING) for v in self.versions]
 
     async def metadata(self, version: int | None) -> dict:
         return await self.handle.metadata.remote(version)
 
     async def infer(self, request: InferRequest) -> InferResponse:
         return await self.handle.infer.remote(request)
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class CatalogFollower(ActorFollower):
