@@ -67,6 +67,12 @@ class ReloadOutcome:
     error: str | None = None  # the file failed to load: nothing was applied
 
 
+def _retrieve(task: asyncio.Future) -> None:
+    """Marks a background wait's outcome as seen: nobody awaits it once the answer has gone."""
+    if not task.cancelled():
+        task.exception()
+
+
 class Deployer(Protocol):
     async def deploy(self, planned: list[Planned]) -> None: ...
 
@@ -161,6 +167,7 @@ class ConfigService:
         watcher may have found the edited file a moment before the request came. A version that a
         loader's blacklist ended or brought back counts too.
         """
+        started = time.monotonic()
         outcome = await self.load()
         file_changed, self._changes_answered = self.changes != self._changes_answered, self.changes
         # Both waits share the one deadline: replicas following the loaders need not use it up
@@ -168,7 +175,15 @@ class ConfigService:
         waits = [self.loaders.poll(wait_seconds)]
         if file_changed:
             waits.append(self.wait_ready(wait_seconds))
-        polled, *_ = await asyncio.gather(*waits)
+        # On a busy machine one step of a wait (a call to Serve's controller) can take many
+        # seconds; the answer comes at the deadline all the same, and the waits finish behind it.
+        remaining = max(0.0, wait_seconds - (time.monotonic() - started))
+        waiting = asyncio.ensure_future(asyncio.gather(*waits))
+        waiting.add_done_callback(_retrieve)
+        try:
+            polled, *_ = await asyncio.wait_for(asyncio.shield(waiting), remaining)
+        except TimeoutError:
+            polled = False
         return polled or file_changed, outcome.error
 
     def mark_answered(self) -> None:

@@ -121,9 +121,11 @@ def write(path: Path, models: list[dict], pipelines: list[dict] = (), **extra) -
     path.write_text(json.dumps(config))
 
 
-def service(path: Path, clock: Clock | None = None) -> tuple[ConfigService, FakeDeployer, FakeLoaders]:
+def service(
+    path: Path, clock: Clock | None = None, deployer: FakeDeployer | None = None
+) -> tuple[ConfigService, FakeDeployer, FakeLoaders]:
     settings = ConfigSettings(str(path), PlanSettings({}, LoaderActorConfig((), ())), idle_shutdown_seconds=10)
-    deployer, loaders = FakeDeployer(), FakeLoaders()
+    deployer, loaders = deployer or FakeDeployer(), FakeLoaders()
     return ConfigService(settings, deployer, loaders, clock or Clock()), deployer, loaders
 
 
@@ -480,3 +482,28 @@ def test_a_route_opens_once_its_application_runs_and_a_redeploy_keeps_it(served)
         {"model.b": "/v2/models/b"},
     ]
     assert deployer.serving["model.a"].fingerprint != deployer.serving["model.b"].fingerprint
+
+
+def test_a_reload_answers_at_its_deadline_when_serve_is_slow_to_say_what_runs(served):
+    """On a busy machine one call to Serve's controller can take longer than the reload's whole
+    wait; the reload answers at its deadline all the same, and the wait goes on behind it."""
+    path = served / "config.json"
+    write(path, [model("a")])
+    never = asyncio.Event()
+
+    class StuckDeployer(FakeDeployer):
+        async def statuses(self, names: list[str]) -> dict[str, str]:
+            await never.wait()  # the controller does not answer within the reload's wait
+            return await super().statuses(names)
+
+    async def scenario():
+        config, _, _ = service(path, deployer=StuckDeployer())
+        await config.load()
+        config.mark_answered()
+        write(path, [model("a"), model("b")])
+        answer = await config.reload(wait_seconds=0.2)
+        never.set()  # the controller answers at last: the wait behind the answer finishes
+        await asyncio.sleep(0.01)
+        return answer
+
+    assert asyncio.run(scenario()) == (True, None)  # 201: the file changed, b is starting
