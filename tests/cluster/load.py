@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from tritonclient.utils import InferenceServerException
 
-# The server lost the request in flight with a node: a replica, or a tensor passed by reference,
-# went away under it, and the next attempt reaches live ones. Ray's names for it (ray.exceptions),
+# The server lost the request in flight with a node: a replica, or a tensor in that node's object
+# store, went away under it, and the next attempt reaches live ones. Ray's names for it (ray.exceptions),
 # as the server's 500 body quotes them. ReferenceCountingAssertionError was seen once, right
 # after the kill, for a tensor whose owner had already dropped it (ray PR #63560).
 LOST_IN_FLIGHT = (

@@ -21,6 +21,21 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
+def pytest_terminal_summary(terminalreporter):
+    """The requests the reload tests' steady load sent to unchanged models, case by case."""
+    from tests.integration._load import REPORT
+
+    if not REPORT:
+        return
+    terminalreporter.section("requests to unchanged models during reloads (busy machine)")
+    for counts in REPORT:
+        terminalreporter.write_line(f"{counts.case}: {counts.sent} sent, {len(counts.failures)} failed")
+        for path, failure in counts.failures[:5]:
+            terminalreporter.write_line(f"    {path}: {failure}")
+    sent, failed = sum(c.sent for c in REPORT), sum(len(c.failures) for c in REPORT)
+    terminalreporter.write_line(f"all {len(REPORT)} cases: {sent} sent, {failed} failed")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,55 +1,28 @@
 """Config reload on the session app, under a steady load on models the reloads do not touch.
 
 Each test edits the session's config.json, applies it with ``POST /v1/config/reload`` (or lets
-the watcher find it) and puts the original back afterwards.
+the watcher find it) and puts the original back afterwards. Each reload runs inside ``SteadyLoad``
+(tests/integration/_load.py): several clients on unchanged models and pipelines, and a busy
+machine; not one of their requests may fail.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests import factory
+from tests.integration._load import SteadyLoad
 from tests.integration.conftest import wait_for
 
 # A reload answers once what it changed runs, or after 60 s; on a starved machine a new replica can
 # take longer to start, so what a test reads after a reload is waited for, up to this long.
 RELOAD_LIMIT = 300
 DUMMY = {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": [1.0] * 10}]}
-NUMBERS = {"inputs": [{"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}
-
-
-class SteadyLoad:
-    """Requests to an unchanged model and an unchanged pipeline, back to back, until stopped."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.sent, self.failures = 0, []
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=f"http://{self.address}", timeout=60) as http:
-            while not self.stopping.is_set():
-                for path, body in (("/v2/models/all/versions/1/infer", DUMMY), ("/v2/models/scale/infer", NUMBERS)):
-                    answer = http.post(path, json=body)
-                    self.sent += 1
-                    if answer.status_code != 200:
-                        self.failures.append((path, answer.status_code, answer.text))
-
-    def __enter__(self) -> SteadyLoad:
-        self.thread.start()
-        wait_for(lambda: self.sent >= 4, timeout=60, what="the steady load to start")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopping.set()
-        self.thread.join(timeout=60)
 
 
 @pytest.fixture
@@ -61,7 +34,8 @@ def config(model_server, served_dir, http):
     class Config(dict):
         def apply(self, expect: int = 201) -> httpx.Response:
             write(path, self)
-            answer = http.post("/v1/config/reload")
+            # The reload answers once what changed runs, or after 60 s: the client waits longer.
+            answer = http.post("/v1/config/reload", timeout=RELOAD_LIMIT)
             assert answer.status_code == expect, answer.text
             return answer
 
@@ -105,7 +79,7 @@ def states(http: httpx.Client, name: str) -> dict[str, str]:
 
 def test_adding_a_model_serves_it_and_restarts_nothing_else(config, http, model_server):
     before = replicas()
-    with SteadyLoad(model_server) as load:
+    with SteadyLoad(model_server, "adding a model") as load:
         config["model_config_list"].append(model("added", "all"))
         answer = config.apply()
         assert answer.json()["added"]["model_version_status"][0]["state"] in ("LOADING", "AVAILABLE")
@@ -122,7 +96,7 @@ def test_removing_a_model_ends_it_and_answers_404(config, http, model_server):
     config["model_config_list"].append(model("leaving", "all", model_version_policy={"specific": {"versions": [2]}}))
     config.apply()
     assert http.post("/v2/models/leaving/infer", json=DUMMY).status_code == 200
-    with SteadyLoad(model_server) as load:
+    with SteadyLoad(model_server, "removing a model") as load:
         config["model_config_list"].pop()
         answer = config.apply()
         assert answer.json()["leaving"]["model_version_status"][0]["state"] == "END"
@@ -140,7 +114,7 @@ def test_removing_a_model_ends_it_and_answers_404(config, http, model_server):
 
 def test_changing_a_model_replaces_only_its_deployment(config, http, model_server):
     before = replicas()
-    with SteadyLoad(model_server) as load:
+    with SteadyLoad(model_server, "changing a model") as load:
         entry = next(m for m in config["model_config_list"] if m["config"]["name"] == "latest")
         entry["config"]["model_version_policy"] = {"latest": {"num_versions": 1}}
         config.apply()
@@ -154,7 +128,7 @@ def test_changing_a_model_replaces_only_its_deployment(config, http, model_serve
 
 
 def test_a_file_that_fails_the_schema_applies_nothing(config, http, model_server):
-    with SteadyLoad(model_server) as load:
+    with SteadyLoad(model_server, "a file that fails the schema") as load:
         config["model_config_list"].append(model("never", "all"))
         config["model_config_list"][0]["config"]["nmae"] = "typo"
         answer = config.apply(expect=400)
@@ -166,23 +140,25 @@ def test_a_file_that_fails_the_schema_applies_nothing(config, http, model_server
     assert load.failures == []
 
 
-def test_an_invalid_entry_is_skipped_and_the_rest_applied(config, http, served_dir):
+def test_an_invalid_entry_is_skipped_and_the_rest_applied(config, http, served_dir, model_server):
     factory.write_broken(served_dir / "broken-too")
     config["model_config_list"] += [model("broken-too", "broken-too"), model("fine", "specific")]
-    config.apply()
-    wait_for(lambda: states(http, "fine") == {"3": "AVAILABLE"}, timeout=RELOAD_LIMIT, what="fine")  # latest 1
 
     def broken_status() -> dict:
         return http.get("/v1/config").json()["broken-too"]["model_version_status"][0]
 
-    # LOADING/OK while its replica starts, then LOADING/UNKNOWN once the replica failed to read it.
-    wait_for(lambda: broken_status()["status"]["error_code"] != "OK", timeout=RELOAD_LIMIT, what="broken-too tried")
+    with SteadyLoad(model_server, "adding a model whose file is corrupt") as load:
+        config.apply()
+        wait_for(lambda: states(http, "fine") == {"3": "AVAILABLE"}, timeout=RELOAD_LIMIT, what="fine")  # latest 1
+        # LOADING/OK while its replica starts, then LOADING/UNKNOWN once the replica failed to read it.
+        wait_for(lambda: broken_status()["status"]["error_code"] != "OK", timeout=RELOAD_LIMIT, what="broken-too tried")
+    assert load.failures == []
     status = broken_status()
     assert (status["state"], status["status"]["error_code"]) == ("LOADING", "UNKNOWN")
     assert "model.xml" in status["status"]["error_message"] or "read" in status["status"]["error_message"]
 
 
-def test_a_pipeline_is_revalidated_when_the_model_it_needs_arrives(config, http, served_dir):
+def test_a_pipeline_is_revalidated_when_the_model_it_needs_arrives(config, http, served_dir, model_server):
     pipeline = {
         "name": "waits-for-model",
         "inputs": ["b"],
@@ -197,45 +173,51 @@ def test_a_pipeline_is_revalidated_when_the_model_it_needs_arrives(config, http,
         ],
         "outputs": [{"a": {"node_name": "m", "data_item": "a"}}],
     }
-    config["pipeline_config_list"].append(pipeline)
-    config.apply()
-    assert http.get("/v2/models/waits-for-model/ready").status_code == 404
-    config["model_config_list"].append(model("arriving", "all", model_version_policy={"specific": {"versions": [1]}}))
-    config.apply()
-    wait_for(
-        lambda: http.get("/v2/models/waits-for-model/ready").status_code == 200,
-        timeout=60,
-        what="the pipeline to validate once its model exists",
-    )
-    assert http.post("/v2/models/waits-for-model/infer", json=DUMMY).json()["outputs"][0]["data"][0] == 2.0
-    config["pipeline_config_list"].pop()
-    config.apply()
-    wait_for(  # until its application is gone the front door may still route the name to it
-        lambda: (
-            (answer := http.post("/v2/models/waits-for-model/infer", json=DUMMY)).status_code == 404
-            and answer.json()["error"] == "Pipeline is retired - 'waits-for-model' was removed from the config"
-        ),
-        timeout=RELOAD_LIMIT,
-        what="the removed pipeline to answer 404, as OVMS words it",
-    )
+    with SteadyLoad(model_server, "adding a pipeline, then its model, then removing the pipeline") as load:
+        config["pipeline_config_list"].append(pipeline)
+        config.apply()
+        assert http.get("/v2/models/waits-for-model/ready").status_code == 404
+        config["model_config_list"].append(
+            model("arriving", "all", model_version_policy={"specific": {"versions": [1]}})
+        )
+        config.apply()
+        wait_for(
+            lambda: http.get("/v2/models/waits-for-model/ready").status_code == 200,
+            timeout=RELOAD_LIMIT,
+            what="the pipeline to validate once its model exists",
+        )
+        assert http.post("/v2/models/waits-for-model/infer", json=DUMMY).json()["outputs"][0]["data"][0] == 2.0
+        config["pipeline_config_list"].pop()
+        config.apply()
+        wait_for(  # until its application is gone the front door may still route the name to it
+            lambda: (
+                (answer := http.post("/v2/models/waits-for-model/infer", json=DUMMY)).status_code == 404
+                and answer.json()["error"] == "Pipeline is retired - 'waits-for-model' was removed from the config"
+            ),
+            timeout=RELOAD_LIMIT,
+            what="the removed pipeline to answer 404, as OVMS words it",
+        )
+    assert load.failures == []
 
 
-def test_the_watcher_applies_an_edited_file_without_a_request(config, http, served_dir):
+def test_the_watcher_applies_an_edited_file_without_a_request(config, http, served_dir, model_server):
     shutil.copytree(served_dir / "all", served_dir / "watched")
     config["model_config_list"].append(model("watched", "watched"))
-    write(served_dir / "config.json", config)
-    wait_for(
-        lambda: http.post("/v2/models/watched/infer", json=DUMMY).status_code == 200,
-        timeout=60,
-        what="the watcher to serve the model added to config.json",
-    )
+    with SteadyLoad(model_server, "the watcher adding a model") as load:
+        write(served_dir / "config.json", config)
+        wait_for(
+            lambda: http.post("/v2/models/watched/infer", json=DUMMY).status_code == 200,
+            timeout=RELOAD_LIMIT,
+            what="the watcher to serve the model added to config.json",
+        )
+    assert load.failures == []
 
 
 def test_changing_a_node_replaces_its_node_and_pipeline_only(config, http, model_server):
     body = {"inputs": [{"name": "numbers", "shape": [1, 3], "datatype": "FP32", "data": [1.0, 2.0, 3.0]}]}
     assert http.post("/v2/models/add-sub/infer", json=body).json()["outputs"][0]["data"] == [4.0, 5.0, 6.0]
     before = replicas()
-    with SteadyLoad(model_server) as load:
+    with SteadyLoad(model_server, "changing a pipeline node") as load:
         entry = next(p for p in config["pipeline_config_list"] if p["name"] == "add-sub")
         entry["nodes"][0]["params"] = {"add_value": "10", "sub_value": "2"}
         config.apply()
@@ -248,7 +230,7 @@ def test_changing_a_node_replaces_its_node_and_pipeline_only(config, http, model
     assert replaced(before, replicas()) == {"node.add-sub.node", "pipeline.add-sub"}
 
 
-def test_a_loader_and_its_model_added_by_a_reload_serve(config, http, served_dir):
+def test_a_loader_and_its_model_added_by_a_reload_serve(config, http, served_dir, model_server):
     factory.write_dummy(served_dir / "loaded-later", [1])
     config["custom_loader_config_list"].append(
         {"config": {"loader_name": "added-loader", "library_path": "loaders.sample:SampleLoader"}}
@@ -266,15 +248,17 @@ def test_a_loader_and_its_model_added_by_a_reload_serve(config, http, served_dir
             }
         }
     )
-    answer = config.apply()
-    assert answer.json()["loaded-later"]["model_version_status"][0]["state"] in ("LOADING", "AVAILABLE")
-    # A loader, its model and a replica: on a starved machine they can take longer than the reload's limit.
-    wait_for(lambda: states(http, "loaded-later") == {"1": "AVAILABLE"}, timeout=RELOAD_LIMIT, what="loaded-later")
-    assert http.post("/v2/models/loaded-later/infer", json=DUMMY).json()["outputs"][0]["data"][0] == 2.0
-    config["custom_loader_config_list"].pop()
-    config["model_config_list"].pop()
-    config.apply()
-    assert states(http, "loaded-later") == {"1": "END"}
+    with SteadyLoad(model_server, "adding, then removing, a loader and its model") as load:
+        answer = config.apply()
+        assert answer.json()["loaded-later"]["model_version_status"][0]["state"] in ("LOADING", "AVAILABLE")
+        # A loader, its model and a replica: on a starved machine they can take longer than the reload's limit.
+        wait_for(lambda: states(http, "loaded-later") == {"1": "AVAILABLE"}, timeout=RELOAD_LIMIT, what="loaded-later")
+        assert http.post("/v2/models/loaded-later/infer", json=DUMMY).json()["outputs"][0]["data"][0] == 2.0
+        config["custom_loader_config_list"].pop()
+        config["model_config_list"].pop()
+        config.apply()
+        assert states(http, "loaded-later") == {"1": "END"}
+    assert load.failures == []
 
 
 def test_a_config_actor_crash_keeps_serving_and_restarts_nothing(config, http, model_server):
@@ -296,7 +280,7 @@ def test_a_config_actor_crash_keeps_serving_and_restarts_nothing(config, http, m
     assert http.post("/v1/config/reload").status_code == 200
     before, served, crashed = replicas(), set(http.get("/v1/config").json()), pid()
     running = {app for app, status in serve.status().applications.items() if status.status == "RUNNING"}
-    with SteadyLoad(model_server) as load:
+    with SteadyLoad(model_server, "the config actor crashing") as load:
         os.kill(crashed, signal.SIGKILL)
         wait_for(lambda: pid() != crashed, timeout=60, what="Ray to restart the config actor")
         reload = http.post("/v1/config/reload")  # answered by the new incarnation
