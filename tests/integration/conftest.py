@@ -13,12 +13,21 @@ from tests import factory
 from tests.integration._version_folders import add_versioned_model
 
 MAX_REQUEST_BYTES = 8 << 20
+FUZZ_SUMMARY = pytest.StashKey[list]()  # test_fuzz.py's counts by category, for the terminal summary
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    lines = config.stash.get(FUZZ_SUMMARY, [])
+    if lines:
+        terminalreporter.section("fuzz")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def free_port() -> int:
