@@ -24,6 +24,7 @@ import json
 import math
 import os
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -103,6 +104,7 @@ BAD_GRPC = {
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.DATA_LOSS,
 }
+BAD_NAMES = {code.name for code in BAD_GRPC}
 TIMEOUT = 120.0
 
 
@@ -262,32 +264,45 @@ def assert_dummies_add_their_version(answers: dict) -> None:
 # --- replicas -----------------------------------------------------------------------------------
 
 
-def replica_pids() -> dict[str, int]:
-    """Every live Serve replica of the cluster by actor name, with its PID, from the GCS: Ray's state
-    API (ray.util.state) needs the dashboard, which the session cluster runs without, and would ask
-    whatever Ray answers on 127.0.0.1:8265 otherwise."""
-    from ray._private import state
+def replica_states() -> dict[str, str]:
+    """Every Serve replica of the cluster by actor name, with its state, from the Serve controller."""
+    from ray.serve.context import _get_global_client
 
+    details = _get_global_client().get_serve_details()
     return {
-        actor["Name"]: actor["Pid"]
-        for actor in state.actors().values()
-        if actor["State"] == "ALIVE" and actor["Name"].startswith("SERVE_REPLICA::")
+        replica["actor_name"]: str(getattr(replica["state"], "value", replica["state"]))
+        for application in details["applications"].values()
+        for deployment in application["deployments"].values()
+        for replica in deployment["replicas"]
     }
 
 
-def application_of(replica: str) -> str:
-    return replica.removeprefix("SERVE_REPLICA::").split("#", 1)[0]
+def settled() -> dict[str, str] | None:
+    """The replicas once every one is RUNNING: a previous test's reload or deletion may still be
+    starting or stopping some when the fuzzing starts."""
+    states = replica_states()
+    return states if states and all(state == "RUNNING" for state in states.values()) else None
 
 
-def assert_no_replica_restarted(before: dict[str, int], after: dict[str, int]) -> None:
-    from ray import serve
+def replica_pids(names: Iterable[str]) -> dict[str, int | None]:
+    """The PID of each named replica actor while it is alive, from the GCS. Ray's state API
+    (ray.util.state.list_actors) needs the dashboard, which the session cluster runs without,
+    and would ask whatever Ray answers on 127.0.0.1:8265 instead."""
+    from ray._private import state
 
-    # Applications a previous test deleted may still be stopping when the fuzzing starts.
-    live = set(serve.status().applications)
-    kept = {name: pid for name, pid in before.items() if application_of(name) in live}
-    assert {name: after.get(name) for name in kept} == kept, "a replica died or restarted while fuzzing"
-    new = {name for name in after.keys() - before.keys() if application_of(name) in live}
-    assert not new, f"replicas started while fuzzing: {sorted(new)}"
+    alive = {a["Name"]: a["Pid"] for a in state.actors().values() if a["State"] == "ALIVE"}
+    return {name: alive.get(name) for name in names}
+
+
+def assert_no_replica_restarted(before: dict[str, int | None]) -> None:
+    states = replica_states()
+    after = replica_pids(before)
+    assert after == before, (
+        f"replicas died or restarted while fuzzing: {sorted(n for n in before if after[n] != before[n])}"
+    )
+    assert all(states.get(name) == "RUNNING" for name in before), f"replicas no longer RUNNING: {states}"
+    new = sorted(states.keys() - before.keys())
+    assert not new, f"replicas started while fuzzing: {new}"
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -299,24 +314,37 @@ class Run:
     def __init__(self, wire: Wire, targets: tuple[fz.Target, ...], canaries: dict) -> None:
         self.wire, self.targets, self.canaries = wire, targets, canaries
         self.counts: Counter[tuple[str, str, str]] = Counter()
-        self.cases = self.rounds = 0
+        self.cases = self.rounds = self.replicas = 0
+        self.failure: tuple[int, str] | None = None  # the first failing case's number and repr
 
     def __call__(self, case: fz.Case) -> None:
-        self.cases += 1
-        where = f"case {self.cases} (RAYVINO_FUZZ_SEED={SEED}): {case!r}"
-        status = self._rest(case, where) if isinstance(case.request, fz.Rest) else self._grpc(case, where)
-        self.counts[(case.category, case.protocol, status)] += 1
+        replay = self.failure is not None and self.failure[1] == repr(case)  # Hypothesis shows it again
+        number = self.failure[0] if replay and self.failure else self.cases + 1
+        where = f"case {number} (RAYVINO_FUZZ_SEED={SEED}): {case!r}"
+        check = self._rest if isinstance(case.request, fz.Rest) else self._grpc
+        try:
+            check(case, where)
+        except AssertionError:
+            self.failure = self.failure or (number, repr(case))
+            raise
+        finally:
+            if not replay:
+                self.cases += 1
         if self.cases % BATCH == 0:
             self.check_canaries()
+
+    def _count(self, case: fz.Case, status: str) -> None:
+        self.counts[(case.category, case.protocol, status)] += 1
 
     def _rest(self, case: fz.Case, where: str) -> str:
         assert isinstance(case.request, fz.Rest)
         try:
             response = self.wire.rest(case.request)
         except httpx.TransportError as exc:
-            self.counts[(case.category, case.protocol, "reset")] += 1
+            self._count(case, "reset")
             raise AssertionError(f"{where}: connection failed: {exc!r}") from exc
         status = response.status_code
+        self._count(case, str(status))
         assert status < 500, f"{where}: {status} {response.text[:2000]}"
         if case.expect:
             assert status in case.expect, f"{where}: {status} {response.text[:2000]}"
@@ -331,6 +359,7 @@ class Run:
     def _grpc(self, case: fz.Case, where: str) -> str:
         assert isinstance(case.request, fz.Grpc)
         code, details, _ = self.wire.grpc(case.request.message)
+        self._count(case, code.name)
         assert code not in BAD_GRPC, f"{where}: {code} {details[:2000]}"
         if code != grpc.StatusCode.OK:
             assert details and "Traceback" not in details, f"{where}: {code} {details[:2000]}"
@@ -345,12 +374,17 @@ class Run:
         self.rounds += 1
 
     def summary(self) -> list[str]:
-        lines = [f"fuzz: {self.cases} cases, seed {SEED}, {self.rounds} canary rounds over {len(self.targets)} targets"]
+        lines = [
+            f"fuzz: {self.cases} cases, seed {SEED}, {self.rounds} canary rounds over {len(self.targets)} targets, "
+            f"{self.replicas} replicas checked"
+        ]
         by_status: Counter[str] = Counter()
         for (category, protocol, status), count in sorted(self.counts.items()):
             lines.append(f"  {category:<15} {protocol:<7} {status:<20} {count}")
             by_status[status] += count
         lines.append("  by status: " + ", ".join(f"{s}={n}" for s, n in sorted(by_status.items())))
+        server_errors = sum(n for s, n in by_status.items() if s.isdigit() and int(s) >= 500 or s in BAD_NAMES)
+        lines.append(f"  5xx or bad gRPC codes: {server_errors}, resets: {by_status['reset']}")
         return lines
 
 
@@ -371,7 +405,8 @@ def test_malformed_requests_never_break_the_server(fuzz_wire, http, request):
     targets = tuple(describe(http, name) for name in TARGETS)
     canaries = canary_answers(fuzz_wire, targets)
     assert_dummies_add_their_version(canaries)
-    pids = replica_pids()
+    pids = replica_pids(wait_for(settled, timeout=300, what="every replica to be RUNNING"))
+    assert all(pids.values()), pids
     run = Run(fuzz_wire, targets, canaries)
 
     @settings(
@@ -390,7 +425,8 @@ def test_malformed_requests_never_break_the_server(fuzz_wire, http, request):
     try:
         fuzz()
         run.check_canaries()
-        assert_no_replica_restarted(pids, replica_pids())
+        assert_no_replica_restarted(pids)
+        run.replicas = len(pids)
     finally:
         request.config.stash.setdefault(FUZZ_SUMMARY, []).extend(run.summary())
         print("\n".join(run.summary()))
