@@ -9,16 +9,20 @@ would refuse to build can be sent too). Nothing here talks to a server.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import skimage.data
+import skimage.io
 from hypothesis import strategies as st
 
 from app.kserve_v2 import grpc_predict_v2_pb2 as pb
@@ -464,10 +468,12 @@ def mut_values(draw: st.DrawFn, target: Target, protocol: str) -> Case:
     if protocol == "grpc":
         return _grpc_values(draw, request, item)
     if protocol == "binary":  # any bytes are valid floats; NaN and inf must still be answered
-        special = draw(st.sampled_from([np.nan, np.inf, -np.inf, 3.4e38, -0.0, 1e-45]))
+        special = draw(st.sampled_from([np.nan, np.inf, -np.inf, 3.4e38, -3.4e38, -0.0, 1e-45]))
         flat = item.array.reshape(-1).copy()
-        if flat.dtype.kind == "f":
+        if flat.dtype.kind == "f" and draw(st.booleans()):
             flat[draw(st.integers(0, len(flat) - 1))] = special
+        elif flat.dtype.kind == "f":  # all of it: a detector's boxes become NaN for the nodes after it
+            flat[:] = special
         item.array = flat.reshape(item.array.shape)
         return render(request, protocol, "values")
     data = list(item.data())
@@ -709,11 +715,32 @@ def png_claiming(height: int, width: int) -> bytes:
     return bytes(small)
 
 
+@functools.cache
+def _photos() -> dict[str, np.ndarray]:
+    """A face and a page of text, so that the nodes after the detectors get something to crop."""
+    page = skimage.io.imread(Path(skimage.data.__file__).parent / "page.png")
+    return {"face": skimage.data.astronaut()[:, :, ::-1], "text": np.repeat(page[:, :, None], 3, axis=2)}
+
+
+@st.composite
+def photos(draw: st.DrawFn) -> bytes:
+    """A real photo at an odd size and aspect: crops and resizes at their edges."""
+    photo = _photos()[draw(st.sampled_from(["face", "text"]))]
+    width, height = draw(st.sampled_from([1, 2, 7, 32, 33, 95, 191, 320, 512, 700])), draw(st.integers(1, 400))
+    ok, encoded = cv2.imencode(draw(st.sampled_from([".jpg", ".png"])), cv2.resize(photo, (width, height)))
+    assert ok
+    return encoded.tobytes()
+
+
 @st.composite
 def image_elements(draw: st.DrawFn) -> bytes:
     kind = draw(
-        st.sampled_from(["random", "jpeg-huge", "png-huge", "truncated", "tiny", "gray", "empty", "bmp", "valid"])
+        st.sampled_from(
+            ["random", "jpeg-huge", "png-huge", "truncated", "tiny", "gray", "empty", "bmp", "valid", "photo", "photo"]
+        )
     )
+    if kind == "photo":
+        return draw(photos())
     if kind == "random":
         return b"\xff\xd8\xff" + draw(st.binary(max_size=300))
     if kind == "jpeg-huge":
@@ -742,6 +769,14 @@ def mut_image(draw: st.DrawFn, target: Target, protocol: str) -> Case:
     item.array[:] = elements
     item.shape = draw(st.sampled_from([[len(elements)], [1, len(elements)], [len(elements), 1, 1, 1]]))
     return render(request, protocol, "image")
+
+
+def mut_photo(draw: st.DrawFn, target: Target, protocol: str) -> Case:
+    """One real photo at an odd size, so the pipeline runs through its nodes: 200 or 204, or 400 if too small
+    for a model's kernels."""
+    request = valid_request(target, images=True)
+    request.inputs[0].array = np.array([draw(photos())], dtype=object)
+    return render(request, protocol, "photo", frozenset({200, 204, 400}))
 
 
 def mut_model_shape(draw: st.DrawFn, target: Target, protocol: str) -> Case:
@@ -828,6 +863,7 @@ MUTATIONS = (
     Mutation("binary-layout", ("binary",), mut_binary_layout),
     Mutation("bytes-elements", ALL, mut_bytes_elements),
     Mutation("image", ALL, mut_image, lambda target: target.images),
+    Mutation("photo", ("binary", "grpc"), mut_photo, lambda target: target.images),
     Mutation("model-shape", ALL, mut_model_shape, lambda target: bool(target.bad_shapes)),
     Mutation("grpc-garbage", ("grpc",), mut_grpc_garbage),
     Mutation("grpc-contents", ("grpc",), mut_grpc_contents),
