@@ -108,7 +108,7 @@ BAD_NAMES = {code.name for code in BAD_GRPC}
 TIMEOUT = 120.0
 
 
-def test_every_servable_is_fuzzed_or_excluded(served_dir):
+def test_every_servable_is_fuzzed_or_excluded(model_server, served_dir):
     config = json.loads((served_dir / "config.json").read_text())
     names = {m["config"]["name"] for m in config["model_config_list"]}
     names |= {p["name"] for p in config["pipeline_config_list"]}
