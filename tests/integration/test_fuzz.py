@@ -379,10 +379,15 @@ class Run:
             f"{self.replicas} replicas checked"
         ]
         by_status: Counter[str] = Counter()
+        by_category: Counter[str] = Counter()
+        by_protocol: Counter[str] = Counter()
         for (category, protocol, status), count in sorted(self.counts.items()):
-            lines.append(f"  {category:<15} {protocol:<7} {status:<20} {count}")
+            lines.append(f"  {category:<17} {protocol:<7} {status:<20} {count}")
             by_status[status] += count
-        lines.append("  by status: " + ", ".join(f"{s}={n}" for s, n in sorted(by_status.items())))
+            by_category[category] += count
+            by_protocol[protocol] += count
+        for name, counter in (("category", by_category), ("wire", by_protocol), ("status", by_status)):
+            lines.append(f"  by {name}: " + ", ".join(f"{key}={n}" for key, n in sorted(counter.items())))
         server_errors = sum(n for s, n in by_status.items() if s.isdigit() and int(s) >= 500 or s in BAD_NAMES)
         lines.append(f"  5xx or bad gRPC codes: {server_errors}, resets: {by_status['reset']}")
         return lines
