@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup models nodes run check format test unit integration cluster bench lock clean
+.PHONY: setup models nodes run check format test unit integration cluster fuzz bench lock clean
 
 setup: $(STAMP) models nodes
 
@@ -61,6 +61,13 @@ integration: setup
 
 cluster: setup
 	$(PY) -m pytest tests/cluster
+
+# The fuzzing tier in full: 10,000 malformed REST and gRPC requests (make test runs a 300-case slice).
+# FUZZ_SEED picks another sequence of cases; the same seed gives the same cases.
+FUZZ_CASES ?= 10000
+FUZZ_SEED  ?= 20260917
+fuzz: setup
+	RAYVINO_FUZZ_CASES=$(FUZZ_CASES) RAYVINO_FUZZ_SEED=$(FUZZ_SEED) $(PY) -m pytest tests/integration/test_fuzz.py --timeout=3600
 
 # Benchmarks run on demand, never in the test suite; each prints ratios against a baseline.
 bench: setup

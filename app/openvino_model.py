@@ -320,9 +320,12 @@ class CompiledVersion:
 def inference_error(version: int, inputs: Tensors, exc: RuntimeError) -> InvalidShape | InferenceFailed:
     """What a failed inference answers. OpenVINO checks what each layer can take only when it runs
     (a pooling kernel larger than the image, a reshape to a different element count): those are
-    the request's fault (400), named with the input shapes; anything else is the server's (500)."""
+    the request's fault (400), named with the input shapes; anything else is the server's (500).
+    An input with a zero dim is the request's fault too, whatever a CPU's kernels say about it
+    (OpenVINO 2026.4's convolutions fail on an empty image with a memory-size overflow)."""
     text = str(exc)
-    if "shape_inference" in text or "While validating node" in text:
+    empty = any(np.size(value) == 0 for value in inputs.values())
+    if empty or "shape_inference" in text or "While validating node" in text:
         shapes = ", ".join(f"{name} {list(np.shape(value))}" for name, value in inputs.items())
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         return InvalidShape(f"version {version}: the model cannot run inputs of shape {shapes}: {lines[-1][:300]}")

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from nodes.errors import NodeExecutionFailed
+from nodes.errors import NodeExecutionFailed, NodeInputInvalid
 
 
 def to_hwc(node: str, tensor: np.ndarray, nchw: bool, channels: int = 3) -> np.ndarray:
-    """A [1,C,H,W] or [1,H,W,C] tensor as an H x W x C float32 image (a view when possible)."""
+    """A [1,C,H,W] or [1,H,W,C] tensor as an H x W x C float32 image (a view when possible).
+
+    An image without pixels (a zero height or width, which a dynamic dim allows) is the client's
+    error, a 400 naming the shape: OpenCV would fail on it deep inside a resize."""
     layout = "[1,C,H,W]" if nchw else "[1,H,W,C]"
     if tensor.ndim != 4 or tensor.shape[0] != 1 or tensor.shape[1 if nchw else 3] != channels:
         raise NodeExecutionFailed(node, f"image must be {layout} with C={channels}, got shape {list(tensor.shape)}")
     image = tensor[0].transpose(1, 2, 0) if nchw else tensor[0]
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise NodeInputInvalid(node, "image", f"{layout} with H and W at least 1", f"shape {list(tensor.shape)}")
     return np.asarray(image, dtype=np.float32)
 
 

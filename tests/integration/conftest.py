@@ -13,6 +13,7 @@ from tests import factory
 from tests.integration._version_folders import add_versioned_model
 
 MAX_REQUEST_BYTES = 8 << 20
+FUZZ_SUMMARY = pytest.StashKey[list]()  # test_fuzz.py's counts by category, for the terminal summary
 
 
 def pytest_collection_modifyitems(items):
@@ -21,10 +22,16 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
-def pytest_terminal_summary(terminalreporter):
-    """The requests the reload tests' steady load sent to unchanged models, case by case."""
+def pytest_terminal_summary(terminalreporter, config):
+    """The fuzz tier's counts by category (test_fuzz.py), and the requests the reload tests'
+    steady load sent to unchanged models, case by case (_load.py)."""
     from tests.integration._load import REPORT
 
+    lines = config.stash.get(FUZZ_SUMMARY, [])
+    if lines:
+        terminalreporter.section("fuzz")
+        for line in lines:
+            terminalreporter.write_line(line)
     if not REPORT:
         return
     terminalreporter.section("requests to unchanged models during reloads (busy machine)")
