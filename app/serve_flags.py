@@ -37,6 +37,10 @@ FLAGS = {
     # Every replica and every handle flushes Serve's own request metrics to Ray every 0.1 s by
     # default, awake or not; Ray reports metrics onward only every 10 s, so 5 s loses nothing.
     "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "5000",
+    # Ray's own metrics (ray_* and ray_serve_* series for Ray's dashboard and Prometheus): every
+    # Ray process records and exports them, a third of the server's idle CPU. rayvino's /metrics
+    # (OVMS's names) does not use them; export RAY_enable_metrics_collection=1 to have them back.
+    "RAY_enable_metrics_collection": "0",
     # Ray's log monitor looks for new log files every 0.1 s until there are a thousand of them;
     # every 5 s is enough to pick up a new replica's log (its lines are read from the start).
     "RAY_LOG_MONITOR_MANY_FILES_THRESHOLD": "0",
