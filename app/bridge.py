@@ -55,7 +55,7 @@ class BridgedServable:
 
     def known_versions(self) -> Collection[int]:
         if self.model is not None:
-            return [status.version for status in self.model.statuses()]
+            return self.model.known_versions()
         return self.deployment.known_versions()
 
     async def statuses(self) -> list[VersionStatus]:

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from app.config import ConfigError, ModelConfig, ServerConfig, load_config
 from app.plan import Plan, Planned, PlanSettings, loader_specs, plan_config
-from app.polling import Revision
+from app.polling import Revision, retrieve_outcome
 
 log = logging.getLogger("rayvino.config")
 
@@ -65,12 +65,6 @@ class Catalog:
 class ReloadOutcome:
     changed: bool
     error: str | None = None  # the file failed to load: nothing was applied
-
-
-def _retrieve(task: asyncio.Future) -> None:
-    """Marks a background wait's outcome as seen: nobody awaits it once the answer has gone."""
-    if not task.cancelled():
-        task.exception()
 
 
 class Deployer(Protocol):
@@ -179,7 +173,7 @@ class ConfigService:
         # seconds; the answer comes at the deadline all the same, and the waits finish behind it.
         remaining = max(0.0, wait_seconds - (time.monotonic() - started))
         waiting = asyncio.ensure_future(asyncio.gather(*waits))
-        waiting.add_done_callback(_retrieve)
+        waiting.add_done_callback(retrieve_outcome)
         try:
             polled, *_ = await asyncio.wait_for(asyncio.shield(waiting), remaining)
         except TimeoutError:

@@ -221,7 +221,7 @@ class ModelDeployment(OwnRoutes):
         return self.model.statuses()
 
     def known_versions(self) -> Collection[int]:
-        return [status.version for status in self.model.statuses()]
+        return self.model.known_versions()
 
     async def metadata(self, version: int | None) -> dict:
         return self.model.metadata(version)

@@ -35,7 +35,7 @@ from app.inference import InferRequest, InferResponse
 from app.kserve_grpc import KServeGrpcMethods, add_inference_service
 from app.logs import show_lifecycle_logs
 from app.metrics import ServingMetrics, exposition
-from app.polling import ActorFollower
+from app.polling import ActorFollower, retrieve_outcome
 from app.rest import build_rest_app
 from app.status import ModelVersionState, VersionStatus
 
@@ -71,12 +71,13 @@ class HandleServable:
             return self._loading()
         if self._asking is None or self._asking.done():
             self._asking = asyncio.ensure_future(self._ask())
-            self._asking.add_done_callback(_retrieve)  # an answer nobody waited for any more
+            self._asking.add_done_callback(retrieve_outcome)
         try:
             return await asyncio.wait_for(asyncio.shield(self._asking), STATUS_WAIT_SECONDS)
-        except (TimeoutError, RayError) as exc:
-            if isinstance(exc, RayError):  # the replica died while answering: Serve replaces it
-                log.warning("%s did not answer its statuses (%s)", self.deployment, type(exc).__name__)
+        except TimeoutError:
+            return self._known or self._loading()
+        except RayError as exc:  # the replica died while answering: Serve replaces it
+            log.warning("%s did not answer its statuses (%s)", self.deployment, type(exc).__name__)
             return self._known or self._loading()
 
     async def _ask(self) -> list[VersionStatus]:
@@ -91,11 +92,6 @@ class HandleServable:
 
     async def infer(self, request: InferRequest) -> InferResponse:
         return await self.handle.infer.remote(request)
-
-
-def _retrieve(task: asyncio.Task) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 class CatalogFollower(ActorFollower):

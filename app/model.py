@@ -152,6 +152,10 @@ class ModelServable:
     def statuses(self) -> list[VersionStatus]:
         return sorted(self._statuses.values(), key=lambda s: s.version)
 
+    def known_versions(self) -> list[int]:
+        """Every version it has a status for, whatever the state."""
+        return [s.version for s in self.statuses()]
+
     def available_versions(self) -> list[int]:
         return [s.version for s in self.statuses() if s.available and s.version not in self._draining]
 

@@ -11,6 +11,13 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def retrieve_outcome(task: asyncio.Future) -> None:
+    """A done callback for a background task whose caller may have stopped waiting: its outcome
+    counts as seen, so asyncio does not log an exception nobody retrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
 class Poller:
     """Awaits ``step`` every ``period`` seconds on the running event loop, from ``start()`` to ``stop()``.
 
