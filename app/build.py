@@ -90,6 +90,7 @@ def build_app(args: dict) -> Application:
                 settings.file_system_poll_wait_seconds,
                 settings.max_request_bytes,
                 metrics_board=(settings.config_actor_name, CONFIG_ACTOR_NAMESPACE),
+                config_actor=(settings.config_actor_name, CONFIG_ACTOR_NAMESPACE),
             ),
             settings.file_system_poll_wait_seconds,
             settings.loader_idle_shutdown_seconds,

@@ -475,6 +475,11 @@ class DeploymentOptions(_Strict):
         description="Pipelines and nodes: run custom nodes inside the pipeline's replica instead of "
         "a deployment each (on a pipeline, the default for all its nodes).",
     )
+    shared: bool | None = Field(
+        default=None,
+        description="Pipelines only: run in the shared pipeline runner (the default for a pipeline that sets "
+        "no Serve option of its own), or in a deployment of its own (false).",
+    )
 
     @field_validator("num_replicas")
     @classmethod
@@ -520,15 +525,15 @@ class DeploymentOptions(_Strict):
         return self
 
     def serve_options(self) -> dict[str, Any]:
-        """The options ``Deployment.options()`` takes (dynamic batching and inline are ours)."""
-        options = self.model_dump(exclude_none=True, exclude={"dynamic_batching", "inline"})
+        """The options ``Deployment.options()`` takes (dynamic batching, inline and shared are ours)."""
+        options = self.model_dump(exclude_none=True, exclude={"dynamic_batching", "inline", "shared"})
         if self.dynamic_batching is not None and self.max_ongoing_requests is None:
             # Serve caps a batch at the requests one replica holds (max_ongoing_requests): leave room for a full one.
             options["max_ongoing_requests"] = max(self.dynamic_batching.max_batch_size, MODEL_MAX_ONGOING_REQUESTS)
         return options
 
 
-DEPLOYMENT_NAME = re.compile(r"^(model|pipeline|node)\.[A-Za-z0-9_.-]+$|^ingress$")
+DEPLOYMENT_NAME = re.compile(r"^(model|pipeline|node)\.[A-Za-z0-9_.-]+$|^ingress$|^pipelines$")
 
 
 def option_target_errors(deployments: dict[str, DeploymentOptions], models: set[str] | None) -> list[str]:
@@ -542,6 +547,11 @@ def option_target_errors(deployments: dict[str, DeploymentOptions], models: set[
         "(node.<pipeline>.<node>) take"
         for name, options in deployments.items()
         if options.inline is not None and not name.startswith(("pipeline.", "node."))
+    ]
+    errors += [
+        f"'{name}' sets shared, which only pipelines (pipeline.<pipeline>) take"
+        for name, options in deployments.items()
+        if options.shared is not None and not name.startswith("pipeline.")
     ]
     for name, options in deployments.items():
         if options.dynamic_batching is None:
@@ -570,7 +580,7 @@ class ServeExtension(_Strict):
             if not DEPLOYMENT_NAME.match(name):
                 raise ValueError(
                     f"'{name}' is not a deployment name; expected model.<model>, pipeline.<pipeline>, "
-                    "node.<pipeline>.<node> or ingress"
+                    "node.<pipeline>.<node>, pipelines (the shared pipeline runner) or ingress"
                 )
         errors = option_target_errors(value, models=None)
         if errors:

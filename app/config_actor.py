@@ -122,9 +122,9 @@ class _RayConfigService(ConfigService):
     def metrics(self) -> Snapshot:
         return self.board.total()
 
-    async def wait_for_change(self, seen: int | None, timeout: float) -> Catalog:
+    async def wait_for_change(self, seen: int | None, timeout: float, heartbeat: bool = True) -> Catalog:
         await self._resume()
-        return await super().wait_for_change(seen, timeout)
+        return await super().wait_for_change(seen, timeout, heartbeat)
 
     async def reload(self, wait_seconds: float = 60.0) -> tuple[bool, str | None]:
         await self._resume()

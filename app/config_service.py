@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.config import ConfigError, ModelConfig, ServerConfig, load_config
-from app.plan import Plan, Planned, PlanSettings, loader_specs, plan_config
+from app.plan import RUNNER, Plan, Planned, PlanSettings, loader_specs, plan_config
 from app.polling import Revision, retrieve_outcome
 
 log = logging.getLogger("rayvino.config")
@@ -50,11 +50,14 @@ class Catalog:
     versions: dict[str, tuple[int, ...]]  # model -> versions its policy serves (shown while it starts)
     retired: dict[str, tuple[int, ...]]  # name -> versions, all reported END
     errors: tuple[str, ...]  # config entries skipped, and the last reload's failure if any
-    starting: frozenset[str]  # deployments (re)deployed and not RUNNING yet: their versions show LOADING
+    starting: frozenset[str]  # deployments (re)deployed and not RUNNING yet
     # Models a reload added whose deployment is still starting: the ingress serves them itself
     # until it runs (app/bridge.py), so a new model answers in about a second, not a process start.
     bridges: dict[str, ModelConfig] = field(default_factory=dict)
     retired_pipelines: frozenset[str] = frozenset()  # those of ``retired`` that were pipelines
+    # Models and pipelines whose versions show LOADING: those of the starting deployments, but only
+    # the changed pipelines of a runner that is being reconfigured (the others keep serving).
+    loading: frozenset[str] = frozenset()
 
     @property
     def ready(self) -> bool:
@@ -130,6 +133,7 @@ class _State:
     unrouted: set[str] = field(default_factory=set)  # deployed without the route they will have
     leaving: set[str] = field(default_factory=set)  # deleted, and Serve still has them (routes and all)
     bridges: set[str] = field(default_factory=set)  # see Catalog.bridges
+    reconfigured: dict[str, set[str]] = field(default_factory=dict)  # a starting runner -> its changed pipelines
 
 
 class ConfigService:
@@ -208,7 +212,11 @@ class ConfigService:
                 self.state.checksum = checksum  # report it once, not on every poll
                 return await self._failed("; ".join(exc.errors))
             self.state.checksum, self.state.config, self.state.load_error = checksum, config, None
-            changed = await self._apply(plan_config(config, path.resolve().parent, self.settings.plan))
+            recovering = self.state.plan is None
+            before = self.state.plan or await self._recovered()
+            names = before.node_names() if before is not None else {}
+            plan = plan_config(config, path.resolve().parent, self.settings.plan, names)
+            changed = await self._apply(plan, before, recovering)
             return ReloadOutcome(changed=changed)
 
     async def _failed(self, error: str) -> ReloadOutcome:
@@ -218,10 +226,9 @@ class ConfigService:
             self.revision.publish()
         return ReloadOutcome(changed=False, error=error)
 
-    async def _apply(self, plan: Plan) -> bool:
-        """Deploy what changed; True if any deployment was added, replaced or deleted."""
-        recovering = self.state.plan is None
-        before = self.state.plan or await self._recovered()
+    async def _apply(self, plan: Plan, before: Plan | None, recovering: bool) -> bool:
+        """Deploy what changed since ``before``; True if any deployment was added, replaced or deleted.
+        ``recovering``: ``before`` is what a previous incarnation of the actor left running."""
         deploy, delete = plan.changes(before)
         for error in await self.loaders.apply(plan):
             plan.errors.append(error)
@@ -246,16 +253,38 @@ class ConfigService:
             len(plan.deployments) - len(deploy),
         )
         self.state.starting = (self.state.starting - set(delete)) | {p.name for p in deploy}
+        for name in delete:
+            self.state.reconfigured.pop(name, None)
+        self._note_reconfigured(before, deploy)
         self._bridge(before, plan)
         self._remember()
         self.revision.publish()
         return bool(deploy or delete)
+
+    def _note_reconfigured(self, before: Plan | None, deploy: list[Planned]) -> None:
+        """For each runner deployed, the pipelines it changes (all of them when it is new)."""
+        for planned in deploy:
+            if planned.parts:
+                old = before.deployments.get(planned.name) if before is not None else None
+                was = old.parts if old is not None else {}
+                changed = {name for name, print_ in planned.parts.items() if was.get(name) != print_}
+                self.state.reconfigured[planned.name] = self.state.reconfigured.get(planned.name, set()) | changed
+
+    def _loading(self) -> frozenset[str]:
+        plan = self.state.plan or Plan()
+        return frozenset(
+            name
+            for name, deployment in plan.servables.items()
+            if deployment in self.state.starting
+            and (deployment not in self.state.reconfigured or name in self.state.reconfigured[deployment])
+        )
 
     def _remember(self) -> None:
         plan = self.state.plan or Plan()
         self.memory.write(
             {
                 "deployments": {p.name: [p.kind, p.fingerprint] for p in plan.deployments.values()},
+                "node_names": plan.node_names(),
                 "retired": self.state.retired,
                 "retired_pipelines": sorted(self.state.retired_pipelines),
             }
@@ -280,7 +309,8 @@ class ConfigService:
                 name: Planned(name, kind, fingerprint)
                 for name, (kind, fingerprint) in deployments.items()
                 if name in existing
-            }
+            },
+            shared_nodes=record.get("node_names", {}),
         )
 
     def _bridge(self, before: Plan | None, plan: Plan) -> None:
@@ -301,7 +331,7 @@ class ConfigService:
         if before is not None:
             for name in before.servables.keys() - plan.servables.keys():
                 self.state.retired[name] = before.versions.get(name, (1,)) or (1,)
-                if before.servables[name].startswith("pipeline."):
+                if before.servables[name] == RUNNER or before.servables[name].startswith("pipeline."):
                     self.state.retired_pipelines.add(name)
         for name in plan.servables:
             self.state.retired.pop(name, None)
@@ -334,10 +364,16 @@ class ConfigService:
             frozenset(self.state.starting),
             bridges,
             frozenset(self.state.retired_pipelines),
+            self._loading(),
         )
 
-    async def wait_for_change(self, seen: int | None, timeout: float) -> Catalog:
-        """The catalog once its revision differs from ``seen``, or after ``timeout`` (an ingress's long-poll)."""
+    async def wait_for_change(self, seen: int | None, timeout: float, heartbeat: bool = True) -> Catalog:
+        """The catalog once its revision differs from ``seen``, or after ``timeout`` (an ingress's
+        long-poll). Only the ingress's polls are ``heartbeat``s: the pipeline runner follows the
+        catalog too, but it is one of the deployments this actor made, not the app."""
+        if not heartbeat:
+            await self.revision.wait(seen, timeout)
+            return self.catalog()
         self._polls_waiting += 1
         try:
             await self.revision.wait(seen, timeout)
@@ -357,6 +393,8 @@ class ConfigService:
         await self._open_routes(running & self.state.unrouted)
         if running & self.state.starting:
             self.state.starting -= running
+            for name in running:
+                self.state.reconfigured.pop(name, None)
             self.revision.publish()
 
     async def _open_routes(self, names: set[str]) -> None:

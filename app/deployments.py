@@ -20,13 +20,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.types import ASGIApp
 
 from app.batching import BatchedModel
-from app.config import (
-    MODEL_MAX_ONGOING_REQUESTS,
-    DynamicBatching,
-    ModelConfig,
-    ModelNode,
-    PipelineConfig,
-)
+from app.config import MODEL_MAX_ONGOING_REQUESTS, DynamicBatching, ModelConfig, ModelNode
 from app.dataplane import DataPlane
 from app.errors import ServingError, causes
 from app.inference import InferRequest, InferResponse, RequestedOutput
@@ -36,7 +30,7 @@ from app.model import ModelServable
 from app.pipeline import CatalogError, DictCatalog, NodeSpec, Signature
 from app.pipeline.catalog import INITIALIZE_FAILED, INVALID_NODE_LIBRARY, METADATA_FAILED, MISSING_MODEL
 from app.pipeline.servable import PipelineServable
-from app.plan import NodeParts
+from app.plan import PipelineSpec
 from app.polling import ActorFollower, Poller
 from app.rest import RouteSettings, build_servable_app
 from app.status import VersionStatus
@@ -98,19 +92,24 @@ def replica_reporter(metrics: ServingMetrics, board: tuple[str, str]) -> Metrics
 
 
 class OwnRoutes:
-    """A deployment whose replicas answer the REST routes of the one model or pipeline they hold."""
+    """A deployment whose replicas answer the REST routes of what they hold (one model or
+    pipeline, or the runner's pipelines)."""
 
     rest_app: ASGIApp
     metrics: ServingMetrics | None = None
     reporter: MetricsReporter | None = None
 
     def serve_routes(self, name: str, settings: RouteSettings) -> None:
+        self.metrics_for(settings)
+        dataplane = DataPlane({name: self})  # type: ignore[dict-item]  # it has the Servable methods
+        self.rest_app = build_servable_app(dataplane, settings.max_request_bytes, self.metrics)
+
+    def metrics_for(self, settings: RouteSettings) -> None:
+        """Count this replica's requests, and report them to the board, if the config asks."""
         if settings.metrics_list is not None:
             self.metrics = ServingMetrics(settings.metrics_list)
             if settings.metrics_board is not None:
                 self.reporter = replica_reporter(self.metrics, settings.metrics_board)
-        dataplane = DataPlane({name: self})  # type: ignore[dict-item]  # it has the Servable methods
-        self.rest_app = build_servable_app(dataplane, settings.max_request_bytes, self.metrics)
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
         return self.rest_app
@@ -237,38 +236,24 @@ class ModelDeployment(OwnRoutes):
         return await self._infer(request)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
-@serve.ingress()
-class PipelineDeployment(OwnRoutes):
-    """One pipeline: runs its graph over handles to its model and node deployments, and runs
-    its inline nodes itself (each initialized once per replica, deinitialized when it stops).
+class PipelineHost:
+    """One pipeline as a replica runs it: handles to its model and node deployments, the nodes it
+    runs inline (each initialized here, deinitialized by ``close``), and its graph.
 
     Nodes run as soon as their inputs are ready; shards of a demultiplexer go out concurrently
     and Serve spreads them over the target deployment's replicas.
     """
 
-    async def __init__(  # type: ignore[misc]  # Serve awaits an async __init__
-        self,
-        config: PipelineConfig,
-        models: dict[str, str],
-        nodes: dict[str, str],
-        library_errors: dict[str, str],
-        routes: RouteSettings | None = None,
-        inline_nodes: dict[str, NodeParts] | None = None,
-    ) -> None:
-        """``models``: model name -> deployment; ``nodes``: node name -> deployment (each its own
-        app); ``inline_nodes``: node name -> the library and params this replica runs it from."""
-        show_lifecycle_logs()
-        self.serve_routes(config.name, routes or RouteSettings())
-        self.models = {name: handle_for(deployment) for name, deployment in models.items()}
+    def __init__(self, spec: PipelineSpec) -> None:
+        self.models = {name: handle_for(deployment) for name, deployment in spec.models.items()}
         self.nodes: dict[str, NodeClient | HostedNode] = {
-            name: NodeClient(handle_for(deployment), name) for name, deployment in nodes.items()
+            name: NodeClient(handle_for(deployment), name) for name, deployment in spec.nodes.items()
         }
-        for name, node in (inline_nodes or {}).items():
+        for name, node in spec.inline.items():
             self.nodes[name] = HostedNode(node.factory, node.params, name)
-        self.library_errors = library_errors  # node name -> why its library could not be loaded
-        self.pipeline = PipelineServable(config, self._catalog, self._call)
-        await self.pipeline.validate()
+        self.library_errors = spec.library_errors  # node name -> why its library could not be loaded
+        self.pipeline = PipelineServable(spec.config, self._catalog, self._call)
+        self.running = 0  # requests in flight: inline nodes are deinitialized only once none is
 
     async def statuses(self) -> list[VersionStatus]:
         return await self.pipeline.statuses()
@@ -280,7 +265,27 @@ class PipelineDeployment(OwnRoutes):
         return await self.pipeline.metadata(version)
 
     async def infer(self, request: InferRequest) -> InferResponse:
-        return await rerun_if_tensor_lost(lambda: self.pipeline.infer(request))
+        self.running += 1
+        try:
+            return await rerun_if_tensor_lost(lambda: self.pipeline.infer(request))
+        finally:
+            self.running -= 1
+
+    def crashed(self) -> list[str]:
+        """The inline nodes whose library crashed this process: it must be replaced."""
+        return [name for name, node in self.nodes.items() if isinstance(node, HostedNode) and node.crashed]
+
+    def close(self) -> None:
+        """Deinitialize each inline node, once."""
+        for node in self.nodes.values():
+            if isinstance(node, HostedNode):
+                node.close()
+
+    async def retire(self, poll_seconds: float = 0.1) -> None:
+        """Close once the requests in flight have finished (a reload replaced or removed it)."""
+        while self.running:
+            await asyncio.sleep(poll_seconds)
+        self.close()
 
     async def _call(self, spec: NodeSpec, inputs: Tensors) -> Tensors:
         # Tensors go to other deployments by value, never as object references we put ourselves:
@@ -294,12 +299,6 @@ class PipelineDeployment(OwnRoutes):
             handle = self.models[node.model_name]
             return (await call_model(lambda: handle.infer.remote(request))).outputs
         return await self.nodes[node.name].run(inputs, spec.outputs)
-
-    def __del__(self) -> None:
-        # Serve calls __del__ at graceful shutdown; close deinitializes each inline node once.
-        for node in self.__dict__.get("nodes", {}).values():
-            if isinstance(node, HostedNode):
-                node.close()
 
     async def _catalog(self) -> DictCatalog:
         """Every model's and node's signature, asked of their deployments."""
@@ -340,3 +339,48 @@ class PipelineDeployment(OwnRoutes):
             return CatalogError(METADATA_FAILED, exc.message)
         except Exception as exc:  # an inline Python node's metadata is user code run here
             return CatalogError(METADATA_FAILED, f"{type(exc).__name__}: {exc}")
+
+
+def check_inline_nodes(hosts: Collection[PipelineHost]) -> None:
+    """Serve's health check of a replica running inline nodes: one whose library crashed here
+    answered its request with a 500, and the process is not trusted again; failing the check
+    makes Serve replace it."""
+    crashed = [name for host in hosts for name in host.crashed()]
+    if crashed:
+        raise RuntimeError(f"inline node(s) {', '.join(sorted(crashed))} crashed in this replica; replacing it")
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
+@serve.ingress()
+class PipelineDeployment(OwnRoutes):
+    """A pipeline with a deployment of its own (Serve options of its own, or ``"shared":
+    false``): its replicas run it (``PipelineHost``) and answer its routes."""
+
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async __init__
+        self, spec: PipelineSpec, routes: RouteSettings | None = None
+    ) -> None:
+        show_lifecycle_logs()
+        self.serve_routes(spec.config.name, routes or RouteSettings())
+        self.host = PipelineHost(spec)
+        await self.host.pipeline.validate()
+
+    async def statuses(self) -> list[VersionStatus]:
+        return await self.host.statuses()
+
+    def known_versions(self) -> Collection[int]:
+        return self.host.known_versions()
+
+    async def metadata(self, version: int | None) -> dict:
+        return await self.host.metadata(version)
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        return await self.host.infer(request)
+
+    def check_health(self) -> None:
+        check_inline_nodes([self.host])
+
+    def __del__(self) -> None:
+        # Serve calls __del__ at graceful shutdown; close deinitializes each inline node once.
+        host = self.__dict__.get("host")
+        if host is not None:
+            host.close()

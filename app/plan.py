@@ -1,10 +1,23 @@
-"""What a config.json asks Ray Serve to run: one plan entry per model, pipeline and custom node.
+"""What a config.json asks Ray Serve to run: one plan entry per model, custom node deployment
+and pipeline deployment.
 
 Each entry becomes a Serve application of its own, named like its deployment
 (``model.face-detection``, ``pipeline.ocr``, ``node.ocr.crops``), so that a reload can add,
 replace or delete one without touching the others: Serve redeploys an application as a whole.
 An entry's fingerprint covers everything its replicas are built from; a reload redeploys the
 entries whose fingerprint changed, deletes the ones that left, and leaves the rest running.
+
+Processes are the cost of a config, so entries are shared where the work is the same:
+
+* Pipelines that set no Serve option of their own run together in one deployment, the pipeline
+  runner (``pipelines``, at ``/v2/models``: the front door routes every name no model or
+  pipeline of its own claims there). Its pipelines are its Serve ``user_config``, which Serve
+  hands to the running replicas (``reconfigure``) without restarting them, so a reload that
+  changes one pipeline leaves the others running. A pipeline with options of its own
+  (``num_replicas``, ``"shared": false``...) gets a deployment of its own.
+* A custom node deployment serves every pipeline whose node has the same library, params and
+  options; it is named after the first pipeline node that uses it.
+
 Plain data, no Ray: an entry names its kind, the arguments its deployment is built from and
 its Serve options; app/applications.py turns entries into applications for the config actor to
 deploy, and unit tests read the plan as it is.
@@ -16,8 +29,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,13 +47,14 @@ from app.metrics import DEFAULT_METRICS
 from app.openvino_model import versions_on_disk
 from app.rest import DEFAULT_MAX_REQUEST_BYTES, RouteSettings
 from loaders.specs import LoaderActorConfig, LoaderSpec, ModelSpec
-from nodes.loading import load_node_class
+from nodes.loading import NodeFactory, load_node_class
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["model", "pipeline", "node"]
-CODE_REVISION = "3"  # bump when a deployment's constructor changes meaning: every entry redeploys
+Kind = Literal["model", "pipeline", "node", "runner"]
+CODE_REVISION = "4"  # bump when a deployment's constructor changes meaning: every entry redeploys
 MODELS_ROUTE = "/v2/models"
+RUNNER = "pipelines"  # the deployment (and application) that runs the shared pipelines; no kind prefix, so no clash
 _ROUTABLE = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -72,6 +85,10 @@ class Planned:
     kwargs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     options: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     route_prefix: str | None = field(default=None, compare=False)  # where it answers HTTP; None for nodes
+    # Serve's version of the deployment when it is not the fingerprint: the runner's changes only
+    # its user_config when a pipeline changes, and Serve then reconfigures replicas in place.
+    version: str | None = field(default=None, compare=False)
+    parts: dict[str, str] = field(default_factory=dict, compare=False)  # the runner's pipelines -> fingerprints
 
 
 @dataclass(frozen=True)
@@ -80,9 +97,44 @@ class NodeParts:
     when either does. A node deployment is bound to them, and a pipeline running the node inline
     gets them."""
 
-    factory: Callable[[], Any]
+    factory: NodeFactory
     params: dict[str, str]
     stamp: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"factory": asdict(self.factory), "params": self.params, "stamp": self.stamp}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NodeParts:
+        return cls(NodeFactory(**data["factory"]), data["params"], data["stamp"])
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """What a pipeline's replica runs it from: the config entry, the deployment of each model
+    and node it calls, the nodes it runs itself, and why a node's library cannot be used.
+    JSON both ways: the runner gets its pipelines as Serve's user_config."""
+
+    config: PipelineConfig
+    models: dict[str, str]  # model name -> deployment
+    nodes: dict[str, str]  # node name -> deployment
+    library_errors: dict[str, str]  # node name -> why its library cannot be used
+    inline: dict[str, NodeParts]  # node name -> what the replica runs it from
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "config": self.config.model_dump(mode="json", by_alias=True),
+            "models": self.models,
+            "nodes": self.nodes,
+            "library_errors": self.library_errors,
+            "inline": {name: parts.to_json() for name, parts in self.inline.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PipelineSpec:
+        inline = {name: NodeParts.from_json(parts) for name, parts in data["inline"].items()}
+        config = PipelineConfig.model_validate(data["config"])
+        return cls(config, data["models"], data["nodes"], data["library_errors"], inline)
 
 
 @dataclass
@@ -94,9 +146,17 @@ class Plan:
     loader_models: list[ModelSpec] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # entries skipped, and why
     inline_nodes: dict[str, str] = field(default_factory=dict)  # node deployment name -> the pipeline's running it
+    shared_nodes: dict[str, str] = field(default_factory=dict)  # a node deployment's fingerprint -> its name
+    node_aliases: dict[str, str] = field(default_factory=dict)  # node.<pipeline>.<node> -> the deployment it shares
+    # pipeline deployment name -> (spec, fingerprint), for those the runner runs
+    shared_pipelines: dict[str, tuple[PipelineSpec, str]] = field(default_factory=dict)
     # Models an ingress may serve in its own process while their deployment starts (app/bridge.py):
     # disk-backed and unbatched, since loaders live in the loader actor and batching in Serve.
     bridgeable: dict[str, ModelConfig] = field(default_factory=dict)
+
+    def node_names(self) -> dict[str, str]:
+        """The names of the node deployments this plan made, by fingerprint (for the next plan)."""
+        return {print_: name for print_, name in self.shared_nodes.items() if name in self.deployments}
 
     def changes(self, before: Plan | None) -> tuple[list[Planned], list[str]]:
         """``(to deploy, to delete)`` to go from ``before`` to this plan."""
@@ -115,20 +175,29 @@ class PlanSettings:
     poll_seconds: float = 1.0  # how often each model replica re-scans its version folders
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     metrics_board: tuple[str, str] | None = None  # the actor (name, namespace) that sums request counts
+    config_actor: tuple[str, str] | None = None  # (name, namespace): the runner follows its catalog
 
 
 def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps([CODE_REVISION, *parts], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def plan_config(config: ServerConfig, config_dir: Path, settings: PlanSettings) -> Plan:
-    """Every deployment ``config`` asks for, with the options that apply to each."""
-    plan = Plan()
+def plan_config(
+    config: ServerConfig, config_dir: Path, settings: PlanSettings, node_names: dict[str, str] | None = None
+) -> Plan:
+    """Every deployment ``config`` asks for, with the options that apply to each.
+
+    ``node_names``: the previous plan's ``shared_nodes``. A shared node deployment keeps its name
+    while its fingerprint is the same, even when the pipeline it was named after has left.
+    """
+    plan = Plan(shared_nodes=dict(node_names or {}))
     plan.loaders, plan.loader_models = loader_specs(config, config_dir)
     for model in config.models:
         _plan_model(plan, model, config, settings)
     for pipeline in pipelines_to_serve(config, plan.errors):
         _plan_pipeline(plan, pipeline, config, config_dir, settings)
+    if plan.shared_pipelines:
+        _plan_runner(plan, config, settings)
     _check_option_names(plan, config, settings)
     return plan
 
@@ -142,7 +211,7 @@ def route_settings(config: ServerConfig, settings: PlanSettings) -> RouteSetting
 
 def _check_option_names(plan: Plan, config: ServerConfig, settings: PlanSettings) -> None:
     """Options for a deployment the config does not make are a typo or a leftover: say so."""
-    known = [*plan.deployments, *plan.inline_nodes, "ingress"]
+    known = [*plan.deployments, *plan.inline_nodes, *plan.shared_pipelines, *plan.node_aliases, "ingress", RUNNER]
     for where, options in (
         ("config.json ray_serve.deployments", config.ray_serve.deployments),
         ("serve_config.yaml args.deployments", settings.deployments),
@@ -254,14 +323,7 @@ def _plan_pipeline(
             inline[node.name] = made
             plan.inline_nodes[node_deployment] = name
         else:
-            nodes[node.name] = node_deployment
-            plan.deployments[node_deployment] = Planned(
-                node_deployment,
-                "node",
-                fingerprint("node", made.stamp, node_options.model_dump(mode="json", exclude={"dynamic_batching"})),
-                (made.factory, made.params, node.name),
-                options=node_options.serve_options(),
-            )
+            nodes[node.name] = _plan_node(plan, node_deployment, node.name, made, node_options)
     models = {  # a model missing from the config is left out: validation reports it
         node.model_name: plan.servables[node.model_name]
         for node in pipeline.nodes
@@ -270,23 +332,64 @@ def _plan_pipeline(
     # A changed model or node changes the pipeline's fingerprint: its redeploy re-validates it.
     used = {dep: plan.deployments[dep].fingerprint for dep in [*models.values(), *nodes.values()]}
     routes = route_settings(config, settings)
-    print_ = fingerprint(
-        "pipeline",
-        pipeline.model_dump(mode="json"),
-        models,
-        nodes,
-        {node: made.stamp for node, made in inline.items()},
-        library_errors,
-        used,
-        options.model_dump(mode="json"),
-        routes,
-    )
-    args = (pipeline, models, nodes, library_errors, routes)
+    spec = PipelineSpec(pipeline, models, nodes, library_errors, inline)
+    print_ = fingerprint("pipeline", spec.to_json(), used, options.model_dump(mode="json"), routes)
+    if _runs_shared(options):
+        plan.shared_pipelines[name] = (spec, print_)
+        plan.servables[pipeline.name] = RUNNER
+        return
     prefix = route_prefix(pipeline.name)
-    plan.deployments[name] = Planned(
-        name, "pipeline", print_, args, {"inline_nodes": inline}, options.serve_options(), prefix
-    )
+    plan.deployments[name] = Planned(name, "pipeline", print_, (spec, routes), {}, options.serve_options(), prefix)
     plan.servables[pipeline.name] = name
+
+
+def _plan_node(plan: Plan, name: str, node_name: str, made: NodeParts, options: DeploymentOptions) -> str:
+    """The deployment that runs a pipeline's node: one already planned with the same library,
+    params and options, or a new one named ``name``."""
+    print_ = fingerprint("node", made.stamp, options.model_dump(mode="json", exclude={"dynamic_batching"}))
+    shared = plan.shared_nodes.get(print_)
+    if shared is not None and shared in plan.deployments:
+        if shared != name:
+            plan.node_aliases[name] = shared
+        return shared
+    if shared is not None:  # the name it had in the previous plan
+        name = shared
+    if name in plan.deployments:  # kept by another library or params: this one is new
+        name = f"{name}.{print_[:8]}"
+    plan.shared_nodes[print_] = name
+    args = (made.factory, made.params, node_name)
+    plan.deployments[name] = Planned(name, "node", print_, args, options=options.serve_options())
+    return name
+
+
+def _plan_runner(plan: Plan, config: ServerConfig, settings: PlanSettings) -> None:
+    """The one deployment that runs every shared pipeline, reconfigured in place as they change."""
+    options = options_for(config, settings, RUNNER)
+    routes = route_settings(config, settings)
+    version = fingerprint("runner", options.model_dump(mode="json"), routes, settings.config_actor)
+    pipelines = {
+        spec.config.name: {"spec": spec.to_json(), "print": print_} for spec, print_ in plan.shared_pipelines.values()
+    }
+    parts = {spec.config.name: print_ for spec, print_ in plan.shared_pipelines.values()}
+    serve_options = {**options.serve_options(), "user_config": {"pipelines": pipelines}}
+    plan.deployments[RUNNER] = Planned(
+        RUNNER,
+        "runner",
+        fingerprint(version, parts),
+        (routes, settings.config_actor),
+        options=serve_options,
+        route_prefix=MODELS_ROUTE,
+        version=version,
+        parts=parts,
+    )
+
+
+def _runs_shared(pipeline: DeploymentOptions) -> bool:
+    """A pipeline shares the runner unless it asks for a deployment of its own: ``"shared":
+    false``, or any Serve option of its own (replicas, resources...)."""
+    if pipeline.shared is not None:
+        return pipeline.shared
+    return not pipeline.serve_options()
 
 
 def _runs_inline(node: DeploymentOptions, pipeline: DeploymentOptions) -> bool:
@@ -310,7 +413,7 @@ def _node_parts(node: CustomNode, libraries: dict[str, str], config_dir: Path) -
     except Exception as exc:  # the pipeline reports it; the rest of the config still serves
         return f"library '{node.library_name}': {exc}"
     params = resolve_param_paths(node.params, config_dir)
-    stamp = fingerprint(node.name, base_path, _file_stamp(base_path, config_dir), params)
+    stamp = fingerprint(base_path, _file_stamp(base_path, config_dir), params)  # not its name: deployments are shared
     return NodeParts(factory, params, stamp)
 
 

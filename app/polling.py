@@ -94,7 +94,11 @@ class ActorFollower:
         except Exception as exc:
             log.warning("%s unreachable (%s); retrying", self.what, exc)
             await asyncio.sleep(self.retry_seconds)
-            self.actor, self.seen = self.find(), None
+            self.seen = None
+            try:
+                self.actor = self.find()
+            except Exception as missing:  # not back yet: the next attempt fails and looks again
+                log.warning("%s not found (%s)", self.what, missing)
             return False
 
     def stop(self) -> None:

@@ -6,6 +6,9 @@
     client = NodeClient(handle, "crop")
     outputs = await client.run({"image": x}, ["images"])  # NodeCrashed if the replica died
 
+The deployment of a node is shared by every pipeline node with the same library, params and
+options (app/plan.py); each pipeline's client names the node as that pipeline does in errors.
+
 A replica owns one node (nodes/hosted.py: ``initialize`` once, a failure kept and raised by every
 call, ``run`` in a worker thread) and deinitializes it in ``__del__``, which Serve calls on graceful
 shutdown. A pipeline can instead run a node inline, in its own replica, with the same class.
@@ -30,7 +33,7 @@ from app.errors import find_serving_error
 from app.logs import show_lifecycle_logs
 from app.tensors import TensorInfo, Tensors
 from nodes.base import Node
-from nodes.errors import NodeCrashed
+from nodes.errors import NodeCrashed, NodeFault
 from nodes.hosted import HostedNode
 
 log = logging.getLogger(__name__)
@@ -119,4 +122,11 @@ class NodeClient:
             error = find_serving_error(exc)
             if error is None:
                 raise
-            raise error from exc
+            raise self._named(error) from exc
+
+    def _named(self, error: Exception) -> Exception:
+        """The error as this pipeline names the node: a node deployment is shared by the pipelines
+        whose node has the same library and params, whatever each calls it."""
+        if isinstance(error, NodeFault) and error.node != self.node_name and len(error.args) == 2:
+            return type(error)(self.node_name, error.args[1])
+        return error

@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection
 from app.errors import ServingError
 from app.tensors import TensorInfo, Tensors
 from nodes.base import Node
-from nodes.errors import NodeInitializeFailed
+from nodes.errors import NodeCrashed, NodeInitializeFailed
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ class HostedNode:
     def __init__(self, factory: NodeFactory, params: dict[str, str], node_name: str) -> None:
         self.name = node_name
         self.error: ServingError | None = None
+        self.crashed = False  # its library crashed in this process, which is not to be trusted again
         self._node: Node | None = None
         node = factory()
         node.name = node_name
@@ -49,7 +50,11 @@ class HostedNode:
         return await asyncio.to_thread(self.node().outputs_info)
 
     async def run(self, inputs: Tensors, outputs: Collection[str]) -> Tensors:
-        return await asyncio.to_thread(self.node().run, inputs, outputs)
+        try:
+            return await asyncio.to_thread(self.node().run, inputs, outputs)
+        except NodeCrashed:
+            self.crashed = True
+            raise
 
     def node(self) -> Node:
         """The initialized node, or the error its ``initialize`` raised."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -67,7 +66,7 @@ class NodeFactory:
         return getattr(module, self.class_name)
 
 
-def load_node_class(base_path: str, config_dir: Path) -> Callable[[], Node]:
+def load_node_class(base_path: str, config_dir: Path) -> NodeFactory:
     """A factory of nodes for ``base_path``, as a config names it; raises NodeLoadFailed explaining why not."""
     if base_path.startswith(BUILTIN_PREFIX):
         return _builtin(base_path, base_path[len(BUILTIN_PREFIX) :])

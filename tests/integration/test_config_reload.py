@@ -213,7 +213,7 @@ def test_the_watcher_applies_an_edited_file_without_a_request(config, http, serv
     assert load.failures == []
 
 
-def test_changing_a_node_replaces_its_node_and_pipeline_only(config, http, model_server):
+def test_changing_a_node_replaces_its_node_and_reconfigures_its_pipeline_only(config, http, model_server):
     body = {"inputs": [{"name": "numbers", "shape": [1, 3], "datatype": "FP32", "data": [1.0, 2.0, 3.0]}]}
     assert http.post("/v2/models/add-sub/infer", json=body).json()["outputs"][0]["data"] == [4.0, 5.0, 6.0]
     before = replicas()
@@ -227,7 +227,9 @@ def test_changing_a_node_replaces_its_node_and_pipeline_only(config, http, model
             what="the pipeline to run the node with its new params",
         )
     assert load.failures == []
-    assert replaced(before, replicas()) == {"node.add-sub.node", "pipeline.add-sub"}
+    # The node deployment restarts with its new params; the shared runner that runs add-sub is
+    # reconfigured in place, and every other pipeline in it keeps serving from the same replicas.
+    assert replaced(before, replicas()) == {"node.add-sub.node"}
 
 
 def test_a_loader_and_its_model_added_by_a_reload_serve(config, http, served_dir, model_server):

@@ -91,7 +91,7 @@ def test_a_cancelled_request_does_not_cancel_the_compile(tmp_path):
 
 def test_the_ingress_keeps_a_bridge_across_revisions_and_hands_over_to_the_deployment(tmp_path):
     from app.config_service import Catalog
-    from app.front import CatalogFollower, HandleServable
+    from app.following import CatalogFollower, HandleServable
 
     config = model_config(factory.write_dummy(tmp_path / "added", [1]))
     changed = config.model_copy(update={"nireq": 2})
@@ -101,7 +101,7 @@ def test_the_ingress_keeps_a_bridge_across_revisions_and_hands_over_to_the_deplo
         return Catalog(revision, {"added": "model.added"}, {"added": (1,)}, {}, (), starting, bridges)
 
     async def scenario():
-        servable = CatalogFollower._servable
+        servable = object.__new__(CatalogFollower)._servable  # no actor to follow: only the choice of servable
         bridged = servable("added", "model.added", catalog(1, {"added": config}), None)
         kept = servable("added", "model.added", catalog(2, {"added": config}), bridged)
         rebuilt = servable("added", "model.added", catalog(3, {"added": changed}), kept)
@@ -118,7 +118,7 @@ def test_the_ingress_keeps_a_bridge_across_revisions_and_hands_over_to_the_deplo
 def test_a_long_poll_answered_after_a_reload_refresh_does_not_put_an_older_catalog_back():
     from app.config_service import Catalog
     from app.dataplane import DataPlane
-    from app.front import CatalogFollower
+    from app.following import CatalogFollower
 
     def catalog(revision: int, starting: frozenset) -> Catalog:
         return Catalog(revision, {"m": "model.m"}, {"m": (1,)}, {}, (), starting)
@@ -130,7 +130,7 @@ def test_a_long_poll_answered_after_a_reload_refresh_does_not_put_an_older_catal
             self.answers: list[asyncio.Future] = []
             self.wait_for_change = self
 
-        def remote(self, seen, timeout) -> asyncio.Future:
+        def remote(self, seen, timeout, heartbeat=True) -> asyncio.Future:
             self.answers.append(asyncio.get_running_loop().create_future())
             return self.answers[-1]
 
@@ -140,7 +140,7 @@ def test_a_long_poll_answered_after_a_reload_refresh_does_not_put_an_older_catal
 
     async def scenario() -> DataPlane:
         actor, dataplane = Actor(), DataPlane({})
-        follower = CatalogFollower(dataplane, Ref(actor))
+        follower = CatalogFollower(dataplane, Ref(actor).get)
         polling = asyncio.ensure_future(follower._step())  # asked before the reload finished
         refreshing = asyncio.ensure_future(follower.refresh())  # the reload's answer asks again
         await asyncio.sleep(0)

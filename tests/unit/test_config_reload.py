@@ -149,11 +149,12 @@ def test_the_first_load_deploys_every_model_pipeline_and_node(served):
     config, deployer, _ = service(path)
     outcome = asyncio.run(config.load())
     assert outcome.changed and outcome.error is None
-    assert deployer.deployed == [["model.a", "model.b", "node.p.decode", "pipeline.p"]]
+    assert deployer.deployed == [["model.a", "model.b", "node.p.decode", "pipelines"]]
     catalog = config.catalog()
-    assert catalog.servables == {"a": "model.a", "b": "model.b", "p": "pipeline.p"}
+    assert catalog.servables == {"a": "model.a", "b": "model.b", "p": "pipelines"}  # p runs in the shared runner
     assert catalog.versions["a"] == (1,)
-    assert not catalog.ready and catalog.starting == {"model.a", "model.b", "node.p.decode", "pipeline.p"}
+    assert not catalog.ready and catalog.starting == {"model.a", "model.b", "node.p.decode", "pipelines"}
+    assert catalog.loading == {"a", "b", "p"}
     assert asyncio.run(config.wait_ready(timeout=60)) and config.catalog().ready
 
 
@@ -187,8 +188,59 @@ def test_changing_a_model_redeploys_it_and_the_pipelines_that_use_it(served):
     path = served / "config.json"
     pipelines = [pipeline("p", "a"), pipeline("q", "b")]
     write(path, [model("a"), model("b")], pipelines)
-    _, deployer, _ = reloads(path, lambda: write(path, [model("a", nireq=2), model("b")], pipelines))
-    assert deployer.deployed[-1] == ["model.a", "pipeline.p"]  # q, b and both nodes keep running
+
+    async def scenario():
+        config, deployer, _ = service(path)
+        await config.load()
+        await config.wait_ready(timeout=60)
+        write(path, [model("a", nireq=2), model("b")], pipelines)
+        await config.load()
+        return config.catalog(), deployer
+
+    catalog, deployer = asyncio.run(scenario())
+    assert deployer.deployed[-1] == ["model.a", "pipelines"]  # b and the node keep running
+    runner = deployer.serving["pipelines"]
+    assert runner.options["user_config"]["pipelines"].keys() == {"p", "q"}
+    assert catalog.loading == {"a", "p"}  # the runner reconfigures p in place; q keeps serving
+
+
+def test_a_pipeline_with_serve_options_of_its_own_gets_its_own_deployment(served):
+    path = served / "config.json"
+    pipelines = [pipeline("p", "a"), pipeline("q", "a"), pipeline("r", "a")]
+    options = {"deployments": {"pipeline.q": {"num_replicas": 2}, "pipeline.r": {"shared": False}}}
+    write(path, [model("a")], pipelines, ray_serve=options)
+    config, deployer, _ = service(path)
+    asyncio.run(config.load())
+    assert config.catalog().servables == {"a": "model.a", "p": "pipelines", "q": "pipeline.q", "r": "pipeline.r"}
+    assert deployer.serving["pipeline.q"].options == {"num_replicas": 2}
+    # The three use the same library with the same params: one node deployment serves them all.
+    assert sorted(n for n in deployer.serving if n.startswith("node.")) == ["node.p.decode"]
+
+
+def test_a_removed_shared_pipeline_is_listed_as_end_and_answers_404(served):
+    path = served / "config.json"
+    write(path, [model("a")], [pipeline("p", "a"), pipeline("q", "a")])
+    config, deployer, _ = reloads(path, lambda: write(path, [model("a")], [pipeline("q", "a")]))
+    catalog = config.catalog()
+    assert catalog.retired == {"p": (1,)} and catalog.retired_pipelines == {"p"}
+    assert deployer.deployed[-1] == ["pipelines"] and deployer.deleted == []
+    assert deployer.serving["pipelines"].options["user_config"]["pipelines"].keys() == {"q"}
+
+
+def test_the_runners_long_polls_are_no_heartbeat(served):
+    path = served / "config.json"
+    write(path, [model("a")])
+    clock = Clock()
+
+    async def scenario():
+        config, _, _ = service(path, clock)
+        await config.load()
+        await config.wait_for_change(None, 0)  # the ingress
+        clock.now += 11
+        await config.wait_for_change(None, 0, heartbeat=False)  # the runner, still polling
+        return config.app_gone()
+
+    assert asyncio.run(scenario())
 
 
 def test_deployment_options_from_the_ray_serve_block_are_a_change(served):
@@ -245,7 +297,7 @@ def test_an_invalid_entry_is_skipped_and_the_rest_applied(served):
     config, deployer, _ = service(path)
     asyncio.run(config.load())
     catalog = config.catalog()
-    assert catalog.servables == {"a": "model.a", "p": "pipeline.p"}
+    assert catalog.servables == {"a": "model.a", "p": "pipelines"}
     assert any("pipeline 'a' not registered (PIPELINE_NAME_OCCUPIED)" in e for e in catalog.errors)
     assert any("pipeline 'p' is defined twice" in e for e in catalog.errors)
 
@@ -439,7 +491,7 @@ def test_a_restarted_config_actor_redeploys_only_what_changed_meanwhile(served):
         return deployer, restarted.catalog()
 
     deployer, catalog = asyncio.run(scenario())
-    assert deployer.deployed[1:] == [["model.a", "pipeline.p"]]  # not model.b, not the node
+    assert deployer.deployed[1:] == [["model.a", "pipelines"]]  # not model.b, not the node
     assert sorted(catalog.servables) == ["a", "b", "p"] and catalog.retired == {"c": (1,)}
     assert catalog.bridges == {}  # a changed model is served by its old replicas while Serve rolls it
 

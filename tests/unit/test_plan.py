@@ -56,7 +56,7 @@ def test_models_and_pipelines_answer_their_own_routes_and_nodes_have_none(tmp_pa
         "model.dummy": "/v2/models/dummy",
         "model.odd_name": None,  # a URL would escape the space: the front serves it by name
         "node.chain.add": None,
-        "pipeline.chain": "/v2/models/chain",
+        "pipelines": "/v2/models",  # the shared runner: every name no application claims by its own route
     }
     route_settings = plan.deployments["model.dummy"].kwargs["routes"]
     assert route_settings.max_request_bytes == 1024
@@ -78,16 +78,22 @@ def _plan(tmp_path, deployments: dict, params: dict | None = None, yaml_deployme
 
 def test_a_node_gets_a_deployment_of_its_own_unless_it_runs_inline(tmp_path):
     isolated = _plan(tmp_path, {})
-    assert sorted(isolated.deployments) == ["node.chain.add", "pipeline.chain"]
-    assert isolated.deployments["pipeline.chain"].kwargs["inline_nodes"] == {}
+    assert sorted(isolated.deployments) == ["node.chain.add", "pipelines"]
+    spec, _ = isolated.shared_pipelines["pipeline.chain"]
+    assert spec.inline == {} and spec.nodes == {"add": "node.chain.add"}
 
     inline = _plan(tmp_path, {"pipeline.chain": {"inline": True}})
-    assert sorted(inline.deployments) == ["pipeline.chain"]  # one process fewer
-    node = inline.deployments["pipeline.chain"].kwargs["inline_nodes"]["add"]
-    assert type(node.factory()).__name__ == "LibraryNode"  # the C library's own factory
+    assert sorted(inline.deployments) == ["pipelines"]  # one process fewer
+    spec, _ = inline.shared_pipelines["pipeline.chain"]
+    assert type(spec.inline["add"].factory()).__name__ == "LibraryNode"  # the C library's own factory
     assert inline.inline_nodes == {"node.chain.add": "pipeline.chain"}
     assert inline.errors == []
-    application(inline.deployments["pipeline.chain"])  # binds to the pipeline deployment as planned
+    application(inline.deployments["pipelines"])  # binds to the runner as planned
+
+    own = _plan(tmp_path, {"pipeline.chain": {"inline": True, "shared": False}})
+    assert sorted(own.deployments) == ["pipeline.chain"]
+    assert own.deployments["pipeline.chain"].args[0].inline.keys() == {"add"}
+    application(own.deployments["pipeline.chain"])  # binds to the pipeline deployment as planned
 
 
 def test_a_nodes_own_inline_setting_wins_over_its_pipelines(tmp_path):
@@ -103,8 +109,9 @@ def test_an_inline_nodes_params_are_part_of_its_pipelines_fingerprint(tmp_path):
     one = _plan(tmp_path, {"pipeline.chain": {"inline": True}}, {"add_value": "1"})
     same = _plan(tmp_path, {"pipeline.chain": {"inline": True}}, {"add_value": "1"})
     other = _plan(tmp_path, {"pipeline.chain": {"inline": True}}, {"add_value": "2"})
-    assert one.deployments["pipeline.chain"] == same.deployments["pipeline.chain"]
-    assert one.deployments["pipeline.chain"] != other.deployments["pipeline.chain"]  # a reload redeploys it
+    assert one.deployments["pipelines"] == same.deployments["pipelines"]
+    assert one.deployments["pipelines"] != other.deployments["pipelines"]  # a reload reconfigures the runner
+    assert one.deployments["pipelines"].version == other.deployments["pipelines"].version  # in place
 
 
 def test_serve_options_for_an_inline_node_are_refused_with_the_fix(tmp_path):
@@ -134,7 +141,7 @@ def test_the_default_config_runs_its_demo_nodes_inline():
     config = load_config(configs / "config.json")
     plan = plan_config(config, configs, PlanSettings({}, LoaderActorConfig((), ())))
     assert plan.errors == []
-    assert sorted(name.split(".")[0] for name in plan.deployments) == ["model"] * 6 + ["pipeline"] * 2
+    assert sorted(name.split(".")[0] for name in plan.deployments) == ["model"] * 6 + ["pipelines"]  # one runner
     assert len(plan.inline_nodes) == 5  # 2 + 3 custom nodes, none a process of its own
 
 
@@ -151,8 +158,8 @@ def test_a_library_path_with_dots_refuses_that_library_and_plans_the_rest(tmp_pa
         custom_loader_config_list=[{"config": {"loader_name": "l", "library_path": "../elsewhere/libloader.so"}}],
     )
     plan = plan_config(config, tmp_path, PlanSettings({}, LoaderActorConfig((), ())))
-    assert sorted(plan.deployments) == ["model.dummy", "pipeline.chain"]
-    [library_errors] = [entry.args[3] for entry in plan.deployments.values() if entry.kind == "pipeline"]
+    assert sorted(plan.deployments) == ["model.dummy", "pipelines"]
+    library_errors = plan.shared_pipelines["pipeline.chain"][0].library_errors
     assert "'..'" in library_errors["add"]
     errors = LoaderManager().apply(*loader_specs(config, tmp_path))
     assert [type(e) for e in errors] == [CustomLoaderLibraryInvalid]

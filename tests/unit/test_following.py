@@ -1,4 +1,4 @@
-"""The front application's view of a deployment's statuses (app/front.py HandleServable): /v1/config
+"""The front application's view of a deployment's statuses (app/following.py HandleServable): /v1/config
 and /ready answer from what is known while a replica is being replaced, instead of waiting for it."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import asyncio
 import pytest
 from ray.exceptions import ActorDiedError
 
-from app import front
+from app import following as front
 from app.dataplane import DataPlane
-from app.front import HandleServable
+from app.following import HandleServable
 from app.status import ModelVersionState, VersionStatus
 
 AVAILABLE = [VersionStatus(1, ModelVersionState.AVAILABLE), VersionStatus(2, ModelVersionState.AVAILABLE)]
