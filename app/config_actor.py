@@ -21,13 +21,13 @@ from app.applications import application
 from app.config_service import Catalog, ConfigService, ConfigSettings, ReloadOutcome
 from app.logs import show_lifecycle_logs
 from app.metrics import MetricsBoard, Snapshot
-from app.plan import Plan, Planned, PlanSettings
+from app.plan import DEFAULT_CONFIG_ACTOR, Plan, Planned, PlanSettings
 from loaders.actor import loader_actor_for, shutdown_loader_actor
 
 log = logging.getLogger("rayvino.config")
 
 NAMESPACE = "rayvino"
-ACTOR_NAME = "rayvino-config"
+ACTOR_NAME = DEFAULT_CONFIG_ACTOR
 # On the head node, as Serve's controller: a worker node that leaves must not take the actor
 # (and a restarted one knows no fingerprints, so it would roll every deployment).
 ON_HEAD_NODE = {"node:__internal_head__": 0.001}
@@ -40,15 +40,44 @@ class ServeDeployer:
         self.logging_config = logging_config
 
     async def deploy(self, planned: list[Planned]) -> None:
+        taken = await asyncio.to_thread(self._routes_of_others, {p.name for p in planned})
         targets = [
             serve.RunTarget(
-                application(p), name=p.name, route_prefix=p.route_prefix, logging_config=self.logging_config
+                application(p), name=p.name, route_prefix=self._route(p, taken), logging_config=self.logging_config
             )
             for p in planned
         ]
         await asyncio.to_thread(
             serve.run_many, targets, wait_for_ingress_deployment_creation=False, wait_for_applications_running=False
         )
+
+    @staticmethod
+    def _route(planned: Planned, taken: dict[str, str]) -> str | None:
+        """The entry's route, unless another app on the cluster has it: a second app's runner
+        (``/v2/models``) then answers through its own front, over a handle."""
+        prefix = planned.route_prefix
+        if prefix is not None and prefix in taken:
+            log.warning(
+                "%s: %s is the route of application %s; serving without it", planned.name, prefix, taken[prefix]
+            )
+            return None
+        return prefix
+
+    @staticmethod
+    def _routes_of_others(names: set[str]) -> dict[str, str]:
+        """Route prefix -> application, for the applications other than ``names`` (Serve refuses
+        a deploy whose prefix another application has). The controller's details are the one
+        place Serve lists route prefixes; it keeps them private."""
+        from ray.serve.context import _get_global_client
+
+        client = _get_global_client()
+        assert client is not None  # the actor deploys only once Serve runs
+        applications = client.get_serve_details()["applications"]
+        return {
+            details["route_prefix"]: app
+            for app, details in applications.items()
+            if app not in names and details.get("route_prefix")
+        }
 
     async def delete(self, names: list[str]) -> None:
         for name in names:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.config import ConfigError, ModelConfig, ServerConfig, load_config
-from app.plan import RUNNER, Plan, Planned, PlanSettings, loader_specs, plan_config
+from app.plan import Plan, Planned, PlanSettings, is_runner, loader_specs, plan_config
 from app.polling import Revision, retrieve_outcome
 
 log = logging.getLogger("rayvino.config")
@@ -331,7 +331,7 @@ class ConfigService:
         if before is not None:
             for name in before.servables.keys() - plan.servables.keys():
                 self.state.retired[name] = before.versions.get(name, (1,)) or (1,)
-                if before.servables[name] == RUNNER or before.servables[name].startswith("pipeline."):
+                if is_runner(before.servables[name]) or before.servables[name].startswith("pipeline."):
                     self.state.retired_pipelines.add(name)
         for name in plan.servables:
             self.state.retired.pop(name, None)

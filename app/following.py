@@ -18,7 +18,7 @@ from app.dataplane import DataPlane, RetiredServable, Servable
 from app.deployments import LONG_POLL_SECONDS, handle_for
 from app.inference import InferRequest, InferResponse
 from app.pipeline.status import PIPELINE_VERSION
-from app.plan import RUNNER
+from app.plan import is_runner
 from app.polling import ActorFollower, retrieve_outcome
 from app.status import ModelVersionState, VersionStatus
 
@@ -80,8 +80,8 @@ class HandleServable:
 class RunnerServable(HandleServable):
     """A pipeline the shared pipeline runner runs: the runner's calls name which one."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(RUNNER, (PIPELINE_VERSION,))
+    def __init__(self, deployment: str, name: str) -> None:
+        super().__init__(deployment, (PIPELINE_VERSION,))
         self.name = name
 
     async def _ask(self) -> list[VersionStatus]:
@@ -153,8 +153,8 @@ class CatalogFollower(ActorFollower):
             kept = kept.deployment
         if not (isinstance(kept, HandleServable) and kept.deployment == deployment):
             kept = (
-                RunnerServable(name)
-                if deployment == RUNNER
+                RunnerServable(deployment, name)
+                if is_runner(deployment)
                 else HandleServable(deployment, catalog.versions.get(name, (1,)))
             )
         kept.starting = name in catalog.loading

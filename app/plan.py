@@ -55,12 +55,25 @@ Kind = Literal["model", "pipeline", "node", "runner"]
 CODE_REVISION = "4"  # bump when a deployment's constructor changes meaning: every entry redeploys
 MODELS_ROUTE = "/v2/models"
 RUNNER = "pipelines"  # the deployment (and application) that runs the shared pipelines; no kind prefix, so no clash
+DEFAULT_CONFIG_ACTOR = "rayvino-config"  # the config actor of serve_config.yaml's app, unless its args name another
 _ROUTABLE = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def deployment_name(kind: str, name: str) -> str:
     """A stable deployment name per servable, e.g. ``model.face-detection``; kinds never collide."""
     return f"{kind}.{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}"
+
+
+def runner_name(config_actor: tuple[str, str] | None) -> str:
+    """The runner's deployment: ``pipelines``, or ``pipelines.<config actor>`` for another app on
+    the same cluster (each app has a config actor of its own name), so two apps' runners never meet."""
+    if config_actor is None or config_actor[0] == DEFAULT_CONFIG_ACTOR:
+        return RUNNER
+    return f"{RUNNER}.{re.sub(r'[^A-Za-z0-9_.-]', '_', config_actor[0])}"
+
+
+def is_runner(deployment: str) -> bool:
+    return deployment == RUNNER or deployment.startswith(f"{RUNNER}.")
 
 
 def route_prefix(name: str) -> str | None:
@@ -336,7 +349,7 @@ def _plan_pipeline(
     print_ = fingerprint("pipeline", spec.to_json(), used, options.model_dump(mode="json"), routes)
     if _runs_shared(options):
         plan.shared_pipelines[name] = (spec, print_)
-        plan.servables[pipeline.name] = RUNNER
+        plan.servables[pipeline.name] = runner_name(settings.config_actor)
         return
     prefix = route_prefix(pipeline.name)
     plan.deployments[name] = Planned(name, "pipeline", print_, (spec, routes), {}, options.serve_options(), prefix)
@@ -364,6 +377,7 @@ def _plan_node(plan: Plan, name: str, node_name: str, made: NodeParts, options: 
 
 def _plan_runner(plan: Plan, config: ServerConfig, settings: PlanSettings) -> None:
     """The one deployment that runs every shared pipeline, reconfigured in place as they change."""
+    name = runner_name(settings.config_actor)
     options = options_for(config, settings, RUNNER)
     routes = route_settings(config, settings)
     version = fingerprint("runner", options.model_dump(mode="json"), routes, settings.config_actor)
@@ -372,8 +386,8 @@ def _plan_runner(plan: Plan, config: ServerConfig, settings: PlanSettings) -> No
     }
     parts = {spec.config.name: print_ for spec, print_ in plan.shared_pipelines.values()}
     serve_options = {**options.serve_options(), "user_config": {"pipelines": pipelines}}
-    plan.deployments[RUNNER] = Planned(
-        RUNNER,
+    plan.deployments[name] = Planned(
+        name,
         "runner",
         fingerprint(version, parts),
         (routes, settings.config_actor),

@@ -31,7 +31,7 @@ from app.following import CatalogFollower
 from app.inference import InferRequest, InferResponse
 from app.logs import show_lifecycle_logs
 from app.pipeline.status import PIPELINE_VERSION
-from app.plan import RUNNER, PipelineSpec
+from app.plan import PipelineSpec, is_runner
 from app.rest import RouteSettings, build_servable_app
 from app.status import ModelVersionState, VersionStatus
 
@@ -71,7 +71,7 @@ class RunnerFollower(CatalogFollower):
         self.runner = runner
 
     def _servable(self, name: str, deployment: str, catalog: Catalog, kept: Servable | None) -> Servable:
-        if deployment == RUNNER:
+        if is_runner(deployment):
             return self.runner.hosts.get(name) or Arriving(name, self.runner)
         return super()._servable(name, deployment, catalog, kept)
 

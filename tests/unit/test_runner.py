@@ -170,3 +170,12 @@ def test_a_shared_node_deployments_errors_name_the_node_as_each_pipeline_does():
 
     error = asyncio.run(scenario())
     assert error.node == "plus" and error.message.endswith("node 'plus': execute returned 3")
+
+
+def test_each_app_on_a_cluster_has_a_runner_of_its_own_name():
+    from app.plan import DEFAULT_CONFIG_ACTOR, is_runner, runner_name
+
+    assert runner_name(None) == runner_name((DEFAULT_CONFIG_ACTOR, "rayvino")) == "pipelines"
+    assert runner_name(("other app", "rayvino")) == "pipelines.other_app"
+    assert is_runner("pipelines") and is_runner("pipelines.other_app")
+    assert not is_runner("pipeline.pipelines") and not is_runner("pipelinesx")
