@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml requirements.lock
 models: $(STAMP)
 	$(PY) scripts/setup_models.py
 
-# The built-in C nodes (nodes/src/*.c -> nodes/lib/*.so, gcc), and the C++ loader shim and sample
-# loader (loaders/src/*.cpp -> loaders/lib/*.so, g++).
+# The built-in C nodes (nodes/src/*.c -> nodes/lib/*.so, gcc), the crash guard every C node is
+# called through (nodes/guard/guard.c -> nodes/lib/librayvino_guard.so), and the C++ loader shim
+# and sample loader (loaders/src/*.cpp -> loaders/lib/*.so, g++).
 nodes: $(STAMP)
 	$(PY) -c "import sys, nodes.build, loaders.build; sys.exit(nodes.build.main() or loaders.build.main())"
 

@@ -472,8 +472,8 @@ class DeploymentOptions(_Strict):
     dynamic_batching: DynamicBatching | None = Field(default=None, description="Model deployments only.")
     inline: bool | None = Field(
         default=None,
-        description="Pipelines and nodes: run custom nodes inside the pipeline's replica instead of "
-        "a deployment each (on a pipeline, the default for all its nodes).",
+        description="Pipelines and nodes: run custom nodes inside the pipeline's replica (the default), or "
+        "false for a deployment each (on a pipeline, the setting of all its nodes).",
     )
     shared: bool | None = Field(
         default=None,

@@ -407,11 +407,13 @@ def _runs_shared(pipeline: DeploymentOptions) -> bool:
 
 
 def _runs_inline(node: DeploymentOptions, pipeline: DeploymentOptions) -> bool:
-    """The node's own setting, else its pipeline's; a node gets a deployment of its own by default."""
+    """The node's own setting, else its pipeline's; by default a node runs inline, in the process
+    of its pipeline, as in OVMS: a hop to a node deployment costs ten times the node's own work,
+    and the crash guard answers a crashing C library with a 500 and has the replica replaced."""
     for options in (node, pipeline):
         if options.inline is not None:
             return options.inline
-    return False
+    return True
 
 
 def _node_parts(node: CustomNode, libraries: dict[str, str], config_dir: Path) -> NodeParts | str:

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp
 
 from app.config_service import Catalog
 from app.dataplane import DataPlane, Servable
-from app.deployments import SIGNATURE_WAIT_SECONDS, OwnRoutes, PipelineHost, check_inline_nodes
+from app.deployments import SIGNATURE_WAIT_SECONDS, OwnRoutes, PipelineHost
 from app.errors import ModelVersionNotLoadedYet
 from app.following import CatalogFollower
 from app.inference import InferRequest, InferResponse
@@ -34,6 +34,7 @@ from app.pipeline.status import PIPELINE_VERSION
 from app.plan import PipelineSpec, is_runner
 from app.rest import RouteSettings, build_servable_app
 from app.status import ModelVersionState, VersionStatus
+from nodes.deployment import check_no_crash
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class RunnerFollower(CatalogFollower):
         return super()._servable(name, deployment, catalog, kept)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256, health_check_period_s=2)
 @serve.ingress()
 class PipelineRunner(OwnRoutes):
     """Runs many pipelines in each replica; Serve hands it their specs through ``reconfigure``.
@@ -161,7 +162,7 @@ class PipelineRunner(OwnRoutes):
         return await (await self.host(request.model_name)).infer(request)
 
     def check_health(self) -> None:
-        check_inline_nodes(self.hosts.values())
+        check_no_crash()
 
     def __del__(self) -> None:
         # Serve calls __del__ at graceful shutdown: deinitialize every inline node, once each.

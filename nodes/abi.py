@@ -3,20 +3,32 @@
 ABI mode: one ``cdef`` read from custom_node_interface.h, one ``ffi.dlopen`` per library. Pointers
 leave this module only as integer addresses inside plain dataclasses, so the rest of the package
 (node lifecycle, output checks, release bookkeeping) is ordinary Python.
+
+Every call into a library goes through the crash guard (nodes/guard/guard.c, built by
+``nodes.build``): a crash inside the library raises :class:`LibraryCrashed` instead of ending the
+process, and the library is never called again in this process. Without the guard (it could not
+be built or opened; logged once) the calls go straight to the library, and a crash ends the process.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from signal import Signals
 from typing import Any, cast
 
 import cffi
 import numpy as np
 
+from nodes.build import GUARD_SOURCES, build_guard
 from nodes.errors import NodeLibraryOpenFailed, NodeLibrarySymbolMissing
+
+log = logging.getLogger(__name__)
 
 HEADER = Path(__file__).with_name("custom_node_interface.h")
 SYMBOLS = ("initialize", "deinitialize", "execute", "getInputsInfo", "getOutputsInfo", "release")
@@ -63,6 +75,73 @@ def cdef_from_header(text: str) -> str:
 
 ffi = cffi.FFI()
 ffi.cdef(cdef_from_header(HEADER.read_text()))
+
+# The guard's own FFI shares the interface's types, so a library's cdata passes straight through,
+# and a node library's namespace holds only the six functions.
+guard_ffi = cffi.FFI()
+guard_ffi.include(ffi)
+guard_ffi.cdef(cdef_from_header(GUARD_SOURCES[1].read_text()))
+
+
+class _Guard:
+    """The guard library, opened once per process (built first if this checkout has not built it)."""
+
+    lock = threading.Lock()
+    tried = False
+    lib: Any = None  # None until opened, and when it cannot be
+
+
+def guard() -> Any:
+    """The guard library, or None when it cannot be built or opened (then calls are unguarded)."""
+    with _Guard.lock:
+        if not _Guard.tried:
+            _Guard.tried = True
+            try:
+                _Guard.lib = guard_ffi.dlopen(str(build_guard()))
+            except (RuntimeError, OSError) as exc:
+                log.error("no crash guard for C nodes, so a crashing node ends its process: %s", exc)
+    return _Guard.lib
+
+
+def crashes_caught() -> int:
+    """How many crashes the guard caught in this process, counted the moment each happened."""
+    # _Guard.lib, not guard(): a process that never opened a library has nothing to build or count.
+    return 0 if _Guard.lib is None else int(_Guard.lib.rv_guard_crashes())
+
+
+@dataclass(frozen=True)
+class Crash:
+    """A call into a library that the guard caught crashing."""
+
+    call: str  # the library function, as the header names it
+    signal: int
+
+    def __str__(self) -> str:
+        try:
+            name = Signals(self.signal).name
+        except ValueError:
+            name = f"signal {self.signal}"
+        return f"{name} during {self.call}"
+
+
+class LibraryCrashed(Exception):
+    """A call into the library crashed: now, or ``earlier`` (the library was not called this time)."""
+
+    def __init__(self, path: str, crash: Crash, earlier: bool) -> None:
+        super().__init__(path, crash, earlier)
+        self.path = path
+        self.crash = crash
+        self.earlier = earlier
+
+
+# real path of each library that crashed in this process -> its crash. A library is loaded once
+# per process whatever path names it, so one crash poisons it for every node using it.
+_CRASHED: dict[str, Crash] = {}
+
+
+def crashed_libraries() -> dict[str, Crash]:
+    """Each library that crashed in this process, by real path."""
+    return dict(_CRASHED)
 
 
 @dataclass(frozen=True)
@@ -116,28 +195,62 @@ class Library:
             except AttributeError:
                 raise NodeLibrarySymbolMissing(self.path, symbol) from None
         self._manager = ffi.new("void**")
+        self._real_path = os.path.realpath(self.path)
+        shim = guard()  # now, so building it never delays a request
+        # symbol -> (the library's function, the guard's function that calls it, None without a guard)
+        self._functions: dict[str, tuple[Any, Any]] = {
+            symbol: (getattr(self._lib, symbol), None if shim is None else getattr(shim, f"rv_guard_{symbol}"))
+            for symbol in SYMBOLS
+        }
+
+    @property
+    def crash(self) -> Crash | None:
+        """How the library crashed in this process, if it did: it is then never called again."""
+        return _CRASHED.get(self._real_path)
 
     def initialize(self, params: Params) -> int:
-        return self._lib.initialize(self._manager, params.array, params.count)
+        return self._call("initialize", self._manager, params.array, params.count)
 
     def deinitialize(self) -> int:
-        return self._lib.deinitialize(self._manager[0])
+        return self._call("deinitialize", self._manager[0])
 
     def tensor_info(self, outputs: bool, params: Params) -> RawResult:
-        call = self._lib.getOutputsInfo if outputs else self._lib.getInputsInfo
+        call = "getOutputsInfo" if outputs else "getInputsInfo"
         info, count = ffi.new("struct CustomNodeTensorInfo**"), ffi.new("int*")
-        status = call(info, count, params.array, params.count, self._manager[0])
+        status = self._call(call, info, count, params.array, params.count, self._manager[0])
         return _result(status, info[0], count[0], with_data=False)
 
     def execute(self, inputs: Mapping[str, np.ndarray], params: Params) -> RawResult:
         tensors, keepalive = _input_tensors(inputs)
         outputs, count = ffi.new("struct CustomNodeTensor**"), ffi.new("int*")
-        status = self._lib.execute(tensors, len(inputs), outputs, count, params.array, params.count, self._manager[0])
+        status = self._call(
+            "execute", tensors, len(inputs), outputs, count, params.array, params.count, self._manager[0]
+        )
         del keepalive  # the input buffers had to outlive the call, and no longer
         return _result(status, outputs[0], count[0], with_data=True)
 
     def release(self, address: int) -> int:
-        return self._lib.release(ffi.cast("void*", address), self._manager[0])
+        return self._call("release", ffi.cast("void*", address), self._manager[0])
+
+    def refuse_if_crashed(self) -> None:
+        """LibraryCrashed if the library crashed in this process: nothing calls it again."""
+        crash = self.crash
+        if crash is not None:
+            raise LibraryCrashed(self.path, crash, earlier=True)
+
+    def _call(self, name: str, *args: Any) -> int:
+        """The library's function ``name`` through the guard; LibraryCrashed if it crashes or had."""
+        self.refuse_if_crashed()
+        function, guarded = self._functions[name]
+        if guarded is None:
+            return function(*args)
+        signal_out = ffi.new("int*")
+        status = guarded(function, signal_out, *args)
+        if signal_out[0] == 0:
+            return status
+        crash = Crash(name, signal_out[0])
+        _CRASHED.setdefault(self._real_path, crash)  # the first crash is the one to tell
+        raise LibraryCrashed(self.path, crash, earlier=False)
 
 
 def copy_out(address: int, nbytes: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:

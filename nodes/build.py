@@ -1,8 +1,10 @@
-"""Compile the built-in C nodes: ``python -m nodes.build`` (``make nodes`` runs it).
+"""Compile the built-in C nodes and the crash guard: ``python -m nodes.build`` (``make nodes`` runs it).
 
 Each ``nodes/src/<name>.c`` becomes ``nodes/lib/libcustom_node_<name>.so``, OVMS's file name for
-its built-ins. Outputs newer than their source and the shared headers are skipped. Each library is
-written to a temporary file and renamed, so replicas loading it never see half a file.
+its built-ins. ``nodes/guard/guard.c`` becomes ``nodes/lib/librayvino_guard.so``, through which
+``nodes.abi`` calls every node library (it is no node, so it lives outside ``nodes/src``). Outputs
+newer than their source and the shared headers are skipped. Each library is written to a temporary
+file and renamed, so replicas loading it never see half a file.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ SOURCES = PACKAGE / "src"
 LIBRARIES = PACKAGE / "lib"
 HEADERS = (PACKAGE / "custom_node_interface.h", SOURCES / "common.h")
 CFLAGS = ("-O2", "-shared", "-fPIC", "-Wall", "-Wno-unused-parameter")
+GUARD_SOURCES = (PACKAGE / "guard" / "guard.c", PACKAGE / "guard" / "guard.h", HEADERS[0])
+GUARD = LIBRARIES / "librayvino_guard.so"
 
 
 def c_node_names() -> list[str]:
@@ -61,10 +65,19 @@ def build(names: list[str] | None = None, lib_dir: Path = LIBRARIES) -> dict[str
     return built
 
 
+def build_guard(lib_dir: Path = LIBRARIES) -> Path:
+    """Build the crash guard into ``lib_dir`` unless it is up to date; returns its path."""
+    output = lib_dir / GUARD.name
+    if not up_to_date(output, list(GUARD_SOURCES)):
+        compile_library(GUARD_SOURCES[0], output, compiler=("gcc", *CFLAGS, "-pthread"))
+    return output
+
+
 def main() -> int:
     try:
         for name, path in build().items():
             print(f"{name}: {path}")
+        print(f"guard: {build_guard()}")
     except (RuntimeError, FileNotFoundError) as exc:
         print(f"nodes.build: {exc}", file=sys.stderr)
         return 1

@@ -12,10 +12,12 @@ options (app/plan.py); each pipeline's client names the node as that pipeline do
 A replica owns one node (nodes/hosted.py: ``initialize`` once, a failure kept and raised by every
 call, ``run`` in a worker thread) and deinitializes it in ``__del__``, which Serve calls on graceful
 shutdown. A pipeline can instead run a node inline, in its own replica, with the same class.
-A C library that segfaults kills only its replica; Serve starts a new one, and the client turns
-the dead actor into NodeCrashed (500) for the request that crashed it and any other request in
-flight on that replica. Those are not retried, as in OVMS: the same input would likely crash
-the new replica too. Requests sent after the crash wait in Serve's router for the new replica.
+A C library that crashes (a segfault, an abort) inside a call is caught by the crash guard
+(nodes/guard): that request gets NodeCrashed (500), the library is not called again, and the
+replica fails its next health check, so Serve replaces it. A crash the guard cannot catch kills
+the replica; the client turns the dead actor into NodeCrashed (500) for every request in flight
+on it. Neither is retried, as in OVMS: the same input would likely crash the new replica too.
+Requests sent meanwhile wait in Serve's router for the new replica.
 """
 
 from __future__ import annotations
@@ -35,12 +37,22 @@ from app.tensors import TensorInfo, Tensors
 from nodes.base import Node
 from nodes.errors import NodeCrashed, NodeFault
 from nodes.hosted import HostedNode
+from nodes.library import crash_report
 
 log = logging.getLogger(__name__)
 
 # A node is usually CPU-light and serialized, so a replica takes few requests at once; a crash
 # then fails at most this many in-flight requests.
 DEFAULT_MAX_ONGOING = 4
+
+
+def check_no_crash() -> None:
+    """Serve's health check of a replica that runs C nodes (its own, or a pipeline's inline ones):
+    one whose library crashed here answered that request with NodeCrashed (500), and the process
+    is not trusted again; failing the check makes Serve replace it once its requests finish."""
+    report = crash_report()
+    if report is not None:
+        raise RuntimeError(f"{report}; Serve replaces this replica")
 
 
 @serve.deployment(
@@ -65,6 +77,9 @@ class NodeDeployment:
 
     async def run(self, inputs: Tensors, outputs: list[str]) -> Tensors:
         return await self.hosted.run(inputs, outputs)
+
+    def check_health(self) -> None:
+        check_no_crash()
 
     def __del__(self) -> None:
         # Serve calls __del__ at graceful shutdown and Python may call it again at collection;

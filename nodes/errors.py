@@ -77,7 +77,8 @@ class NodeExecutionFailed(NodeFault):
 
 
 class NodeCrashed(NodeFault):
-    """The process running the node died mid-request (a segfault in a C library, say)."""
+    """The node's C library crashed (a segfault, say): its process died mid-request, or the crash
+    guard caught the crash in this process, which then never calls the library again."""
 
     title = "Custom node crashed"
 

@@ -6,6 +6,10 @@ stays up and the pipeline using the node reports why it is not ready while the r
 config serves. ``run`` and the metadata calls go to a worker thread: C ``execute`` is
 synchronous, and the event loop must stay free for health checks and other requests (the
 node's lock may be held by a running execute). ``close`` deinitializes once.
+
+A C node whose library crashes raises NodeCrashed for that call and every later one, and the
+process stays up to answer it; ``crashed`` (or ``nodes.library.crash_report`` for every node of
+the process) tells its health check that the process is to be replaced.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from app.errors import ServingError
 from app.tensors import TensorInfo, Tensors
 from nodes.base import Node
 from nodes.errors import NodeCrashed, NodeInitializeFailed
+from nodes.library import LibraryNode
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +33,6 @@ class HostedNode:
     def __init__(self, factory: NodeFactory, params: dict[str, str], node_name: str) -> None:
         self.name = node_name
         self.error: ServingError | None = None
-        self.crashed = False  # its library crashed in this process, which is not to be trusted again
         self._node: Node | None = None
         node = factory()
         node.name = node_name
@@ -50,11 +54,13 @@ class HostedNode:
         return await asyncio.to_thread(self.node().outputs_info)
 
     async def run(self, inputs: Tensors, outputs: Collection[str]) -> Tensors:
-        try:
-            return await asyncio.to_thread(self.node().run, inputs, outputs)
-        except NodeCrashed:
-            self.crashed = True
-            raise
+        return await asyncio.to_thread(self.node().run, inputs, outputs)
+
+    @property
+    def crashed(self) -> bool:
+        """Whether the node's C library crashed in this process (its initialize included)."""
+        node = self._node
+        return isinstance(self.error, NodeCrashed) or (isinstance(node, LibraryNode) and node.crashed)
 
     def node(self) -> Node:
         """The initialized node, or the error its ``initialize`` raised."""

@@ -3,21 +3,29 @@
 Lifecycle and output checks follow OVMS (src/dags/customnodesession.cpp, node_library_utils.cpp):
 every buffer the library hands back is released exactly once, even when a check fails, except
 after a nonzero ``execute``, where OVMS releases nothing and neither do we.
+
+A library that crashes (a segfault, a failed assert) raises NodeCrashed (500) for that call and
+for every later one, without running any of its code again: not even ``release`` or
+``deinitialize``, since its state may be corrupt. The process is not to be trusted either:
+``crash_report`` tells the hosting process's health check to have it replaced.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from app.tensors import DATATYPES, TensorInfo, Tensors
-from nodes.abi import PRECISION_OF_DTYPE, PRECISIONS, Library, Params, RawResult, RawTensor, copy_out
+from nodes import abi
+from nodes.abi import PRECISION_OF_DTYPE, PRECISIONS, Library, LibraryCrashed, Params, RawResult, RawTensor, copy_out
 from nodes.base import Node
 from nodes.errors import (
+    NodeCrashed,
     NodeExecutionFailed,
     NodeInitializeFailed,
     NodeInputInvalid,
@@ -37,6 +45,24 @@ DYNAMIC_DIMS = (0, 2**64 - 1)  # how C metadata spells a dynamic dim (node_libra
 _SUPPORTED = ", ".join(name for name, dtype in PRECISIONS.values() if dtype is not None)
 
 
+def crashed_libraries() -> dict[str, str]:
+    """Each C library that crashed in this process, by real path: what crashed ("SIGSEGV during execute")."""
+    return {path: str(crash) for path, crash in abi.crashed_libraries().items()}
+
+
+def crash_report() -> str | None:
+    """None while no C library has crashed in this process; else why the process should be replaced.
+
+    Cheap enough for a health check. It sees a crash the moment it is caught, even while the
+    crashed call has not returned (a crash inside malloc can leave that thread hung).
+    """
+    caught, crashed = abi.crashes_caught(), crashed_libraries()
+    if not caught and not crashed:
+        return None
+    named = "; ".join(f"{path}: {what}" for path, what in crashed.items()) or "its call has not returned yet"
+    return f"a C node library crashed in this process ({named}); its memory may be corrupt"
+
+
 class LibraryNode(Node):
     """A node whose work is done by a C library at ``path``, opened once and kept open.
 
@@ -51,8 +77,13 @@ class LibraryNode(Node):
         self._params: Params | None = None
         self._deinitialized = False
 
+    @property
+    def crashed(self) -> bool:
+        """Whether its library crashed in this process: every call then raises NodeCrashed."""
+        return self.library.crash is not None
+
     def initialize(self, params: dict[str, str]) -> None:
-        with self.serialized():
+        with self.serialized(), self._crash_named():
             if self._params is not None:
                 raise NodeInitializeFailed(self.node_name, "already initialized; deinitialize it first")
             c_params = Params(params)
@@ -66,7 +97,11 @@ class LibraryNode(Node):
             if self._params is None or self._deinitialized:
                 return
             self._deinitialized = True
-            status = self.library.deinitialize()
+            try:
+                status = self.library.deinitialize()
+            except LibraryCrashed as crash:  # at shutdown: nobody to answer, so only say it
+                log.error("node '%s': not deinitialized: %s", self.node_name, _crash_detail(crash))
+                return
             if status != 0:  # OVMS only logs it, too
                 log.warning("node '%s': deinitialize returned %d", self.node_name, status)
 
@@ -78,7 +113,7 @@ class LibraryNode(Node):
 
     def execute(self, inputs: Tensors) -> Tensors:
         arrays = self._c_inputs(inputs)
-        with self.serialized():
+        with self.serialized(), self._crash_named():
             raw = self.library.execute(arrays, self._ready_params())
             if raw.status != 0:
                 raise NodeExecutionFailed(self.node_name, f"execute returned {raw.status}")
@@ -91,7 +126,7 @@ class LibraryNode(Node):
 
     def _tensor_info(self, outputs: bool) -> list[TensorInfo]:
         call = "getOutputsInfo" if outputs else "getInputsInfo"
-        with self.serialized():
+        with self.serialized(), self._crash_named():
             raw = self.library.tensor_info(outputs, self._ready_params())
             if raw.status != 0:
                 raise NodeMetadataFailed(self.node_name, f"{call} returned {raw.status}")
@@ -159,7 +194,18 @@ class LibraryNode(Node):
 
     # --- shared --------------------------------------------------------------------------------
 
+    @contextmanager
+    def _crash_named(self) -> Iterator[None]:
+        """A crash of the library, as the NodeCrashed of this node."""
+        try:
+            yield
+        except LibraryCrashed as crash:
+            if not crash.earlier:  # the one time: what the operator needs to find the faulty library
+                log.error("node '%s' (%s): %s", self.node_name, crash.path, _crash_detail(crash))
+            raise NodeCrashed(self.node_name, _crash_detail(crash)) from None
+
     def _ready_params(self) -> Params:
+        self.library.refuse_if_crashed()  # first: a node whose initialize crashed is crashed, not uninitialized
         if self._params is None or self._deinitialized:
             raise NodeNotInitialized(self.node_name, "call initialize(params) first")
         return self._params
@@ -174,3 +220,9 @@ class LibraryNode(Node):
                 status = self.library.release(address)
                 if status != 0:
                     log.warning("node '%s': release returned %d", self.node_name, status)
+
+
+def _crash_detail(crash: LibraryCrashed) -> str:
+    if crash.earlier:
+        return f"its library crashed earlier ({crash.crash}) and is not called again; this process will be replaced"
+    return f"its library crashed with {crash.crash}; this process will be replaced"

@@ -55,9 +55,9 @@ def ocr_config(directory: Path) -> Path:
 
 
 def deployment_options(config: dict) -> dict:
-    """The recognizer on the workers, two replicas; every other deployment on the head."""
+    """The recognizer on the workers, two replicas; every other deployment on the head (the
+    pipeline's nodes run inline in its replica)."""
     names = ["ingress", "model.text-detection", "pipeline.ocr"]
-    names += [f"node.ocr.{n['name']}" for n in config["pipeline_config_list"][0]["nodes"] if n["type"] == "custom"]
     options = {name: {"ray_actor_options": ON_HEAD} for name in names}
     options[RECOGNIZER] = {"num_replicas": 2, "ray_actor_options": ON_WORKER}
     return options

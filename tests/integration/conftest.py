@@ -244,8 +244,14 @@ def prepare_pipelines(base: Path) -> dict:
         }
 
     return {
-        # The demo pipelines run their nodes inline, as configs/config.json says; so does add-sub-inline.
-        "deployments": {**demo["ray_serve"]["deployments"], "pipeline.add-sub-inline": {"inline": True}},
+        # Nodes run inline by default (add-sub-inline, the demo pipelines); these pipelines give
+        # theirs a deployment each. crashing-inline runs its crashing node inline in a pipeline
+        # deployment of its own, so that the crash has only that replica replaced.
+        "deployments": {
+            **demo["ray_serve"]["deployments"],
+            **{f"pipeline.{name}": {"inline": False} for name in ("scale", "add-sub", "crashing", "scale-twice")},
+            "pipeline.crashing-inline": {"inline": True, "shared": False},
+        },
         "models": [
             m
             for m in demo["model_config_list"]
@@ -266,6 +272,7 @@ def prepare_pipelines(base: Path) -> dict:
                 "add-sub-inline", "add_sub", {"add_value": "5", "sub_value": "2"}, "input_numbers", "output_numbers"
             ),
             one_node("crashing", "segfault", {}, "input_numbers", "output_numbers"),
+            one_node("crashing-inline", "segfault", {}, "input_numbers", "output_numbers"),
             scale_twice(),
             {
                 "name": "unknown-model-pipeline",

@@ -85,24 +85,50 @@ def test_library_error_passes_through_unchanged(deploy, libraries):
     assert http_status(caught.value) == 500
 
 
-def test_segfault_kills_only_its_replica(deploy, libraries):
+def test_a_segfault_answers_500_and_serve_replaces_only_its_replica(deploy, libraries):
     from ray import serve
 
     healthy = deploy("builtin:add_one", {}, "healthy")
     crashing = deploy(str(libraries["segfault"]), {}, "seg")
     np.testing.assert_array_equal(run(crashing), X)
+    healthy_replicas, crashed_replicas = _replica_ids("node-healthy"), _replica_ids("node-seg")
 
     crash, healthy_results = asyncio.run(crash_while_calling(crashing, healthy))
 
     assert isinstance(crash, NodeCrashed), repr(crash)
     assert http_status(crash) == 500
-    assert crash.message.startswith("Custom node crashed - node 'seg': its replica died")
-    assert "restarting" in crash.message
+    # The crash guard caught it: the replica answered, and will not call the library again.
+    assert crash.message == (
+        "Custom node crashed - node 'seg': its library crashed with SIGSEGV during execute; "
+        "this process will be replaced"
+    )
     assert healthy_results and all(np.array_equal(r, X + 1) for r in healthy_results)
-    # The crashed process is gone (ActorDiedError), so a request that succeeds now ran on the
-    # replica Serve started in its place; the router holds it until that replica is up.
-    wait_for(lambda: _deployment_running(serve, "seg"), what="the crashed node's replica to be replaced")
-    np.testing.assert_array_equal(run(crashing), X)
+    # The replica fails its health check, and Serve starts another in its place; until then the
+    # library is not called again (NodeCrashed), so a request that succeeds ran on the new one.
+    wait_for(lambda: _answers(crashing), timeout=120, what="the crashed node's replica to be replaced")
+    wait_for(lambda: _deployment_running(serve, "seg"), what="the crashed replica to leave")
+    assert _replica_ids("node-seg").isdisjoint(crashed_replicas)
+    assert _replica_ids("node-healthy") == healthy_replicas
+
+
+def _answers(client) -> bool:
+    try:
+        return np.array_equal(run(client), X)
+    except NodeCrashed:
+        return False
+
+
+def _replica_ids(deployment: str) -> set[str]:
+    from ray.serve.context import _get_global_client
+
+    applications = _get_global_client().get_serve_details()["applications"].values()
+    return {
+        replica["replica_id"]
+        for app in applications
+        for name, details in app["deployments"].items()
+        if name == deployment
+        for replica in details["replicas"]
+    }
 
 
 async def crash_while_calling(crashing, healthy) -> tuple[BaseException | None, list[np.ndarray]]:

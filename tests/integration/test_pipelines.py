@@ -149,22 +149,55 @@ def test_a_crashing_node_fails_its_request_only(client, http):
         "/v2/models/crashing/infer",
         json={"inputs": [{"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [13, 0, 0, 0]}]},
     )
-    assert response.status_code == 500 and "crashed" in response.json()["error"]
+    assert response.status_code == 500 and "crashed with SIGSEGV" in response.json()["error"]
     for i, request in enumerate(pending):
         np.testing.assert_allclose(request.get_result().as_numpy("result"), numbers(i * 2.5))
-    # Ray restarts the replica: the pipeline answers again.
-    wait_for(lambda: _crashing_answers(http), timeout=60, what="the crashed node's replica to be replaced")
+    # Serve replaces the replica that fails its health check: the pipeline answers again.
+    wait_for(lambda: _crashing_answers(http), timeout=120, what="the crashed node's replica to be replaced")
 
 
-def _numbers_input(value: float):
-    tensor = triton.InferInput("numbers", [1, 4], "FP32")
+def test_a_crashing_inline_node_answers_500_and_its_pipeline_replica_is_replaced(client, http):
+    """The crash guard catches the segfault inside the pipeline's own replica: that request answers
+    500, the pipeline's other requests are answered, and Serve replaces the replica that failed its
+    health check; nothing else restarts."""
+    before = replica_ids()
+    pending = [client.async_infer("add-sub-inline", [_numbers_input(i, "numbers")]) for i in range(4)]
+    response = http.post(
+        "/v2/models/crashing-inline/infer",
+        json={"inputs": [{"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [13, 0, 0, 0]}]},
+    )
+    assert response.status_code == 500, response.text
+    assert "crashed with SIGSEGV" in response.json()["error"], response.text
+    for i, request in enumerate(pending):
+        np.testing.assert_allclose(request.get_result().as_numpy("result"), numbers(i) + 3)
+    wait_for(
+        lambda: _crashing_answers(http, "crashing-inline"), timeout=120, what="the pipeline's replica to be replaced"
+    )
+    wait_for(lambda: replica_ids()["pipeline.crashing-inline"], what="the replacement to be listed")
+    after = replica_ids()
+    assert after["pipeline.crashing-inline"].isdisjoint(before["pipeline.crashing-inline"])
+    assert {app for app in before.keys() & after.keys() if before[app] != after[app]} == {"pipeline.crashing-inline"}
+
+
+def replica_ids() -> dict[str, set[str]]:
+    from ray.serve.context import _get_global_client
+
+    details = _get_global_client().get_serve_details()
+    return {
+        app: {r["replica_id"] for d in info["deployments"].values() for r in d["replicas"] if r["state"] == "RUNNING"}
+        for app, info in details["applications"].items()
+    }
+
+
+def _numbers_input(value: float, name: str = "numbers"):
+    tensor = triton.InferInput(name, [1, 4], "FP32")
     tensor.set_data_from_numpy(numbers(value))
     return tensor
 
 
-def _crashing_answers(http) -> bool:
+def _crashing_answers(http, pipeline: str = "crashing") -> bool:
     response = http.post(
-        "/v2/models/crashing/infer",
+        f"/v2/models/{pipeline}/infer",
         json={"inputs": [{"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]},
     )
     return response.status_code == 200

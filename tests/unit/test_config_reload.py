@@ -149,11 +149,11 @@ def test_the_first_load_deploys_every_model_pipeline_and_node(served):
     config, deployer, _ = service(path)
     outcome = asyncio.run(config.load())
     assert outcome.changed and outcome.error is None
-    assert deployer.deployed == [["model.a", "model.b", "node.p.decode", "pipelines"]]
+    assert deployer.deployed == [["model.a", "model.b", "pipelines"]]  # the node runs inline in the runner
     catalog = config.catalog()
     assert catalog.servables == {"a": "model.a", "b": "model.b", "p": "pipelines"}  # p runs in the shared runner
     assert catalog.versions["a"] == (1,)
-    assert not catalog.ready and catalog.starting == {"model.a", "model.b", "node.p.decode", "pipelines"}
+    assert not catalog.ready and catalog.starting == {"model.a", "model.b", "pipelines"}
     assert catalog.loading == {"a", "b", "p"}
     assert asyncio.run(config.wait_ready(timeout=60)) and config.catalog().ready
 
@@ -207,7 +207,13 @@ def test_changing_a_model_redeploys_it_and_the_pipelines_that_use_it(served):
 def test_a_pipeline_with_serve_options_of_its_own_gets_its_own_deployment(served):
     path = served / "config.json"
     pipelines = [pipeline("p", "a"), pipeline("q", "a"), pipeline("r", "a")]
-    options = {"deployments": {"pipeline.q": {"num_replicas": 2}, "pipeline.r": {"shared": False}}}
+    options = {
+        "deployments": {
+            **{f"pipeline.{name}": {"inline": False} for name in "pqr"},
+            "pipeline.q": {"num_replicas": 2, "inline": False},
+            "pipeline.r": {"shared": False, "inline": False},
+        }
+    }
     write(path, [model("a")], pipelines, ray_serve=options)
     config, deployer, _ = service(path)
     asyncio.run(config.load())

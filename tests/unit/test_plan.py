@@ -42,7 +42,7 @@ def _chain_config(deployments: dict, params: dict | None = None, **more):
 def test_models_and_pipelines_answer_their_own_routes_and_nodes_have_none(tmp_path):
     factory.write_dummy(tmp_path / "dummy", [1])
     config = _chain_config(
-        {},
+        {"pipeline.chain": {"inline": False}},
         monitoring={"metrics": {"enable": True, "metrics_list": ["ovms_requests_success"]}},
         model_config_list=[
             {"config": {"name": "dummy", "base_path": "dummy"}},
@@ -76,21 +76,21 @@ def _plan(tmp_path, deployments: dict, params: dict | None = None, yaml_deployme
     return plan_config(_chain_config(deployments, params), tmp_path, settings)
 
 
-def test_a_node_gets_a_deployment_of_its_own_unless_it_runs_inline(tmp_path):
-    isolated = _plan(tmp_path, {})
-    assert sorted(isolated.deployments) == ["node.chain.add", "pipelines"]
-    spec, _ = isolated.shared_pipelines["pipeline.chain"]
-    assert spec.inline == {} and spec.nodes == {"add": "node.chain.add"}
-
-    inline = _plan(tmp_path, {"pipeline.chain": {"inline": True}})
-    assert sorted(inline.deployments) == ["pipelines"]  # one process fewer
+def test_a_node_runs_inline_unless_it_asks_for_a_deployment_of_its_own(tmp_path):
+    inline = _plan(tmp_path, {})
+    assert sorted(inline.deployments) == ["pipelines"]  # one process for the pipeline and its node
     spec, _ = inline.shared_pipelines["pipeline.chain"]
     assert type(spec.inline["add"].factory()).__name__ == "LibraryNode"  # the C library's own factory
     assert inline.inline_nodes == {"node.chain.add": "pipeline.chain"}
     assert inline.errors == []
     application(inline.deployments["pipelines"])  # binds to the runner as planned
 
-    own = _plan(tmp_path, {"pipeline.chain": {"inline": True, "shared": False}})
+    isolated = _plan(tmp_path, {"pipeline.chain": {"inline": False}})
+    assert sorted(isolated.deployments) == ["node.chain.add", "pipelines"]
+    spec, _ = isolated.shared_pipelines["pipeline.chain"]
+    assert spec.inline == {} and spec.nodes == {"add": "node.chain.add"}
+
+    own = _plan(tmp_path, {"pipeline.chain": {"shared": False}})
     assert sorted(own.deployments) == ["pipeline.chain"]
     assert own.deployments["pipeline.chain"].args[0].inline.keys() == {"add"}
     application(own.deployments["pipeline.chain"])  # binds to the pipeline deployment as planned
@@ -100,6 +100,8 @@ def test_a_nodes_own_inline_setting_wins_over_its_pipelines(tmp_path):
     plan = _plan(tmp_path, {"pipeline.chain": {"inline": True}, "node.chain.add": {"inline": False}})
     assert "node.chain.add" in plan.deployments
     plan = _plan(tmp_path, {"node.chain.add": {"inline": True}})
+    assert "node.chain.add" not in plan.deployments
+    plan = _plan(tmp_path, {"pipeline.chain": {"inline": False}, "node.chain.add": {"inline": True}})
     assert "node.chain.add" not in plan.deployments
     plan = _plan(tmp_path, {"pipeline.chain": {"inline": True}}, yaml_deployments={"node.chain.add": {"inline": False}})
     assert "node.chain.add" in plan.deployments  # serve_config.yaml's args win, key by key

@@ -150,7 +150,7 @@ def test_the_inline_example_runs_the_ocr_nodes_inline_but_one():
     assert plan.errors == []
     assert [name for name in plan.deployments if name.startswith("node.ocr.")] == ["node.ocr.crop"]
     assert plan.deployments["node.ocr.crop"].options["num_replicas"] == 2
-    assert "node.ocr.prepare" in plan.inline_nodes and "node.faces.crop" in plan.deployments
+    assert "node.ocr.prepare" in plan.inline_nodes and "node.faces.crop" in plan.inline_nodes
 
 
 def test_the_validate_command_prints_what_the_readme_shows(tmp_path):
