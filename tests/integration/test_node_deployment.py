@@ -4,6 +4,7 @@ that kills only its replica, and deinitialize on delete, against real replicas."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from pathlib import Path
 
@@ -182,3 +183,69 @@ def _read_counts(path: Path) -> dict[str, int] | None:
         return None
     pairs = [line.split() for line in path.read_text().splitlines()]
     return {key: int(value) for key, value in pairs} or None
+
+
+def test_an_inline_node_in_the_runner_releases_every_buffer_and_is_deinitialized_on_delete(
+    ray_cluster, libraries, tmp_path
+):
+    """The counting node inline in a pipeline runner of its own: the same release accounting as in
+    a node deployment, and deinitialize when the runner's replica stops."""
+    from ray import serve
+
+    from app.applications import application
+    from app.config import parse_config
+    from app.inference import InferRequest
+    from app.plan import PlanSettings, plan_config
+    from loaders.specs import LoaderActorConfig
+
+    stats_file = tmp_path / "counts.txt"
+    config = parse_config(
+        {
+            "model_config_list": [],
+            "custom_node_library_config_list": [{"name": "counting", "base_path": str(libraries["counting"])}],
+            "pipeline_config_list": [
+                {
+                    "name": "counted",
+                    "inputs": ["x"],
+                    "nodes": [
+                        {
+                            "name": "count",
+                            "type": "custom",
+                            "library_name": "counting",
+                            "params": {"stats_file": str(stats_file)},
+                            "inputs": [{"input_numbers": {"node_name": "request", "data_item": "x"}}],
+                            "outputs": [
+                                {"data_item": "output_numbers", "alias": "y"},
+                                {"data_item": "output_ids", "alias": "ids"},
+                            ],
+                        }
+                    ],
+                    "outputs": [{"y": {"node_name": "count", "data_item": "y"}}],
+                }
+            ],
+        }
+    )
+    # A config actor of its own name: the runner is then not the session app's.
+    settings = PlanSettings({}, LoaderActorConfig((), ()), config_actor=("counting-test", "nowhere"))
+    [runner] = plan_config(config, tmp_path, settings).deployments.values()
+    assert runner.kind == "runner" and runner.name == "pipelines.counting-test"
+    runner = dataclasses.replace(runner, args=(runner.args[0], None))  # no catalog to follow here
+    name = f"counting-runner-{uuid.uuid4().hex[:6]}"
+    handle = serve.run(application(runner), name=name, route_prefix=None)
+    try:
+        for value in range(3):
+            answer = handle.infer.remote(InferRequest("counted", None, {"x": X + value})).result(timeout_s=60)
+            np.testing.assert_array_equal(answer.outputs["y"], X + value + 1)
+        assert not stats_file.exists()  # written by deinitialize only
+    finally:
+        serve.delete(name)
+
+    counts = wait_for(lambda: _read_counts(stats_file), what="the inline node's deinitialize")
+    assert counts["initialize"] == 1 and counts["deinitialize"] == 1
+    assert counts["execute"] == 3
+    # Validating the pipeline asked the node's inputs (an info array and its dims) and outputs (an
+    # array and two dims) once; per execute: 2 data buffers, 2 dims arrays, the outputs array,
+    # the unrequested output_ids included. Each released once.
+    assert counts["info"] == 2
+    assert counts["release"] == (1 + 1) + (1 + 2) + 3 * 5
+    assert counts["outstanding"] == counts["unknown_release"] == counts["bad_manager"] == 0
