@@ -32,6 +32,7 @@ from app.inference import InferRequest, InferResponse
 from app.logs import show_lifecycle_logs
 from app.pipeline.status import PIPELINE_VERSION
 from app.plan import PipelineSpec, is_runner
+from app.polling import retrieve_outcome
 from app.rest import RouteSettings, build_servable_app
 from app.status import ModelVersionState, VersionStatus
 from nodes.deployment import check_no_crash
@@ -119,8 +120,7 @@ class PipelineRunner(OwnRoutes):
         self.hosts = {name: built.get(name) or self.hosts[name] for name in wanted}
         self.prints = {name: entry["print"] for name, entry in wanted.items()}
         for host in leaving:
-            task = asyncio.ensure_future(host.retire())
-            task.add_done_callback(lambda done: done.exception())
+            asyncio.ensure_future(host.retire()).add_done_callback(retrieve_outcome)
         self._publish()
         if built or leaving:
             log.info("pipelines: %d built, %d retired, %d running", len(built), len(leaving), len(self.hosts))

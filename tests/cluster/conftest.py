@@ -50,3 +50,13 @@ def cluster():
         # ends Serve's actors with the processes that host them.
         ray.shutdown()
         nodes.shutdown()
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A free TCP port for this test's Serve HTTP."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -213,12 +213,3 @@ def test_ocr_keeps_answering_when_a_worker_node_is_lost(cluster, tmp_path, free_
     for request in requests:
         assert len(request.result) == 7 and request.result[0] == FIRST_LINE, request.result
     assert load.succeeded_since(after_loss) > 0  # the pipeline kept answering once the node was gone
-
-
-@pytest.fixture
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
