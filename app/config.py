@@ -472,8 +472,9 @@ class DeploymentOptions(_Strict):
     dynamic_batching: DynamicBatching | None = Field(default=None, description="Model deployments only.")
     inline: bool | None = Field(
         default=None,
-        description="Pipelines and nodes: run custom nodes inside the pipeline's replica (the default), or "
-        "false for a deployment each (on a pipeline, the setting of all its nodes).",
+        description="Pipelines, nodes and models: run a pipeline's custom nodes and models inside the "
+        "pipeline's replica (the default), or false to call their deployments (on a pipeline, the setting "
+        "of all its nodes and models).",
     )
     shared: bool | None = Field(
         default=None,
@@ -543,10 +544,10 @@ def option_target_errors(deployments: dict[str, DeploymentOptions], models: set[
     ``models``: the model deployments' names, when known; None checks the kind only.
     """
     errors = [
-        f"'{name}' sets inline, which only pipelines (pipeline.<pipeline>) and their nodes "
-        "(node.<pipeline>.<node>) take"
+        f"'{name}' sets inline, which only pipelines (pipeline.<pipeline>), their nodes "
+        "(node.<pipeline>.<node>) and models (model.<model>) take"
         for name, options in deployments.items()
-        if options.inline is not None and not name.startswith(("pipeline.", "node."))
+        if options.inline is not None and not name.startswith(("pipeline.", "node.", "model."))
     ]
     errors += [
         f"'{name}' sets shared, which only pipelines (pipeline.<pipeline>) take"

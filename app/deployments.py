@@ -24,6 +24,7 @@ from app.config import MODEL_MAX_ONGOING_REQUESTS, DynamicBatching, ModelConfig,
 from app.dataplane import DataPlane
 from app.errors import ServingError, causes
 from app.inference import InferRequest, InferResponse, RequestedOutput
+from app.local_models import LocalModels
 from app.logs import show_lifecycle_logs
 from app.metrics import MetricsReporter, ServingMetrics, Snapshot
 from app.model import ModelServable
@@ -237,15 +238,18 @@ class ModelDeployment(OwnRoutes):
 
 
 class PipelineHost:
-    """One pipeline as a replica runs it: handles to its model and node deployments, the nodes it
-    runs inline (each initialized here, deinitialized by ``close``), and its graph.
+    """One pipeline as a replica runs it: handles to its model and node deployments, the nodes and
+    models it runs inline (each node initialized here and deinitialized by ``close``, each model
+    shared with the replica's other pipelines, app/local_models.py), and its graph.
 
     Nodes run as soon as their inputs are ready; shards of a demultiplexer go out concurrently
     and Serve spreads them over the target deployment's replicas.
     """
 
-    def __init__(self, spec: PipelineSpec) -> None:
-        self.models = {name: handle_for(deployment) for name, deployment in spec.models.items()}
+    def __init__(self, spec: PipelineSpec, local_models: LocalModels) -> None:
+        self.spec, self.local_models = spec, local_models
+        self.inline_models: dict[str, ModelServable] = {}  # taken by start()
+        self._handles: dict[str, DeploymentHandle] = {}  # model -> its deployment's, made when first called
         self.nodes: dict[str, NodeClient | HostedNode] = {
             name: NodeClient(handle_for(deployment), name) for name, deployment in spec.nodes.items()
         }
@@ -254,6 +258,16 @@ class PipelineHost:
         self.library_errors = spec.library_errors  # node name -> why its library could not be loaded
         self.pipeline = PipelineServable(spec.config, self._catalog, self._call)
         self.running = 0  # requests in flight: inline nodes are deinitialized only once none is
+
+    async def start(self) -> None:
+        """Compile the models it runs itself (those another pipeline of this replica took are
+        shared), then validate the pipeline."""
+        for name, config in self.spec.inline_models.items():
+            try:
+                self.inline_models[name] = await self.local_models.take(config, self.spec.poll_seconds)
+            except Exception:  # its deployment may still serve it: calls go there instead
+                log.exception("model %s: cannot run it in this pipeline replica; calling its deployment", name)
+        await self.pipeline.validate()
 
     async def statuses(self) -> list[VersionStatus]:
         return await self.pipeline.statuses()
@@ -272,10 +286,13 @@ class PipelineHost:
             self.running -= 1
 
     def close(self) -> None:
-        """Deinitialize each inline node, once."""
+        """Deinitialize each inline node, once, and give back the models it ran itself."""
         for node in self.nodes.values():
             if isinstance(node, HostedNode):
                 node.close()
+        for name in list(self.inline_models):
+            del self.inline_models[name]
+            self.local_models.give_back(self.spec.inline_models[name])
 
     async def retire(self, poll_seconds: float = 0.1) -> None:
         """Close once the requests in flight have finished (a reload replaced or removed it)."""
@@ -292,9 +309,17 @@ class PipelineHost:
         node = spec.node
         if isinstance(node, ModelNode):
             request = InferRequest(node.model_name, node.version, inputs, [RequestedOutput(o) for o in spec.outputs])
-            handle = self.models[node.model_name]
+            model = self.inline_models.get(node.model_name)
+            if model is not None:
+                return (await model.infer(request)).outputs
+            handle = self._model_handle(node.model_name)
             return (await call_model(lambda: handle.infer.remote(request))).outputs
         return await self.nodes[node.name].run(inputs, spec.outputs)
+
+    def _model_handle(self, name: str) -> DeploymentHandle:
+        if name not in self._handles:
+            self._handles[name] = handle_for(self.spec.models[name])
+        return self._handles[name]
 
     async def _catalog(self) -> DictCatalog:
         """Every model's and node's signature, asked of their deployments."""
@@ -307,11 +332,15 @@ class PipelineHost:
         return catalog
 
     async def _add_model(self, catalog: DictCatalog, name: str, version: int | None) -> None:
-        handle = self.models.get(name)
-        if handle is None:
+        if name not in self.spec.models:
             return  # not in model_config_list: validation reports the missing model
+        model = self.inline_models.get(name)
         try:
-            served, inputs, outputs = await asyncio.wait_for(handle.signature.remote(version), SIGNATURE_WAIT_SECONDS)
+            if model is not None:
+                served, inputs, outputs = model.signature(version)
+            else:
+                asked = self._model_handle(name).signature.remote(version)
+                served, inputs, outputs = await asyncio.wait_for(asked, SIGNATURE_WAIT_SECONDS)
         except ServingError as exc:
             catalog.models.setdefault(name, CatalogError(MISSING_MODEL, exc.message))
             return
@@ -349,8 +378,8 @@ class PipelineDeployment(OwnRoutes):
     ) -> None:
         show_lifecycle_logs()
         self.serve_routes(spec.config.name, routes or RouteSettings())
-        self.host = PipelineHost(spec)
-        await self.host.pipeline.validate()
+        self.host = PipelineHost(spec, LocalModels())
+        await self.host.start()
 
     async def statuses(self) -> list[VersionStatus]:
         return await self.host.statuses()

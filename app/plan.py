@@ -133,6 +133,10 @@ class PipelineSpec:
     nodes: dict[str, str]  # node name -> deployment
     library_errors: dict[str, str]  # node name -> why its library cannot be used
     inline: dict[str, NodeParts]  # node name -> what the replica runs it from
+    # Models the replica compiles and runs itself, as OVMS runs a pipeline's models in its own
+    # process: the model's deployment still answers the model's own requests.
+    inline_models: dict[str, ModelConfig] = field(default_factory=dict)
+    poll_seconds: float = 1.0  # how often an inline model's version folders are scanned (0: never)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -141,13 +145,16 @@ class PipelineSpec:
             "nodes": self.nodes,
             "library_errors": self.library_errors,
             "inline": {name: parts.to_json() for name, parts in self.inline.items()},
+            "inline_models": {name: model.model_dump(mode="json") for name, model in self.inline_models.items()},
+            "poll_seconds": self.poll_seconds,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PipelineSpec:
         inline = {name: NodeParts.from_json(parts) for name, parts in data["inline"].items()}
+        models = {name: ModelConfig.model_validate(model) for name, model in data["inline_models"].items()}
         config = PipelineConfig.model_validate(data["config"])
-        return cls(config, data["models"], data["nodes"], data["library_errors"], inline)
+        return cls(config, data["models"], data["nodes"], data["library_errors"], inline, models, data["poll_seconds"])
 
 
 @dataclass
@@ -342,10 +349,15 @@ def _plan_pipeline(
         for node in pipeline.nodes
         if isinstance(node, ModelNode) and node.model_name in plan.servables
     }
+    inline_models = {
+        model: plan.bridgeable[model]
+        for model, deployment in models.items()
+        if _runs_model_inline(plan, model, options_for(config, settings, deployment), options)
+    }
     # A changed model or node changes the pipeline's fingerprint: its redeploy re-validates it.
     used = {dep: plan.deployments[dep].fingerprint for dep in [*models.values(), *nodes.values()]}
     routes = route_settings(config, settings)
-    spec = PipelineSpec(pipeline, models, nodes, library_errors, inline)
+    spec = PipelineSpec(pipeline, models, nodes, library_errors, inline, inline_models, settings.poll_seconds)
     print_ = fingerprint("pipeline", spec.to_json(), used, options.model_dump(mode="json"), routes)
     if _runs_shared(options):
         plan.shared_pipelines[name] = (spec, print_)
@@ -406,9 +418,19 @@ def _runs_shared(pipeline: DeploymentOptions) -> bool:
     return not pipeline.serve_options()
 
 
+def _runs_model_inline(plan: Plan, model: str, options: DeploymentOptions, pipeline: DeploymentOptions) -> bool:
+    """Whether a pipeline's replica runs ``model`` itself: the model's own ``inline`` setting, else
+    its pipeline's, else yes, unless the model's deployment is what the config asks for: Serve
+    options of its own (replicas, autoscaling, resources), or a model a replica cannot run alone
+    (loader-backed: its versions follow the loader actor; batched: requests meet in one queue)."""
+    if model not in plan.bridgeable or options.serve_options():
+        return False
+    return _runs_inline(options, pipeline)
+
+
 def _runs_inline(node: DeploymentOptions, pipeline: DeploymentOptions) -> bool:
-    """The node's own setting, else its pipeline's; by default a node runs inline, in the process
-    of its pipeline, as in OVMS: a hop to a node deployment costs ten times the node's own work,
+    """The node's (or model's) own setting, else its pipeline's; by default a node runs inline, in
+    the process of its pipeline, as in OVMS: a hop to a node deployment costs ten times the node's own work,
     and the crash guard answers a crashing C library with a 500 and has the replica replaced."""
     for options in (node, pipeline):
         if options.inline is not None:

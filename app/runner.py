@@ -29,6 +29,7 @@ from app.deployments import SIGNATURE_WAIT_SECONDS, OwnRoutes, PipelineHost
 from app.errors import ModelVersionNotLoadedYet
 from app.following import CatalogFollower
 from app.inference import InferRequest, InferResponse
+from app.local_models import LocalModels
 from app.logs import show_lifecycle_logs
 from app.pipeline.status import PIPELINE_VERSION
 from app.plan import PipelineSpec, is_runner
@@ -93,6 +94,7 @@ class PipelineRunner(OwnRoutes):
         show_lifecycle_logs()
         self.hosts: dict[str, PipelineHost] = {}
         self.prints: dict[str, str] = {}  # pipeline -> the fingerprint its host was built from
+        self.models = LocalModels()  # the models its pipelines run in this replica, shared
         self._arrived = asyncio.Event()  # set at every reconfigure, for calls waiting for a pipeline
         self.serve_routes(routes or RouteSettings())
         self.follower = RunnerFollower(self, config_actor) if config_actor is not None else None
@@ -111,11 +113,11 @@ class PipelineRunner(OwnRoutes):
         """Build and validate the pipelines that are new or changed, then swap them all in at once."""
         wanted: dict[str, dict[str, Any]] = user_config["pipelines"]
         built = {
-            name: PipelineHost(PipelineSpec.from_json(entry["spec"]))
+            name: PipelineHost(PipelineSpec.from_json(entry["spec"]), self.models)
             for name, entry in wanted.items()
             if self.prints.get(name) != entry["print"]
         }
-        await asyncio.gather(*(host.pipeline.validate() for host in built.values()))
+        await asyncio.gather(*(host.start() for host in built.values()))
         leaving = [host for name, host in self.hosts.items() if name not in wanted or name in built]
         self.hosts = {name: built.get(name) or self.hosts[name] for name in wanted}
         self.prints = {name: entry["print"] for name, entry in wanted.items()}

@@ -123,12 +123,12 @@ def test_serve_options_for_an_inline_node_are_refused_with_the_fix(tmp_path):
     assert "num_replicas" in error and '"inline": false' in error
 
 
-def test_inline_is_refused_on_a_model_or_the_ingress():
+def test_inline_is_refused_on_the_ingress_and_the_runner():
     import pytest
 
     from app.config import ConfigError
 
-    for name in ("model.dummy", "ingress"):
+    for name in ("pipelines", "ingress"):
         with pytest.raises(ConfigError) as caught:
             _chain_config({name: {"inline": True}})
         assert f"'{name}' sets inline" in str(caught.value)
@@ -166,3 +166,36 @@ def test_a_library_path_with_dots_refuses_that_library_and_plans_the_rest(tmp_pa
     errors = LoaderManager().apply(*loader_specs(config, tmp_path))
     assert [type(e) for e in errors] == [CustomLoaderLibraryInvalid]
     assert "PATH_INVALID" in str(errors[0])
+
+
+def _model_chain(tmp_path, deployments: dict, **model_fields):
+    """dummy -> add_one, with ``deployments`` options."""
+    factory.write_dummy(tmp_path / "dummy", [1])
+    config = _chain_config(
+        deployments, model_config_list=[{"config": {"name": "dummy", "base_path": "dummy", **model_fields}}]
+    )
+    pipeline = config.pipeline_config_list[0]
+    model = {
+        "name": "m",
+        "type": "DL model",
+        "model_name": "dummy",
+        "inputs": [{"b": {"node_name": "request", "data_item": "b"}}],
+        "outputs": [{"data_item": "a", "alias": "a"}],
+    }
+    raw = pipeline.model_dump(mode="json", by_alias=True)
+    raw["nodes"][0]["inputs"] = [{"input_numbers": {"node_name": "m", "data_item": "a"}}]
+    raw["nodes"].insert(0, model)
+    config.pipeline_config_list[0] = type(pipeline).model_validate(raw)
+    plan = plan_config(config, tmp_path, PlanSettings({}, LoaderActorConfig((), ())))
+    assert plan.errors == []
+    return plan.shared_pipelines["pipeline.chain"][0] if "pipeline.chain" in plan.shared_pipelines else plan
+
+
+def test_a_pipeline_runs_its_models_itself_unless_their_deployment_is_configured(tmp_path):
+    assert _model_chain(tmp_path, {}).inline_models.keys() == {"dummy"}  # compiled in the runner too
+    assert _model_chain(tmp_path, {"model.dummy": {"num_replicas": 2}}).inline_models == {}
+    assert _model_chain(tmp_path, {"model.dummy": {"inline": False}}).inline_models == {}
+    assert _model_chain(tmp_path, {"pipeline.chain": {"inline": False}}).inline_models == {}
+    batched = {"model.dummy": {"dynamic_batching": {"max_batch_size": 4}}}
+    assert _model_chain(tmp_path, batched).inline_models == {}  # requests meet in the deployment's queue
+    assert _model_chain(tmp_path, {}).models == {"dummy": "model.dummy"}  # the deployment all the same

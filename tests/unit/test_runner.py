@@ -179,3 +179,50 @@ def test_each_app_on_a_cluster_has_a_runner_of_its_own_name():
     assert runner_name(("other app", "rayvino")) == "pipelines.other_app"
     assert is_runner("pipelines") and is_runner("pipelines.other_app")
     assert not is_runner("pipeline.pipelines") and not is_runner("pipelinesx")
+
+
+def test_a_runner_runs_its_pipelines_models_itself_once_each(tmp_path):
+    """Two pipelines over the same model: compiled once in the runner and called in place, without
+    a hop to the model's deployment; dropped with the last pipeline that uses it."""
+    from tests import factory
+
+    factory.write_dummy(tmp_path / "dummy", [1])  # adds 1
+
+    def over_dummy(name: str, add: str) -> dict:
+        pipeline = add_one(name, add)
+        pipeline["nodes"][0]["inputs"] = [{"input_numbers": {"node_name": "m", "data_item": "a"}}]
+        pipeline["nodes"].insert(
+            0,
+            {
+                "name": "m",
+                "type": "DL model",
+                "model_name": "dummy",
+                "inputs": [{"b": {"node_name": "request", "data_item": "b"}}],
+                "outputs": [{"data_item": "a", "alias": "a"}],
+            },
+        )
+        return pipeline
+
+    def config(*pipelines: dict) -> dict:
+        made = parse_config(
+            {
+                "model_config_list": [{"config": {"name": "dummy", "base_path": str(tmp_path / "dummy")}}],
+                "custom_node_library_config_list": [{"name": "add_one", "base_path": "builtin:add_one"}],
+                "pipeline_config_list": list(pipelines),
+            }
+        )
+        settings = PlanSettings({}, LoaderActorConfig((), ()), poll_seconds=0)
+        return user_config(plan_config(made, tmp_path, settings))
+
+    async def scenario():
+        made = await runner()
+        await made.reconfigure(config(over_dummy("one", "1"), over_dummy("ten", "10")))
+        shared = made.hosts["one"].inline_models["dummy"] is made.hosts["ten"].inline_models["dummy"]
+        answers = await infer(made, "one"), await infer(made, "ten")
+        await made.reconfigure({"pipelines": {}})  # a reload removed both
+        await asyncio.sleep(0.05)  # the retired hosts give their model back once idle
+        return shared, answers, len(made.models)
+
+    shared, (one, ten), left = asyncio.run(scenario())
+    assert shared and one == [3.0, 4.0] and ten == [12.0, 13.0]  # 1 + 1 (dummy) + 1 / + 10
+    assert left == 0
