@@ -75,6 +75,7 @@ bench: setup
 	$(PY) benchmarks/front_door.py
 	$(PY) benchmarks/custom_node.py
 	$(PY) benchmarks/pipelines.py
+	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/grpc_rest.py
 	$(PY) benchmarks/batching.py
 

@@ -3,6 +3,7 @@ processes, memory and idle CPU of the whole server, measured from /proc.
 
     .venv/bin/python benchmarks/scale.py                 # about 2 minutes on 2 cores
     .venv/bin/python benchmarks/scale.py --pipelines 10 --idle 30
+    .venv/bin/python benchmarks/scale.py --apart     # each pipeline a process, nodes and models called
 
 It writes the config and a serve_config.yaml for it to a temporary folder and runs what `make
 run` runs (``python -m app run serve_config.yaml``, a local Ray without the dashboard) in a
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import signal
 import subprocess
@@ -110,6 +112,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pipelines", type=int, default=PIPELINES, help="how many OCR pipelines")
     parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle CPU measured")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for ready")
+    parser.add_argument(
+        "--apart",
+        action="store_true",
+        help="give every pipeline a deployment of its own and call node and model deployments "
+        '(each pipeline "shared": false, "inline": false): the layout before the runner, for comparison',
+    )
     return parser.parse_args()
 
 
@@ -117,6 +125,14 @@ def main() -> int:
     args = parse_args()
     with tempfile.TemporaryDirectory(prefix="rayvino-bench-scale-") as folder:
         config = write_scale_config(Path(folder), args.pipelines)
+        if args.apart:
+            apart = json.loads(config.read_text())
+            apart["ray_serve"] = {
+                "deployments": {
+                    f"pipeline.{name(i)}": {"shared": False, "inline": False} for i in range(args.pipelines)
+                }
+            }
+            config.write_text(json.dumps(apart))
         serve_config = Path(folder) / "serve_config.yaml"
         serve_config.write_text(SERVE_CONFIG.format(port=PORT, config=config))
         log = open(Path(folder) / "server.log", "w")  # noqa: SIM115  # kept open for the server's life
@@ -139,7 +155,8 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
     print(
-        f"\n{args.pipelines} OCR pipelines (3 custom nodes each, 2 models), served by `python -m app run`:\n"
+        f"\n{args.pipelines} OCR pipelines (3 custom nodes each, 2 models){', each apart' if args.apart else ''}, "
+        "served by `python -m app run`:\n"
         f"  ready {ready:.1f} s after the command started; every pipeline read the text\n"
         f"  {len(pids)} processes, {pss / 2**30:.2f} GiB PSS, {100 * cpu:.1f} % of one core idle over {args.idle:g} s"
     )
