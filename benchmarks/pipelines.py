@@ -34,6 +34,7 @@ import numpy as np
 import skimage.data
 import skimage.io
 from latency import Result  # benchmarks/latency.py, beside this script
+from procfs import cpu_seconds  # benchmarks/procfs.py
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.factory (the dummy model) is not an installed package
@@ -285,13 +286,13 @@ Snapshot = tuple[tuple[int, int], dict[int, float]]
 
 
 def snapshot() -> Snapshot:
-    return _machine_ticks(), {pid: _cpu_seconds(pid) for pid in _replica_pids(RECOGNIZER)}
+    return _machine_ticks(), {pid: cpu_seconds(pid) for pid in _replica_pids(RECOGNIZER)}
 
 
 def usage_since(before: Snapshot) -> Usage:
     (busy0, total0), cpu0 = before
     busy1, total1 = _machine_ticks()
-    cpu = [_cpu_seconds(pid) - cpu0.get(pid, 0.0) for pid in _replica_pids(RECOGNIZER)]
+    cpu = [cpu_seconds(pid) - cpu0.get(pid, 0.0) for pid in _replica_pids(RECOGNIZER)]
     return Usage((busy1 - busy0) / max(1, total1 - total0), sorted(cpu, reverse=True))
 
 
@@ -312,14 +313,6 @@ def _replica_pids(deployment: str) -> list[int]:
         except OSError:
             continue  # a process that just ended
     return pids
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def stop_ray() -> None:

@@ -16,7 +16,6 @@ seconds. Run it alone: a Ray already running on the machine would be joined, not
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import signal
@@ -30,10 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from procfs import cpu_seconds, descendants, pss_bytes  # noqa: E402  # benchmarks/procfs.py, beside this script
+
 from tests.scale_config import LINES, PIPELINES, name, rendered_text, write_scale_config  # noqa: E402
 
 PORT = 8767
-TICKS = os.sysconf("SC_CLK_TCK")
 SERVE_CONFIG = """proxy_location: HeadOnly
 http_options: {{host: 127.0.0.1, port: {port}}}
 logging_config: {{enable_access_log: false}}
@@ -43,40 +43,6 @@ applications:
   import_path: app.build:build_app
   args: {{config_path: {config}, grpc_port: 0}}
 """
-
-
-def descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = collections.defaultdict(list)
-    for entry in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(entry.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError):
-            continue  # a process that just ended
-        children[parent].append(int(entry.parent.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
-
-def pss_bytes(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def wait_ready(server: subprocess.Popen, timeout: float) -> float:

@@ -171,10 +171,16 @@ def test_deinitialize_runs_on_delete_and_every_buffer_is_released(ray_cluster, l
         serve.delete(name)
 
     counts = wait_for(lambda: _read_counts(stats_file), what="the counting node's deinitialize")
+    assert counts["info"] == 0  # no pipeline asked its metadata
+    assert_balanced(counts, executes=3, released_by_info=0)
+
+
+def assert_balanced(counts: dict[str, int], executes: int, released_by_info: int) -> None:
+    """One initialize and deinitialize; per execute, 2 data buffers, 2 dims arrays and the outputs
+    array (an output the request did not ask for included); each buffer released exactly once."""
     assert counts["initialize"] == 1 and counts["deinitialize"] == 1
-    assert counts["execute"] == 3
-    # Per execute: 2 data buffers, 2 dims arrays, the outputs array; each released once.
-    assert counts["release"] == 3 * 5
+    assert counts["execute"] == executes
+    assert counts["release"] == released_by_info + executes * 5
     assert counts["outstanding"] == counts["unknown_release"] == counts["bad_manager"] == 0
 
 
@@ -241,11 +247,8 @@ def test_an_inline_node_in_the_runner_releases_every_buffer_and_is_deinitialized
         serve.delete(name)
 
     counts = wait_for(lambda: _read_counts(stats_file), what="the inline node's deinitialize")
-    assert counts["initialize"] == 1 and counts["deinitialize"] == 1
-    assert counts["execute"] == 3
     # Validating the pipeline asked the node's inputs (an info array and its dims) and outputs (an
-    # array and two dims) once; per execute: 2 data buffers, 2 dims arrays, the outputs array,
-    # the unrequested output_ids included. Each released once.
+    # array and two dims) once.
     assert counts["info"] == 2
-    assert counts["release"] == (1 + 1) + (1 + 2) + 3 * 5
+    assert_balanced(counts, executes=3, released_by_info=(1 + 1) + (1 + 2))
     assert counts["outstanding"] == counts["unknown_release"] == counts["bad_manager"] == 0
