@@ -7,7 +7,8 @@ baselines from the same run.
     .venv/bin/python benchmarks/pipelines.py --seconds 5 --concurrency 1 4 --hops 1 2 4 8
 
 The config (written to a temporary folder) serves the demo OCR pipeline (prepare -> text-detection
--> crop, a dynamic demultiplexer -> text-recognition per line -> decode, gathering), pipelines of K
+-> crop, a dynamic demultiplexer -> text-recognition per line -> decode, gathering), the demo faces
+pipeline (face-detection -> crop, a demultiplexer -> to_rgb -> face-landmarks per face), pipelines of K
 pass-through add_one nodes (add_number "0") and the tiny `dummy` model. Each pipeline is served
 twice: with a deployment per node, calling its models' deployments (``ocr``, ``hops-K``:
 ``"inline": false``), and with its nodes and models run in the pipeline runner's replica (``ocr-inline``,
@@ -59,6 +60,11 @@ def page() -> np.ndarray:
     return np.ascontiguousarray(np.repeat(grey[None, None], 3, axis=1), dtype=np.float32)
 
 
+def astronaut() -> np.ndarray:
+    """scikit-image's astronaut (one face) as FP32 [1,3,512,512] BGR, as the faces pipeline takes it."""
+    return np.ascontiguousarray(skimage.data.astronaut()[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32)
+
+
 def hop_pipeline(k: int) -> dict:
     """``hops-K``: request -> K add_one nodes adding 0 in a chain -> response."""
     nodes, source = [], {"node_name": "request", "data_item": "numbers"}
@@ -78,22 +84,25 @@ def hop_pipeline(k: int) -> dict:
 
 
 def write_config(folder: Path, hops: list[int]) -> Path:
-    """The demo OCR pipeline with only the models and libraries it uses, the hop pipelines and dummy."""
+    """The demo OCR and faces pipelines with only the models and libraries they use, the hop
+    pipelines and dummy."""
     demo = json.loads((ROOT / "configs" / "config.json").read_text())
     (folder / "models").symlink_to(ROOT / "models")  # the demo's relative paths, ctc_decode's model_path too
     factory.write_dummy(folder / "dummy", [1])
-    models = [m for m in demo["model_config_list"] if m["config"]["name"] in ("text-detection", "text-recognition")]
+    used = ("text-detection", "text-recognition", "face-detection", "face-landmarks")
+    models = [m for m in demo["model_config_list"] if m["config"]["name"] in used]
     libraries = [
         lib
         for lib in demo["custom_node_library_config_list"]
-        if lib["name"] in ("ocr_preprocess", "text_crops", "ctc_decode")
+        if lib["name"] in ("ocr_preprocess", "text_crops", "ctc_decode", "detection_crops", "image_transformation")
     ]
     isolated = [p for p in demo["pipeline_config_list"] if p["name"] == "ocr"] + [hop_pipeline(k) for k in hops]
     inline = [{**p, "name": f"{p['name']}-inline"} for p in isolated]
+    faces = [p for p in demo["pipeline_config_list"] if p["name"] == "faces"]  # the default: all inline
     config = {
         "model_config_list": models + [{"config": {"name": "dummy", "base_path": "dummy"}}],
         "custom_node_library_config_list": libraries + [{"name": "add_one", "base_path": "builtin:add_one"}],
-        "pipeline_config_list": isolated + inline,
+        "pipeline_config_list": isolated + inline + faces,
         "ray_serve": {
             "deployments": {
                 **{f"pipeline.{p['name']}": {"inline": False} for p in isolated},
@@ -126,29 +135,30 @@ async def load(make_call: Callable[[], WorkerCall], concurrency: int, seconds: f
     return Result(len(latencies), seconds, latencies)
 
 
-async def in_process_ocr(
-    config_path: Path, concurrencies: list[int], seconds: float, warmup: float
-) -> tuple[dict[int, Result], list[bytes]]:
-    """The OCR pipeline in this process: models in OpenVINO, nodes in threads, no Ray, no HTTP."""
+async def in_process(
+    config_path: Path, pipeline_name: str, data: np.ndarray, concurrencies: list[int], seconds: float, warmup: float
+) -> tuple[dict[int, Result], dict[str, np.ndarray]]:
+    """A pipeline in this process: models in OpenVINO, nodes in threads, no Ray, no HTTP. Returns
+    the measurements and the outputs of a first request (what the server must answer too)."""
     config = load_config(str(config_path))
     catalog = LocalCatalog.from_config(config, config_path.parent)
 
     async def source() -> LocalCatalog:
         return catalog
 
-    pipeline = next(PipelineServable(p, source, catalog.call) for p in config.pipeline_config_list if p.name == "ocr")
-    image = page()
+    pipeline = next(
+        PipelineServable(p, source, catalog.call) for p in config.pipeline_config_list if p.name == pipeline_name
+    )
     try:
-        first = await pipeline.infer(InferRequest("ocr", None, {"image": image}))
-        texts = list(first.outputs["texts_string"].reshape(-1))
+        first = await pipeline.infer(InferRequest(pipeline_name, None, {"image": data}))
 
         def make_call() -> WorkerCall:
             async def call() -> None:
-                await pipeline.infer(InferRequest("ocr", None, {"image": image}))
+                await pipeline.infer(InferRequest(pipeline_name, None, {"image": data}))
 
             return call
 
-        return {c: await load(make_call, c, seconds, warmup) for c in concurrencies}, texts
+        return {c: await load(make_call, c, seconds, warmup) for c in concurrencies}, dict(first.outputs)
     finally:
         catalog.close()  # frees the driver's nodes before Ray takes the cores
 
@@ -354,6 +364,20 @@ def report_ocr(local: dict[int, Result], server: dict[int, Result], inline: dict
             )
 
 
+def report_faces(local: dict[int, Result], server: dict[int, Result], faces: int) -> None:
+    print(f"\n1b. Faces pipeline, astronaut FP32 [1, 3, 512, 512] ({faces} face, so {faces} landmarks shard)")
+    print(HEADER)
+    for c in local:
+        print(row(f"conc {c} in-process", local[c]))
+        print(row(f"conc {c} server, inline", server[c]))
+    for c in local:
+        s, b = server[c], local[c]
+        print(
+            f"    concurrency {c}, server / in-process: throughput x{s.throughput / b.throughput:.2f}, "
+            f"p50 x{s.percentile(50) / b.percentile(50):.2f}, p99 x{s.percentile(99) / b.percentile(99):.2f}"
+        )
+
+
 def report_hops(direct: Result, hops: dict[int, Result], inline: dict[int, Result]) -> None:
     print("\n2. Cost per node: FP32 [1,10], concurrency 1, through the server")
     print(HEADER + f" {'x direct':>9}")
@@ -440,8 +464,10 @@ def run(args: argparse.Namespace, folder: Path) -> int:
     measure = {"seconds": args.seconds, "warmup": args.warmup}
     image = page()
 
-    # The baseline first, alone on the machine: Ray's idle processes would otherwise tax it.
-    local, texts = asyncio.run(in_process_ocr(config_path, args.concurrency, **measure))
+    # The baselines first, alone on the machine: Ray's idle processes would otherwise tax them.
+    local, first = asyncio.run(in_process(config_path, "ocr", image, args.concurrency, **measure))
+    texts = list(first["texts_string"].reshape(-1))
+    faces_local, faces_first = asyncio.run(in_process(config_path, "faces", astronaut(), args.concurrency, **measure))
     url = start_ray()
     try:
         deploy_s = deploy(config_path, None)
@@ -449,7 +475,13 @@ def run(args: argparse.Namespace, folder: Path) -> int:
             served = asyncio.run(server_outputs(url, pipeline, "image", image))["texts_string"].reshape(-1)
             if list(served) != texts:
                 raise RuntimeError(f"server {pipeline} differs from in-process: {list(served)} != {texts}")
+        landmarks = asyncio.run(server_outputs(url, "faces", "image", astronaut()))["landmarks"]
+        if not np.allclose(landmarks, faces_first["landmarks"], atol=1e-3):
+            raise RuntimeError("server faces differs from in-process")
         check_numbers(url, hops)
+        faces = {
+            c: asyncio.run(server_load(url, "faces", "image", astronaut(), c, **measure)) for c in args.concurrency
+        }
 
         # Hops first so that the 1- and 2-replica OCR runs below are measured back to back.
         direct = asyncio.run(server_load(url, "dummy", "b", NUMBERS, 1, **measure))
@@ -475,6 +507,7 @@ def run(args: argparse.Namespace, folder: Path) -> int:
         f"{os.cpu_count()} cores; app deployed in {deploy_s:.1f} s"
     )
     report_ocr(local, {c: result for c, (result, _) in server.items()}, inline, len(texts))
+    report_faces(faces_local, faces, len(faces_first["boxes"].reshape(-1, 4)))
     report_hops(direct, by_k, by_k_inline)
     report_replicas(args.replica_concurrency, one, two, redeploy_s)
     return 0
