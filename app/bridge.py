@@ -32,13 +32,8 @@ class BridgedServable:
         self._loading = asyncio.get_running_loop().create_task(self._load())
 
     async def _load(self) -> None:
-        def compile_here() -> ModelServable:
-            model = ModelServable(self.config)
-            model.load()
-            return model
-
         try:
-            model = await asyncio.to_thread(compile_here)  # the event loop keeps serving meanwhile
+            model = await asyncio.to_thread(ModelServable.compiled, self.config)  # the event loop keeps serving
         except Exception:
             log.exception("model %s: cannot serve it from the ingress; waiting for its deployment", self.config.name)
             return

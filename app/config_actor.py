@@ -40,7 +40,10 @@ class ServeDeployer:
         self.logging_config = logging_config
 
     async def deploy(self, planned: list[Planned]) -> None:
-        taken = await asyncio.to_thread(self._routes_of_others, {p.name for p in planned})
+        # Only a runner's route (/v2/models) can be another app's: every other route names a model
+        # or pipeline, and two apps sharing a name already share its deployment.
+        runners = [p for p in planned if p.kind == "runner" and p.route_prefix]
+        taken = await asyncio.to_thread(self._routes_of_others, {p.name for p in planned}) if runners else {}
         targets = [
             serve.RunTarget(
                 application(p), name=p.name, route_prefix=self._route(p, taken), logging_config=self.logging_config

@@ -100,17 +100,14 @@ class OwnRoutes:
     metrics: ServingMetrics | None = None
     reporter: MetricsReporter | None = None
 
-    def serve_routes(self, name: str, settings: RouteSettings) -> None:
-        self.metrics_for(settings)
-        dataplane = DataPlane({name: self})  # type: ignore[dict-item]  # it has the Servable methods
-        self.rest_app = build_servable_app(dataplane, settings.max_request_bytes, self.metrics)
-
-    def metrics_for(self, settings: RouteSettings) -> None:
-        """Count this replica's requests, and report them to the board, if the config asks."""
+    def serve_routes(self, dataplane: DataPlane, settings: RouteSettings) -> None:
+        """Answer the routes of what ``dataplane`` serves; count the requests, and report them to
+        the board, if the config asks."""
         if settings.metrics_list is not None:
             self.metrics = ServingMetrics(settings.metrics_list)
             if settings.metrics_board is not None:
                 self.reporter = replica_reporter(self.metrics, settings.metrics_board)
+        self.rest_app = build_servable_app(dataplane, settings.max_request_bytes, self.metrics)
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
         return self.rest_app
@@ -192,7 +189,7 @@ class ModelDeployment(OwnRoutes):
         routes: RouteSettings | None = None,
     ) -> None:
         show_lifecycle_logs()
-        self.serve_routes(config.name, routes or RouteSettings())
+        self.serve_routes(DataPlane({config.name: self}), routes or RouteSettings())
         self.model = ModelServable(config, batched=batching is not None)
         self.batcher = ServeBatcher(self.model, batching) if batching is not None else None
         self._infer = self.batcher.infer if self.batcher is not None else self.model.infer
@@ -377,7 +374,7 @@ class PipelineDeployment(OwnRoutes):
         self, spec: PipelineSpec, routes: RouteSettings | None = None
     ) -> None:
         show_lifecycle_logs()
-        self.serve_routes(spec.config.name, routes or RouteSettings())
+        self.serve_routes(DataPlane({spec.config.name: self}), routes or RouteSettings())
         self.host = PipelineHost(spec, LocalModels())
         await self.host.start()
 

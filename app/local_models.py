@@ -37,12 +37,7 @@ class LocalModels:
         return await asyncio.shield(self._loading[key])
 
     async def _load(self, config: ModelConfig, poll_seconds: float, key: str) -> ModelServable:
-        def compile_here() -> ModelServable:
-            model = ModelServable(config)
-            model.load()
-            return model
-
-        model = await asyncio.to_thread(compile_here)
+        model = await asyncio.to_thread(ModelServable.compiled, config)
         if poll_seconds > 0 and key in self._users:  # 0 disables watching the version folders, as in OVMS
             self._pollers[key] = Poller(model.refresh, poll_seconds, f"{config.name} folders (inline)").start()
         log.info("model %s: compiled in this pipeline replica", config.name)

@@ -57,6 +57,14 @@ class ModelServable:
     def name(self) -> str:
         return self.config.name
 
+    @classmethod
+    def compiled(cls, config: ModelConfig) -> ModelServable:
+        """A disk-backed model with every version its policy selects compiled (blocking: run it
+        in a worker thread from an event loop)."""
+        model = cls(config)
+        model.load()
+        return model
+
     def load(self) -> None:
         """Compile every version the policy selects from disk; a broken one is reported, not raised."""
         changes = self._folders.scan(self._statuses)

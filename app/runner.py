@@ -21,7 +21,6 @@ from typing import Any
 
 import ray
 from ray import serve
-from starlette.types import ASGIApp
 
 from app.config_service import Catalog
 from app.dataplane import DataPlane, Servable
@@ -34,7 +33,7 @@ from app.logs import show_lifecycle_logs
 from app.pipeline.status import PIPELINE_VERSION
 from app.plan import PipelineSpec, is_runner
 from app.polling import retrieve_outcome
-from app.rest import RouteSettings, build_servable_app
+from app.rest import RouteSettings
 from app.status import ModelVersionState, VersionStatus
 from nodes.deployment import check_no_crash
 
@@ -52,14 +51,13 @@ class Arriving:
         return (PIPELINE_VERSION,)
 
     async def statuses(self) -> list[VersionStatus]:
-        host = self.runner.hosts.get(self.name)
-        return await host.statuses() if host else [VersionStatus(PIPELINE_VERSION, ModelVersionState.LOADING)]
+        return await self.runner.statuses(self.name)
 
     async def metadata(self, version: int | None) -> dict:
-        return await (await self.runner.host(self.name)).metadata(version)
+        return await self.runner.metadata(self.name, version)
 
     async def infer(self, request: InferRequest) -> InferResponse:
-        return await (await self.runner.host(self.name)).infer(request)
+        return await self.runner.infer(request)
 
 
 class RunnerFollower(CatalogFollower):
@@ -96,18 +94,11 @@ class PipelineRunner(OwnRoutes):
         self.prints: dict[str, str] = {}  # pipeline -> the fingerprint its host was built from
         self.models = LocalModels()  # the models its pipelines run in this replica, shared
         self._arrived = asyncio.Event()  # set at every reconfigure, for calls waiting for a pipeline
-        self.serve_routes(routes or RouteSettings())
+        self.dataplane = DataPlane({})  # its pipelines, and the catalog's other names when following one
+        self.serve_routes(self.dataplane, routes or RouteSettings())
         self.follower = RunnerFollower(self, config_actor) if config_actor is not None else None
         if self.follower is not None:
             await self.follower.start()
-
-    def serve_routes(self, settings: RouteSettings) -> None:  # type: ignore[override]  # no one name: many
-        self.metrics_for(settings)
-        self.dataplane = DataPlane({})
-        self.rest_app = build_servable_app(self.dataplane, settings.max_request_bytes, self.metrics)
-
-    def __serve_build_asgi_app__(self) -> ASGIApp:
-        return self.rest_app
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Build and validate the pipelines that are new or changed, then swap them all in at once."""
