@@ -127,16 +127,16 @@ async def run_client(url: str, case: Case, concurrency: int, seconds: float, war
 
 
 @contextlib.contextmanager
-def bare_server(config: Path) -> Iterator[str]:
+def bare_server(config: Path, port: int = BARE_PORT) -> Iterator[str]:
     """benchmarks/bare_server.py under uvicorn in a process of its own, until the block ends."""
     command = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).parent), "--factory"]
     env = {**os.environ, "BARE_SERVER_CONFIG": str(config)}
     server = subprocess.Popen(
-        [*command, "bare_server:app", "--port", str(BARE_PORT), "--log-level", "warning"], cwd=ROOT, env=env
+        [*command, "bare_server:app", "--port", str(port), "--log-level", "warning"], cwd=ROOT, env=env
     )
     try:
-        wait_until_live(f"127.0.0.1:{BARE_PORT}", lambda: server.poll() is None, "the bare uvicorn server")
-        yield f"127.0.0.1:{BARE_PORT}"
+        wait_until_live(f"127.0.0.1:{port}", lambda: server.poll() is None, "the bare uvicorn server")
+        yield f"127.0.0.1:{port}"
     finally:
         server.terminate()
         server.wait()

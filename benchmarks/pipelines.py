@@ -14,8 +14,10 @@ twice: with a deployment per node, calling its models' deployments (``ocr``, ``h
 ``"inline": false``), and with its nodes and models run in the pipeline runner's replica (``ocr-inline``,
 ``hops-K-inline``, the default). The client is tritonclient's
 asyncio HTTP client with binary tensors; the in-process baseline runs the same pipeline through
-LocalCatalog + PipelineServable, without Ray, before the cluster starts. Server, nodes, models and
-client all share this machine's cores, so read the ratios, not the absolute figures.
+LocalCatalog + PipelineServable, without Ray, before the cluster starts, and the bare baseline
+runs it the same way behind rayvino's REST app in one uvicorn process (benchmarks/bare_server.py).
+Server, nodes, models and client all share this machine's cores, so read the ratios, not the
+absolute figures.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import skimage.data
 import skimage.io
+from front_door import bare_server  # benchmarks/front_door.py: the bare uvicorn baseline
 from latency import Result  # benchmarks/latency.py, beside this script
 from procfs import cpu_seconds  # benchmarks/procfs.py
 
@@ -48,6 +51,7 @@ from tests import factory  # noqa: E402
 
 APP = "bench-pipelines"
 PORT = 8766
+BARE_PORT = 8769
 RECOGNIZER = "model.text-recognition"
 NUMBERS = np.arange(10, dtype=np.float32).reshape(1, 10)
 
@@ -346,22 +350,25 @@ def row(label: str, result: Result) -> str:
 HEADER = f"  {'':<22} {'reqs':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
 
 
-def report_ocr(local: dict[int, Result], server: dict[int, Result], inline: dict[int, Result], lines: int) -> None:
+def report_ocr(
+    local: dict[int, Result], bare: dict[int, Result], server: dict[int, Result], inline: dict[int, Result], lines: int
+) -> None:
     shape = page().shape
     print(f"\n1. OCR pipeline, page.png FP32 {list(shape)} ({lines} text lines, so {lines} recognizer shards)")
     print(HEADER)
     for c in local:
         print(row(f"conc {c} in-process", local[c]))
+        print(row(f"conc {c} bare uvicorn", bare[c]))
         print(row(f"conc {c} server, nodes apart", server[c]))
         print(row(f"conc {c} server, inline", inline[c]))
-    print("  server / in-process (throughput: higher is better; latency: lower is better)")
+    print("  server / baseline (throughput: higher is better; latency: lower is better)")
     for c in local:
         for label, s in (("nodes apart", server[c]), ("inline", inline[c])):
-            b = local[c]
-            print(
-                f"    concurrency {c}, {label}: throughput x{s.throughput / b.throughput:.2f}, "
-                f"p50 x{s.percentile(50) / b.percentile(50):.2f}, p99 x{s.percentile(99) / b.percentile(99):.2f}"
-            )
+            for baseline, b in (("in-process", local[c]), ("bare uvicorn", bare[c])):
+                print(
+                    f"    concurrency {c}, {label} / {baseline}: throughput x{s.throughput / b.throughput:.2f}, "
+                    f"p50 x{s.percentile(50) / b.percentile(50):.2f}, p99 x{s.percentile(99) / b.percentile(99):.2f}"
+                )
 
 
 def report_faces(local: dict[int, Result], server: dict[int, Result], faces: int) -> None:
@@ -468,6 +475,9 @@ def run(args: argparse.Namespace, folder: Path) -> int:
     local, first = asyncio.run(in_process(config_path, "ocr", image, args.concurrency, **measure))
     texts = list(first["texts_string"].reshape(-1))
     faces_local, faces_first = asyncio.run(in_process(config_path, "faces", astronaut(), args.concurrency, **measure))
+    # The same pipeline, in-process, behind the same REST app in one uvicorn process: what HTTP costs.
+    with bare_server(config_path, BARE_PORT) as bare:
+        bare_ocr = {c: asyncio.run(server_load(bare, "ocr", "image", image, c, **measure)) for c in args.concurrency}
     url = start_ray()
     try:
         deploy_s = deploy(config_path, None)
@@ -506,7 +516,7 @@ def run(args: argparse.Namespace, folder: Path) -> int:
         f"\nrayvino pipelines benchmark: {args.seconds:g} s per run after {args.warmup:g} s warm-up, "
         f"{os.cpu_count()} cores; app deployed in {deploy_s:.1f} s"
     )
-    report_ocr(local, {c: result for c, (result, _) in server.items()}, inline, len(texts))
+    report_ocr(local, bare_ocr, {c: result for c, (result, _) in server.items()}, inline, len(texts))
     report_faces(faces_local, faces, len(faces_first["boxes"].reshape(-1, 4)))
     report_hops(direct, by_k, by_k_inline)
     report_replicas(args.replica_concurrency, one, two, redeploy_s)
