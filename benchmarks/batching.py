@@ -117,6 +117,7 @@ def start_server(max_batch_size: int, wait_s: float) -> str:
     from ray import serve
 
     from app.build import build_app
+    from app.leftovers import stop_leftover_haproxies
 
     shape = "(" + ",".join(map(str, SHAPE)) + ")"
     folder = Path(tempfile.mkdtemp(prefix="rayvino-bench-batching-"))
@@ -138,6 +139,7 @@ def start_server(max_batch_size: int, wait_s: float) -> str:
             }
         )
     )
+    stop_leftover_haproxies()  # one that an earlier run left would hold Serve's ports
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=512 << 20)
     serve.start(http_options={"host": "127.0.0.1", "port": PORT}, logging_config={"enable_access_log": False})
     serve.run(build_app({"config_path": str(config)}), name="bench-batching", route_prefix="/")

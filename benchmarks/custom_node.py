@@ -76,6 +76,7 @@ def measure_deployment(seconds: float) -> dict[str, tuple[float, int]]:
     import ray
     from ray import serve
 
+    from app.leftovers import stop_leftover_haproxies
     from nodes.deployment import node_app
 
     @serve.deployment(ray_actor_options={"num_cpus": 0})
@@ -100,6 +101,7 @@ def measure_deployment(seconds: float) -> dict[str, tuple[float, int]]:
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # loopback-only cluster; 2.60 defaults to token auth
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    stop_leftover_haproxies()  # one that an earlier run left would hold Serve's ports
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 << 20)
     try:
         serve.start(proxy_location="Disabled", logging_config={"enable_access_log": False})

@@ -164,7 +164,9 @@ def start_rayvino(config: Path) -> str:
     from ray import serve
 
     from app.build import build_app
+    from app.leftovers import stop_leftover_haproxies
 
+    stop_leftover_haproxies()  # one that an earlier run left would hold Serve's ports
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=512 << 20)
     serve.start(
         http_options={"host": "127.0.0.1", "port": HTTP_PORT},

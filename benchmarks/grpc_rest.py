@@ -39,12 +39,14 @@ def start_server() -> tuple[str, str]:
     from ray import serve
 
     from app.build import build_app
+    from app.leftovers import stop_leftover_haproxies
 
     config = Path(tempfile.mkdtemp(prefix="rayvino-bench-")) / "config.json"
     config.write_text(
         json.dumps({"model_config_list": [{"config": {"name": "face-detection", "base_path": str(MODEL)}}]})
     )
     http_port, grpc_port = free_port(), free_port()
+    stop_leftover_haproxies()  # one that an earlier run left would hold Serve's ports
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=512 << 20)
     serve.start(http_options={"host": "127.0.0.1", "port": http_port}, logging_config={"enable_access_log": False})
     serve.run(build_app({"config_path": str(config), "grpc_port": grpc_port}), name="bench", route_prefix="/")

@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))  # tests.factory (the dummy model) is not an insta
 
 from app.config import load_config  # noqa: E402
 from app.inference import InferRequest  # noqa: E402
+from app.leftovers import stop_leftover_haproxies  # noqa: E402
 from app.pipeline.local import LocalCatalog  # noqa: E402
 from app.pipeline.servable import PipelineServable  # noqa: E402
 from tests import factory  # noqa: E402
@@ -231,6 +232,7 @@ def start_ray() -> str:
     import ray
     from ray import serve
 
+    stop_leftover_haproxies()  # one that an earlier run left would hold Serve's ports
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=512 << 20)
     serve.start(http_options={"host": "127.0.0.1", "port": PORT}, logging_config={"enable_access_log": False})
     return f"127.0.0.1:{PORT}"
