@@ -247,13 +247,11 @@ def prepare_pipelines(base: Path) -> dict:
         }
 
     return {
-        # Nodes run inline by default (add-sub-inline, the demo pipelines); these pipelines give
-        # theirs a deployment each. crashing-inline runs its crashing node inline in a pipeline
-        # deployment of its own, so that the crash has only that replica replaced.
+        # Nodes run inline by default, in the pipeline runner (add-sub-inline, crashing-inline,
+        # the demo pipelines); these pipelines give theirs a deployment each.
         "deployments": {
             **demo["ray_serve"]["deployments"],
             **{f"pipeline.{name}": {"inline": False} for name in ("scale", "add-sub", "crashing", "scale-twice")},
-            "pipeline.crashing-inline": {"inline": True, "shared": False},
         },
         "models": [
             m

@@ -70,7 +70,7 @@ EXCLUDED = {
     "unknown-loader": "names a loader the config does not have: never AVAILABLE",
     "secret-wrong-key": "encrypted with another key than its loader's: never AVAILABLE",
     "crashing": "its C node segfaults by design and Serve replaces its replica: the PID check would fail",
-    "crashing-inline": "as crashing, with the node inline in its pipeline's replica",
+    "crashing-inline": "as crashing, with the node inline in the pipeline runner",
     "unknown-model-pipeline": "refers to a model not in the config: never loaded",
     "add-sub-without-params": "its node fails every request by design (500, as OVMS answers)",
     "sample": "test_custom_loaders blacklists and re-enables its versions while it runs",

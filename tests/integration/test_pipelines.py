@@ -3,6 +3,7 @@ failures that stay contained, and pipelines as models in the API."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import cv2
@@ -13,7 +14,8 @@ import skimage.io
 import tritonclient.http as triton
 from PIL import Image, ImageDraw, ImageFont
 
-from tests.integration.conftest import wait_for
+from app.plan import runner_name
+from tests.integration.conftest import CONFIG_ACTOR, wait_for
 
 FACE = np.array([179, 82, 271, 175])
 
@@ -156,27 +158,66 @@ def test_a_crashing_node_fails_its_request_only(client, http):
     wait_for(lambda: _crashing_answers(http), timeout=120, what="the crashed node's replica to be replaced")
 
 
-def test_a_crashing_inline_node_answers_500_and_its_pipeline_replica_is_replaced(client, http):
-    """The crash guard catches the segfault inside the pipeline's own replica: that request answers
-    500, the pipeline's other requests are answered, and Serve replaces the replica that failed its
-    health check; nothing else restarts."""
+def test_a_crashing_inline_node_answers_500_and_costs_no_request_of_the_other_pipelines(client, http):
+    """The crash guard catches the segfault inside the pipeline runner, where crashing-inline runs
+    beside the other shared pipelines: that request answers 500, and Serve replaces the runner's
+    replica that failed its health check. A client calling add-sub-inline, in the same runner,
+    all along loses no request; nothing else restarts."""
     before = replica_ids()
-    pending = [client.async_infer("add-sub-inline", [_numbers_input(i, "numbers")]) for i in range(4)]
-    response = http.post(
-        "/v2/models/crashing-inline/infer",
-        json={"inputs": [{"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [13, 0, 0, 0]}]},
-    )
-    assert response.status_code == 500, response.text
-    assert "crashed with SIGSEGV" in response.json()["error"], response.text
-    for i, request in enumerate(pending):
-        np.testing.assert_allclose(request.get_result().as_numpy("result"), numbers(i) + 3)
-    wait_for(
-        lambda: _crashing_answers(http, "crashing-inline"), timeout=120, what="the pipeline's replica to be replaced"
-    )
-    wait_for(lambda: replica_ids()["pipeline.crashing-inline"], what="the replacement to be listed")
+    calls = _Calls(http.base_url, "add-sub-inline")
+    calls.start()
+    try:
+        wait_for(lambda: calls.answered >= 5, what="add-sub-inline to answer before the crash")
+        response = http.post(
+            "/v2/models/crashing-inline/infer",
+            json={"inputs": [{"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [13, 0, 0, 0]}]},
+        )
+        assert response.status_code == 500, response.text
+        assert "crashed with SIGSEGV" in response.json()["error"], response.text
+        wait_for(
+            lambda: _crashing_answers(http, "crashing-inline"), timeout=120, what="the runner's replica to be replaced"
+        )
+        answered_at_replacement = calls.answered
+        wait_for(lambda: calls.answered > answered_at_replacement + 5, what="add-sub-inline to answer the new runner")
+    finally:
+        calls.stop()
+    assert calls.failures == [], calls.failures[:5]
+    runner = runner_name((CONFIG_ACTOR, "serve"))
+    wait_for(lambda: replica_ids()[runner], what="the replacement to be listed")
     after = replica_ids()
-    assert after["pipeline.crashing-inline"].isdisjoint(before["pipeline.crashing-inline"])
-    assert {app for app in before.keys() & after.keys() if before[app] != after[app]} == {"pipeline.crashing-inline"}
+    assert after[runner].isdisjoint(before[runner])
+    restarted = {app for app in before.keys() & after.keys() if before[app] - after[app]}
+    assert restarted == {runner}  # a replica running before is gone only in the runner
+
+
+class _Calls(threading.Thread):
+    """One client calling a numbers pipeline over and over, keeping every failure."""
+
+    def __init__(self, base_url, pipeline: str) -> None:
+        super().__init__(daemon=True)
+        self.base_url, self.pipeline = base_url, pipeline
+        self.answered, self.failures = 0, []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        import httpx
+
+        body = {"inputs": [{"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+        with httpx.Client(base_url=self.base_url, timeout=120) as session:
+            while not self._stop_event.is_set():
+                try:
+                    response = session.post(f"/v2/models/{self.pipeline}/infer", json=body)
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                    continue
+                if response.status_code == 200 and response.json()["outputs"][0]["data"] == [4.0, 5.0, 6.0, 7.0]:
+                    self.answered += 1
+                else:
+                    self.failures.append(f"{response.status_code} {response.text[:200]}")
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=150)
 
 
 def replica_ids() -> dict[str, set[str]]:
