@@ -33,12 +33,20 @@ class Process:
     command: str  # the command line, arguments joined by spaces
 
 
+def is_ray_haproxy(process: Process) -> bool:
+    return process.command.split(" ", 1)[0].endswith(HAPROXY_BINARY)
+
+
 def is_leftover_haproxy(process: Process, parent_command: str | None) -> bool:
     """A Ray HAProxy whose parent is gone or is not a HAProxy manager (``None``: no parent)."""
-    program = process.command.split(" ", 1)[0]
-    if not program.endswith(HAPROXY_BINARY):
+    if not is_ray_haproxy(process):
         return False
     return parent_command is None or not parent_command.startswith(MANAGER_TITLE)
+
+
+def ray_haproxies(proc: Path = PROC) -> list[Process]:
+    """Every Ray HAProxy running on this machine, left over or not."""
+    return [p for p in _processes(proc) if is_ray_haproxy(p)]
 
 
 def leftover_haproxies(proc: Path = PROC) -> list[Process]:

@@ -50,6 +50,16 @@ def test_server_health_and_metadata(client):
     assert meta["outputs"] == [{"name": "detection_out", "datatype": "FP32", "shape": [1, 1, 200, 7]}]
 
 
+def test_the_running_front_door_is_not_taken_for_a_left_over_haproxy(client):
+    """`make run` stops Ray HAProxies whose HAProxy manager is gone: the one serving this session,
+    started by its live manager, must never look like one (app/leftovers.py)."""
+    from app.leftovers import leftover_haproxies, ray_haproxies
+
+    assert client.is_server_ready()
+    assert ray_haproxies()
+    assert leftover_haproxies() == []
+
+
 def test_latest_two_of_three_versions(client):
     assert not client.is_model_ready("latest", "1")
     assert client.is_model_ready("latest", "2") and client.is_model_ready("latest", "3")
