@@ -12,6 +12,7 @@ Linux only, as Serve's HAProxy is: processes are read from ``/proc``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -84,7 +85,8 @@ def _stop(pid: int, wait_s: float) -> bool:
     deadline = time.monotonic() + wait_s
     while _alive(pid):
         if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it may exit just now
+                os.kill(pid, signal.SIGKILL)
             break
         time.sleep(0.05)
     return True
