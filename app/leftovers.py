@@ -94,10 +94,15 @@ def _stop(pid: int, wait_s: float) -> bool:
 
 def _alive(pid: int) -> bool:
     try:
-        state = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = _stat(PROC / str(pid))[0]
     except (OSError, IndexError):
         return False
     return state != "Z"  # a zombie has exited; its parent has yet to reap it
+
+
+def _stat(entry: Path) -> list[str]:
+    """A process's stat fields after its name (state, parent, ...); the name may hold spaces."""
+    return (entry / "stat").read_text().rsplit(")", 1)[1].split()
 
 
 def _processes(proc: Path) -> list[Process]:
@@ -107,7 +112,7 @@ def _processes(proc: Path) -> list[Process]:
             continue
         try:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parent = int(_stat(entry)[1])
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile, or a kernel thread
         found.append(Process(int(entry.name), parent, command))

@@ -1,9 +1,10 @@
 """Steady client load on models and pipelines a reload does not touch, on a machine kept busy.
 
-A reload must never cost a request to what it did not change, however busy the machine. The
-reload tests run inside ``SteadyLoad``: several clients send requests back to back to unchanged
-models and pipelines while one busy-looping process per core competes with the server. Every
-case's counts are kept in ``REPORT`` and printed at the end of the session (conftest.py).
+A reload must never cost a request to what it did not change, however busy the machine, nor
+must a crash the guard catches in the pipeline runner. Those tests run inside ``SteadyLoad``:
+several clients send requests back to back to unchanged models and pipelines while one
+busy-looping process per core competes with the server. Every case's counts are kept in
+``REPORT`` and printed at the end of the session (conftest.py).
 """
 
 from __future__ import annotations

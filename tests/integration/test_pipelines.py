@@ -3,7 +3,6 @@ failures that stay contained, and pipelines as models in the API."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import cv2
@@ -15,6 +14,7 @@ import tritonclient.http as triton
 from PIL import Image, ImageDraw, ImageFont
 
 from app.plan import runner_name
+from tests.integration._load import SteadyLoad
 from tests.integration.conftest import CONFIG_ACTOR, wait_for
 
 FACE = np.array([179, 82, 271, 175])
@@ -158,16 +158,13 @@ def test_a_crashing_node_fails_its_request_only(client, http):
     wait_for(lambda: _crashing_answers(http), timeout=120, what="the crashed node's replica to be replaced")
 
 
-def test_a_crashing_inline_node_answers_500_and_costs_no_request_of_the_other_pipelines(client, http):
+def test_a_crashing_inline_node_answers_500_and_costs_no_request_of_the_other_pipelines(model_server, http):
     """The crash guard catches the segfault inside the pipeline runner, where crashing-inline runs
     beside the other shared pipelines: that request answers 500, and Serve replaces the runner's
-    replica that failed its health check. A client calling add-sub-inline, in the same runner,
-    all along loses no request; nothing else restarts."""
+    replica that failed its health check. Clients calling add-sub-inline, in the same runner (and
+    a model and a pipeline elsewhere), all along lose no request; nothing else restarts."""
     before = replica_ids()
-    calls = _Calls(http.base_url, "add-sub-inline")
-    calls.start()
-    try:
-        wait_for(lambda: calls.answered >= 5, what="add-sub-inline to answer before the crash")
+    with SteadyLoad(model_server, "a C node crashing in the pipeline runner") as load:
         response = http.post(
             "/v2/models/crashing-inline/infer",
             json={"inputs": [{"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [13, 0, 0, 0]}]},
@@ -177,47 +174,15 @@ def test_a_crashing_inline_node_answers_500_and_costs_no_request_of_the_other_pi
         wait_for(
             lambda: _crashing_answers(http, "crashing-inline"), timeout=120, what="the runner's replica to be replaced"
         )
-        answered_at_replacement = calls.answered
-        wait_for(lambda: calls.answered > answered_at_replacement + 5, what="add-sub-inline to answer the new runner")
-    finally:
-        calls.stop()
-    assert calls.failures == [], calls.failures[:5]
+        sent_at_replacement = load.sent
+        wait_for(lambda: load.sent > sent_at_replacement + 5, what="the clients to be answered by the new runner")
+    assert load.failures == [], load.failures[:5]
     runner = runner_name((CONFIG_ACTOR, "serve"))
     wait_for(lambda: replica_ids()[runner], what="the replacement to be listed")
     after = replica_ids()
     assert after[runner].isdisjoint(before[runner])
     restarted = {app for app in before.keys() & after.keys() if before[app] - after[app]}
     assert restarted == {runner}  # a replica running before is gone only in the runner
-
-
-class _Calls(threading.Thread):
-    """One client calling a numbers pipeline over and over, keeping every failure."""
-
-    def __init__(self, base_url, pipeline: str) -> None:
-        super().__init__(daemon=True)
-        self.base_url, self.pipeline = base_url, pipeline
-        self.answered, self.failures = 0, []
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        import httpx
-
-        body = {"inputs": [{"name": "numbers", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
-        with httpx.Client(base_url=self.base_url, timeout=120) as session:
-            while not self._stop_event.is_set():
-                try:
-                    response = session.post(f"/v2/models/{self.pipeline}/infer", json=body)
-                except httpx.HTTPError as exc:
-                    self.failures.append(repr(exc))
-                    continue
-                if response.status_code == 200 and response.json()["outputs"][0]["data"] == [4.0, 5.0, 6.0, 7.0]:
-                    self.answered += 1
-                else:
-                    self.failures.append(f"{response.status_code} {response.text[:200]}")
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=150)
 
 
 def replica_ids() -> dict[str, set[str]]:
