@@ -60,6 +60,24 @@ def test_the_running_front_door_is_not_taken_for_a_left_over_haproxy(client):
     assert leftover_haproxies() == []
 
 
+def test_replicas_route_handle_calls_on_their_own_loop_and_this_driver_does_not(client):
+    """app/serve_flags.py: Ray's worker processes (every replica) route Serve handle calls on their
+    own event loop; a driver, whose blocking calls need Serve's router thread, keeps it."""
+    import os
+
+    import ray
+
+    flag = "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP"
+    apps = ("rayvino", "model.face-detection")  # the front (its gRPC calls models over handles), a model
+    named = ray.util.list_named_actors(all_namespaces=True)
+    replicas = [a for a in named if a["name"].startswith(tuple(f"SERVE_REPLICA::{app}#" for app in apps))]
+    assert {r["name"].split("#")[0] for r in replicas} == {f"SERVE_REPLICA::{app}" for app in apps}
+    for replica in replicas:
+        actor = ray.get_actor(replica["name"], namespace=replica["namespace"])
+        assert ray.get(actor.__ray_call__.remote(lambda self: os.environ.get(flag)), timeout=60) == "0"
+    assert os.environ.get(flag) != "0"
+
+
 def test_latest_two_of_three_versions(client):
     assert not client.is_model_ready("latest", "1")
     assert client.is_model_ready("latest", "2") and client.is_model_ready("latest", "3")
