@@ -25,6 +25,11 @@ FACE = Path(__file__).resolve().parent.parent / "models" / "face-detection"
 
 
 def app() -> FastAPI:
+    return build_rest_app(dataplane())
+
+
+def dataplane() -> DataPlane:
+    """The servables of the config that ``BARE_SERVER_CONFIG`` names, all in this process."""
     path = os.environ.get("BARE_SERVER_CONFIG")
     if path:
         config, config_dir = load_config(path), Path(path).parent
@@ -39,4 +44,4 @@ def app() -> FastAPI:
     servables: dict[str, Servable] = {name: LocalServable(model) for name, model in catalog.models.items()}
     for pipeline in config.pipeline_config_list:
         servables[pipeline.name] = PipelineServable(pipeline, source, catalog.call)
-    return build_rest_app(DataPlane(servables))
+    return DataPlane(servables)
