@@ -5,8 +5,9 @@ server running the same REST app and OpenVINO code, measured in one run, printed
 
 Cases: OVMS's 10-float ``dummy`` model (binary tensors), the face detector at 300x300 and
 512x512 (binary), and at 512x512 as JSON; each at concurrency 1 and 8. The three paths are up
-at once and measured in turn, case by case, for ``--rounds`` rounds: each figure is the median
-over the rounds, so drift in the shared machine's load falls on all of them alike.
+at once and measured in turn, case by case, for ``--rounds`` rounds (the two servers in the other
+order every other round): each figure is the median over the rounds, so drift in the shared
+machine's load falls on all of them alike.
 
 The client is tritonclient's asyncio HTTP client with N concurrent workers; raw OpenVINO runs the
 same models with one infer request per worker thread. Everything shares this machine's cores with
@@ -231,8 +232,9 @@ def main() -> int:
                     figures = measured[(case.title, concurrency)]
                     timing = (concurrency, args.seconds, args.warmup)
                     figures["raw"].append(run_raw(paths[case.model], case, *timing))
-                    figures["bare"].append(asyncio.run(run_client(bare, case, *timing)))
-                    figures["rayvino"].append(asyncio.run(run_client(rayvino, case, *timing)))
+                    servers = [("bare", bare), ("rayvino", rayvino)]
+                    for path, url in servers[:: 1 if round_ % 2 == 0 else -1]:  # neither always goes first
+                        figures[path].append(asyncio.run(run_client(url, case, *timing)))
     report(measured, args)
     return 0
 
