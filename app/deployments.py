@@ -63,9 +63,9 @@ async def call_model(call: Callable[[], Awaitable[T]]) -> T:
 
 async def rerun_if_tensor_lost(run: Callable[[], Awaitable[T]]) -> T:
     """A pipeline request, run once more if a tensor between its stages was lost with the node
-    that held it (ObjectLostError and its kin): a large answer waits in the object store of the
-    node that made it until the pipeline reads it, and a stage reads its large arguments from
-    the pipeline's node. The graph has no side effects, and the second run's calls go to live
+    that held it (ObjectLostError and its kin): an answer over 8 MiB (app/serve_flags.py) waits in
+    the object store of the node that made it until the pipeline reads it, and a stage reads its
+    large arguments from the pipeline's node. The graph has no side effects, and the second run's calls go to live
     replicas."""
     try:
         return await run()
@@ -301,8 +301,9 @@ class PipelineHost:
         # Tensors go to other deployments by value, never as object references we put ourselves:
         # Ray 2.60 can free an object whose reference travels inside a Serve response (a streaming
         # call) and then on to another replica, and the stage that reads it fails with
-        # ReferenceCountingAssertionError. Ray moves large values through its shared-memory object
-        # store anyway, so a hop costs one more copy of the tensor, not a trip through Python.
+        # ReferenceCountingAssertionError. Ray moves a value inside its task messages up to 8 MiB
+        # (app/serve_flags.py) and through its shared-memory object store above, so a hop costs a
+        # copy or two of the tensor, not a trip through Python.
         node = spec.node
         if isinstance(node, ModelNode):
             request = InferRequest(node.model_name, node.version, inputs, [RequestedOutput(o) for o in spec.outputs])

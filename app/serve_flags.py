@@ -46,6 +46,11 @@ FLAGS = {
     # HAProxy manager reads and parses into Ray metrics. With Ray's metrics off that work is for
     # nothing, and under load it cost 0.2 ms of CPU per request (3 MB requests at 8 concurrent).
     "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
+    # Tensors up to 8 MiB travel inside Ray's task messages between deployments (the front's gRPC
+    # call to a model, a pipeline's call to a stage in a deployment of its own) rather than through
+    # the shared-memory object store, which Ray uses above 100 KiB by default: a put, a fetch and a
+    # release for each. A gRPC call with a 1 MB image took 2.5 ms less, with a 3 MB one 2.2 ms less.
+    "RAY_max_direct_call_object_size": str(8 << 20),
     # Ray's log monitor looks for new log files every 0.1 s until there are a thousand of them;
     # every 5 s is enough to pick up a new replica's log (its lines are read from the start).
     "RAY_LOG_MONITOR_MANY_FILES_THRESHOLD": "0",
