@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 from latency import Result  # benchmarks/latency.py, beside this script
+from local_ray import start_local_ray  # benchmarks/local_ray.py
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "text-recognition"
@@ -111,13 +112,9 @@ async def run_server(url: str, model: str, concurrency: int, seconds: float, war
 
 
 def start_server(max_batch_size: int, wait_s: float) -> str:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
     from ray import serve
 
     from app.build import build_app
-    from app.leftovers import stop_leftover_haproxies
 
     shape = "(" + ",".join(map(str, SHAPE)) + ")"
     folder = Path(tempfile.mkdtemp(prefix="rayvino-bench-batching-"))
@@ -139,8 +136,7 @@ def start_server(max_batch_size: int, wait_s: float) -> str:
             }
         )
     )
-    stop_leftover_haproxies()  # one that an earlier run left would hold Serve's ports
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=512 << 20)
+    start_local_ray()
     serve.start(http_options={"host": "127.0.0.1", "port": PORT}, logging_config={"enable_access_log": False})
     serve.run(build_app({"config_path": str(config)}), name="bench-batching", route_prefix="/")
     return f"127.0.0.1:{PORT}"

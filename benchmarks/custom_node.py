@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from local_ray import start_local_ray  # benchmarks/local_ray.py, beside this script
 
 from nodes import Node
 from nodes.loading import load_node_class
@@ -76,7 +77,6 @@ def measure_deployment(seconds: float) -> dict[str, tuple[float, int]]:
     import ray
     from ray import serve
 
-    from app.leftovers import stop_leftover_haproxies
     from nodes.deployment import node_app
 
     @serve.deployment(ray_actor_options={"num_cpus": 0})
@@ -99,10 +99,7 @@ def measure_deployment(seconds: float) -> dict[str, tuple[float, int]]:
             """No node at all: the bare cost of a handle call with the same payload."""
             return inputs
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # loopback-only cluster; 2.60 defaults to token auth
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    stop_leftover_haproxies()  # one that an earlier run left would hold Serve's ports
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 << 20)
+    start_local_ray(object_store_bytes=128 << 20)
     try:
         serve.start(proxy_location="Disabled", logging_config={"enable_access_log": False})
         factory = load_node_class("builtin:add_one", Path("/"))

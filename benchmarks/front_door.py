@@ -37,6 +37,7 @@ import numpy as np
 import openvino as ov
 import skimage.data
 from latency import Result  # benchmarks/latency.py, beside this script
+from local_ray import start_local_ray  # benchmarks/local_ray.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.factory (the dummy model) is not an installed package
@@ -130,45 +131,48 @@ async def run_client(url: str, case: Case, concurrency: int, seconds: float, war
 @contextlib.contextmanager
 def bare_server(config: Path, port: int = BARE_PORT) -> Iterator[str]:
     """benchmarks/bare_server.py under uvicorn in a process of its own, until the block ends."""
-    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).parent), "--factory"]
-    env = {**os.environ, "BARE_SERVER_CONFIG": str(config)}
-    server = subprocess.Popen(
-        [*command, "bare_server:app", "--port", str(port), "--log-level", "warning"], cwd=ROOT, env=env
-    )
+    url = f"127.0.0.1:{port}"
+    app_dir = str(Path(__file__).parent)
+    command = [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "--factory", "bare_server:app"]
+    command += ["--port", str(port), "--log-level", "warning"]
+    with server_process(command, config, lambda: _ready(url), "the bare uvicorn server"):
+        yield url
+
+
+@contextlib.contextmanager
+def server_process(command: list[str], config: Path, ready: Callable[[], bool], what: str) -> Iterator[None]:
+    """A bare server serving ``config`` (``BARE_SERVER_CONFIG``) in a process of its own, from
+    when ``ready`` says so until the block ends."""
+    server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "BARE_SERVER_CONFIG": str(config)})
     try:
-        wait_until_live(f"127.0.0.1:{port}", lambda: server.poll() is None, "the bare uvicorn server")
-        yield f"127.0.0.1:{port}"
+        wait_until(ready, lambda: server.poll() is None, what)
+        yield
     finally:
         server.terminate()
         server.wait()
 
 
-def wait_until_live(url: str, alive: Callable[[], bool], what: str) -> None:
+def wait_until(ready: Callable[[], bool], alive: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + 300
-    while not _answers(f"http://{url}/v2/health/ready"):
+    while not ready():
         if not alive() or time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not start")
         time.sleep(0.2)
 
 
-def _answers(url: str) -> bool:
+def _ready(url: str) -> bool:
     try:
-        return urllib.request.urlopen(url, timeout=1).status == 200
+        return urllib.request.urlopen(f"http://{url}/v2/health/ready", timeout=1).status == 200
     except OSError:
         return False
 
 
 def start_rayvino(config: Path) -> str:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
     from ray import serve
 
     from app.build import build_app
-    from app.leftovers import stop_leftover_haproxies
 
-    stop_leftover_haproxies()  # one that an earlier run left would hold Serve's ports
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=512 << 20)
+    start_local_ray()
     serve.start(
         http_options={"host": "127.0.0.1", "port": HTTP_PORT},
         proxy_location="HeadOnly",
@@ -176,7 +180,7 @@ def start_rayvino(config: Path) -> str:
     )
     serve.run(build_app({"config_path": str(config), "grpc_port": 0}), name="bench", route_prefix="/")
     url = f"127.0.0.1:{HTTP_PORT}"
-    wait_until_live(url, lambda: True, "rayvino")
+    wait_until(lambda: _ready(url), lambda: True, "rayvino")
     return url
 
 

@@ -20,7 +20,6 @@ import functools
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,8 +29,9 @@ from typing import Any
 
 import numpy as np
 from front_door import FACE as MODEL  # benchmarks/front_door.py, beside this script
-from front_door import SIDE, bare_server, image
+from front_door import SIDE, bare_server, image, server_process
 from latency import Result
+from local_ray import start_local_ray
 
 
 def free_port() -> int:
@@ -41,17 +41,12 @@ def free_port() -> int:
 
 
 def start_server(config: Path) -> tuple[str, str]:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
     from ray import serve
 
     from app.build import build_app
-    from app.leftovers import stop_leftover_haproxies
 
     http_port, grpc_port = free_port(), free_port()
-    stop_leftover_haproxies()  # one that an earlier run left would hold Serve's ports
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=512 << 20)
+    start_local_ray()
     serve.start(http_options={"host": "127.0.0.1", "port": http_port}, logging_config={"enable_access_log": False})
     serve.run(build_app({"config_path": str(config), "grpc_port": grpc_port}), name="bench", route_prefix="/")
     return f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}"
@@ -63,17 +58,13 @@ def bare_grpc_server(config: Path) -> Iterator[str]:
     import tritonclient.grpc as grpcclient
 
     url = f"127.0.0.1:{free_port()}"
-    script = Path(__file__).with_name("bare_grpc_server.py")
-    env = {**os.environ, "BARE_SERVER_CONFIG": str(config)}
-    server = subprocess.Popen([sys.executable, str(script), url.rsplit(":", 1)[1]], env=env)
+    command = [sys.executable, str(Path(__file__).with_name("bare_grpc_server.py")), url.rsplit(":", 1)[1]]
+    client = grpcclient.InferenceServerClient(url)
     try:
-        client = grpcclient.InferenceServerClient(url)
-        wait_until(lambda: _ready(client), lambda: server.poll() is None, "the bare gRPC server")
-        client.close()
-        yield url
+        with server_process(command, config, lambda: _ready(client), "the bare gRPC server"):
+            yield url
     finally:
-        server.terminate()
-        server.wait()
+        client.close()
 
 
 def _ready(client: Any) -> bool:
@@ -83,14 +74,6 @@ def _ready(client: Any) -> bool:
         return client.is_server_ready()
     except InferenceServerException:
         return False
-
-
-def wait_until(ready: Callable[[], bool], alive: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 300
-    while not ready():
-        if not alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start")
-        time.sleep(0.2)
 
 
 def raw_call(data: np.ndarray) -> Callable[[], np.ndarray]:

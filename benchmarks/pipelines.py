@@ -38,6 +38,7 @@ import skimage.data
 import skimage.io
 from front_door import bare_server  # benchmarks/front_door.py: the bare uvicorn baseline
 from latency import Result  # benchmarks/latency.py, beside this script
+from local_ray import start_local_ray  # benchmarks/local_ray.py
 from procfs import cpu_seconds  # benchmarks/procfs.py
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,6 @@ sys.path.insert(0, str(ROOT))  # tests.factory (the dummy model) is not an insta
 
 from app.config import load_config  # noqa: E402
 from app.inference import InferRequest  # noqa: E402
-from app.leftovers import stop_leftover_haproxies  # noqa: E402
 from app.pipeline.local import LocalCatalog  # noqa: E402
 from app.pipeline.servable import PipelineServable  # noqa: E402
 from tests import factory  # noqa: E402
@@ -227,13 +227,9 @@ def check_numbers(url: str, hops: list[int]) -> None:
 
 
 def start_ray() -> str:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # loopback-only cluster; 2.60 defaults to token auth
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
     from ray import serve
 
-    stop_leftover_haproxies()  # one that an earlier run left would hold Serve's ports
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=512 << 20)
+    start_local_ray()
     serve.start(http_options={"host": "127.0.0.1", "port": PORT}, logging_config={"enable_access_log": False})
     return f"127.0.0.1:{PORT}"
 
