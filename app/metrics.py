@@ -208,28 +208,47 @@ class MetricsBoard:
 class MetricsReporter:
     """Sends one process's snapshot to the board shortly after its counts change.
 
-    Changes within ``delay_seconds`` go out together, and an idle process sends nothing; a
-    snapshot is cumulative, so one that is lost is made good by the next.
+    Changes within ``delay_seconds`` go out together, and an idle process sends nothing. A change
+    made while a snapshot is on its way goes out in the next one, and a snapshot the board did
+    not take is sent again, later each time: an idle replica's last counts are never left out.
     """
+
+    RETRY_LIMIT_SECONDS = 30.0  # the longest wait between two tries at an unreachable board
 
     def __init__(
         self, metrics: ServingMetrics, send: Callable[[Snapshot], Awaitable[None]], delay_seconds: float = 0.5
     ) -> None:
         self.metrics, self.send, self.delay_seconds = metrics, send, delay_seconds
         self._pending: asyncio.Task | None = None
+        self._unsent = False  # counts changed since the last snapshot taken for the board
+        self._sending = asyncio.Lock()  # one snapshot on its way at a time: the board gets them in order
         metrics.on_change = self._changed
 
     def _changed(self) -> None:
+        self._unsent = True
+        self._schedule()
+
+    def _schedule(self) -> None:
         if self._pending is None or self._pending.done():
-            self._pending = asyncio.get_running_loop().create_task(self._send_later())
+            self._pending = asyncio.get_running_loop().create_task(self._send_while_changing())
 
-    async def _send_later(self) -> None:
-        await asyncio.sleep(self.delay_seconds)
-        await self.flush()
+    async def _send_while_changing(self) -> None:
+        delay = self.delay_seconds
+        while self._unsent:
+            await asyncio.sleep(delay)
+            sent = await self.flush()
+            delay = self.delay_seconds if sent else min(2 * delay, self.RETRY_LIMIT_SECONDS)
 
-    async def flush(self) -> None:
-        """Send the snapshot now (``GET /metrics`` does, so that what it answers is current)."""
-        try:
-            await self.send(self.metrics.snapshot())
-        except Exception:  # the next change sends it again
-            log.warning("metrics not reported; they will be with the next request", exc_info=True)
+    async def flush(self) -> bool:
+        """Send the snapshot now (``GET /metrics`` does, so that what it answers is current);
+        False when the board did not take it, which is then sent again later."""
+        async with self._sending:
+            self._unsent = False  # before the snapshot: a change from here on is in the next one
+            try:
+                await self.send(self.metrics.snapshot())
+            except Exception:
+                self._unsent = True
+                self._schedule()  # when no sending is under way, as after GET /metrics's own flush
+                log.warning("metrics not reported to the board; trying again", exc_info=True)
+                return False
+            return True

@@ -136,3 +136,58 @@ def test_a_replica_reports_once_for_a_burst_of_requests_and_not_when_idle():
     asyncio.run(scenario())
     assert len(sent) == 1
     assert sum(sent[0].counters["ovms_requests_success"].values()) == 3
+
+
+def test_a_request_counted_while_a_snapshot_is_on_its_way_goes_out_in_the_next_one():
+    import asyncio
+
+    from app.metrics import MetricsReporter
+
+    sent = []
+
+    async def scenario():
+        metrics = ServingMetrics()
+        in_flight, release = asyncio.Event(), asyncio.Event()
+
+        async def send(snapshot):
+            in_flight.set()
+            await release.wait()  # the board is slow to answer
+            sent.append(snapshot)
+
+        MetricsReporter(metrics, send, delay_seconds=0.01)
+        with metrics.request("ModelReady", "dummy", "default"):
+            pass
+        await in_flight.wait()
+        with metrics.request("ModelReady", "dummy", "default"):  # after the first snapshot was taken
+            pass
+        release.set()
+        while len(sent) < 2:  # no request follows: the reporter sends it by itself
+            await asyncio.sleep(0.01)
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert [sum(s.counters["ovms_requests_success"].values()) for s in sent] == [1, 2]
+
+
+def test_a_snapshot_the_board_did_not_take_is_sent_again_without_another_request():
+    import asyncio
+
+    from app.metrics import MetricsReporter
+
+    sent, tries = [], []
+
+    async def send(snapshot):
+        tries.append(snapshot)
+        if len(tries) < 3:
+            raise ConnectionError("the board is restarting")
+        sent.append(snapshot)
+
+    async def scenario():
+        metrics = ServingMetrics()
+        MetricsReporter(metrics, send, delay_seconds=0.01)
+        with metrics.request("ModelReady", "dummy", "default"):
+            pass
+        while not sent:
+            await asyncio.sleep(0.01)
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert len(tries) == 3 and sum(sent[0].counters["ovms_requests_success"].values()) == 1
