@@ -26,9 +26,14 @@
  * holds no lock while it raises the first SIGABRT, so jumping out of it is as safe as out of a
  * segfault, and a node's failed assert answers 500 like its segfault.
  *
- * Stack overflow: the handler cannot run on a stack that is full, so each thread that makes a
- * guarded call gets an alternate signal stack (unless it has one), freed when the thread exits.
- * Crashes of that thread outside guarded calls then run their handler there too, which only helps.
+ * The alternate signal stack: the handler cannot run on a stack that is full (a stack overflow),
+ * so it runs on one of the guard's own. Each thread that makes a guarded call gets one, freed when
+ * the thread exits, and each guarded call sets it for its own length, then puts back the thread's
+ * previous one. A thread's own setting cannot be trusted: other code sets alternate stacks and
+ * may free them from another thread (OpenVINO's CPU plugin maps one on the thread that creates
+ * it and unmaps it wherever it is destroyed, without putting the old one back there). A signal
+ * whose handler is to run on an unmapped alternate stack cannot be delivered, and the kernel ends
+ * the process without a word: no handler at all runs.
  */
 #define _GNU_SOURCE
 #include "guard.h"
@@ -50,12 +55,14 @@ struct frame {
     sigjmp_buf resume;
     volatile sig_atomic_t signal;
     struct frame* outer;
+    stack_t previous_stack; /* the thread's alternate stack before this call */
+    int stack_swapped;      /* whether this call set the guard's and must put previous_stack back */
 };
 
 /* initial-exec: the handler reads these, and a dlopen'ed library's thread-locals in the default
  * model may be allocated with malloc on first access, which a signal handler must not do. */
 static __thread struct frame* current __attribute__((tls_model("initial-exec")));
-static __thread int thread_ready __attribute__((tls_model("initial-exec")));
+static __thread void* own_stack __attribute__((tls_model("initial-exec"))); /* this thread's, or NULL */
 
 static struct sigaction previous[CAUGHT_COUNT]; /* what each signal did before the guard */
 static atomic_long crashes;
@@ -110,19 +117,22 @@ static void install(void) {
     }
 }
 
-/* Give this thread an alternate signal stack unless it has one (Python's main thread may). */
-static void prepare_thread(void) {
-    if (thread_ready) return;
-    thread_ready = 1;
-    stack_t stack;
-    if (sigaltstack(NULL, &stack) != 0 || !(stack.ss_flags & SS_DISABLE)) return;
-    stack = (stack_t){.ss_sp = malloc(ALT_STACK_BYTES), .ss_size = ALT_STACK_BYTES};
-    if (stack.ss_sp == NULL) return;
-    if (sigaltstack(&stack, NULL) != 0) {
-        free(stack.ss_sp);
-        return;
-    }
-    pthread_setspecific(alt_stack_key, stack.ss_sp);
+/* This thread's alternate signal stack, made at its first guarded call; NULL if out of memory. */
+static void* thread_stack(void) {
+    if (own_stack == NULL && (own_stack = malloc(ALT_STACK_BYTES)) != NULL)
+        pthread_setspecific(alt_stack_key, own_stack);
+    return own_stack;
+}
+
+/* Set the guard's alternate stack for one call, keeping the thread's previous one in `frame`. */
+static void swap_stack_in(struct frame* frame) {
+    void* memory = thread_stack();
+    stack_t mine = {.ss_sp = memory, .ss_size = ALT_STACK_BYTES};
+    frame->stack_swapped = memory != NULL && sigaltstack(&mine, &frame->previous_stack) == 0;
+}
+
+static void swap_stack_out(const struct frame* frame) {
+    if (frame->stack_swapped) sigaltstack(&frame->previous_stack, NULL);
 }
 
 /* --- guarded calls ------------------------------------------------------------------------- */
@@ -130,15 +140,17 @@ static void prepare_thread(void) {
 /* `call(args)` under the guard. sigsetjmp is here, so this frame outlives every jump to it. */
 static int guarded(int (*call)(void*), void* args, int* signal_out) {
     pthread_once(&installed, install);
-    prepare_thread();
     struct frame frame = {.signal = 0, .outer = current};
-    if (sigsetjmp(frame.resume, 1) != 0) {
+    swap_stack_in(&frame);
+    if (sigsetjmp(frame.resume, 1) != 0) { /* back from the handler, off its stack */
+        swap_stack_out(&frame);
         *signal_out = frame.signal;
         return RV_GUARD_CRASHED;
     }
     current = &frame;
     int status = call(args);
     current = frame.outer;
+    swap_stack_out(&frame);
     *signal_out = 0;
     return status;
 }

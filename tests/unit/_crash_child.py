@@ -12,11 +12,13 @@ import asyncio
 import ctypes
 import faulthandler
 import json
+import mmap
 import os
 import resource
 import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -108,6 +110,46 @@ def concurrent(crashing: str, waiting: str) -> dict[str, Any]:
     return seen | {"waiter_crashed": waiter.crashed, "crasher_crashed": crasher.crashed} | health()
 
 
+def dangling_stack(library: str, how: str, model_xml: str) -> dict[str, Any]:
+    """A guarded crash on a thread whose alternate signal stack was unmapped by other code: by an
+    OpenVINO CPU plugin made on that thread and destroyed on another, or by hand."""
+    node = LibraryNode(library, name="seg")
+    node.initialize({})
+    worker = ThreadPoolExecutor(1)  # every call below runs on this one thread
+    seen = {"before": outcome(lambda: worker.submit(node.execute, {"input_numbers": NUMBERS}).result())}
+    if how == "openvino":
+        core = worker.submit(_compiled_core, model_xml).result()
+        del core  # the plugin is destroyed here, on the main thread
+    else:
+        worker.submit(_unmapped_alternate_stack).result()
+    seen["crash"] = outcome(lambda: worker.submit(node.execute, {"input_numbers": THIRTEEN}).result())
+    return seen | health()
+
+
+def _compiled_core(model_xml: str) -> Any:
+    import openvino as ov
+
+    core = ov.Core()
+    core.compile_model(core.read_model(model_xml), "CPU")  # creates the CPU plugin on this thread
+    return core
+
+
+def _unmapped_alternate_stack() -> None:
+    """This thread's alternate signal stack is set to memory that is then unmapped."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    size = 64 << 10
+    memory = libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+
+    class Stack(ctypes.Structure):
+        _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+    if libc.sigaltstack(ctypes.byref(Stack(memory, 0, size)), None) != 0:
+        raise OSError(ctypes.get_errno(), "sigaltstack")
+    libc.munmap(ctypes.c_void_p(memory), ctypes.c_size_t(size))
+
+
 def unguarded(library: str, kind: str, with_faulthandler: bool) -> None:
     """A crash of ``kind`` in a guarded call is caught; the same crash outside any guarded call
     then ends the process as it would without the guard."""
@@ -122,6 +164,7 @@ SCENARIOS: dict[str, Callable[..., Any]] = {
     "hosted": hosted,
     "crash_in": crash_in,
     "concurrent": concurrent,
+    "dangling_stack": dangling_stack,
     "unguarded": unguarded,
 }
 

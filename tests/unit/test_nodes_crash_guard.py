@@ -21,6 +21,7 @@ import pytest
 from nodes import abi
 from nodes.build import build_guard
 from nodes.library import LibraryNode, crash_report, crashed_libraries
+from tests import factory
 
 REPO = Path(__file__).resolve().parents[2]
 ECHOED = {"returned": {"output_numbers": [[1.0, 2.0, 3.0]]}}
@@ -132,6 +133,18 @@ def test_a_crashing_thread_leaves_another_threads_guarded_call_alone(c_nodes):
     assert got["waiter"] == got["waiter_again"] == ECHOED
     assert (got["crasher_crashed"], got["waiter_crashed"]) == (True, False)
     assert got["libraries"] == {str(c_nodes["segfault"]): "SIGSEGV during execute"}
+
+
+@pytest.mark.parametrize("how", ["openvino", "unmapped"])
+def test_a_crash_is_caught_on_a_thread_whose_alternate_signal_stack_other_code_unmapped(c_nodes, tmp_path, how):
+    """The signal is delivered on the guard's own stack: the thread's may be gone, as OpenVINO's CPU
+    plugin leaves it on the thread it was made on when it is destroyed on another."""
+    factory.write_dummy(tmp_path / "dummy", [1])
+    model_xml = str(tmp_path / "dummy" / "1" / "model.xml")
+    got = seen("dangling_stack", library=str(c_nodes["segfault"]), how=how, model_xml=model_xml)
+
+    assert got["before"] == ECHOED
+    assert got["crash"] == crashed(f"its library crashed with SIGSEGV during execute; {REPLACED}", node="seg")
 
 
 def test_calls_go_through_the_guard_and_this_process_has_caught_nothing(c_nodes):
