@@ -28,6 +28,7 @@ from app.openvino_model import (
     find_model_file,
     read_model,
     read_model_from_buffers,
+    shared_core,
 )
 from app.status import ModelVersionState, VersionStatus, require_available
 from app.tensors import TensorInfo
@@ -44,7 +45,7 @@ class ModelServable:
     def __init__(self, config: ModelConfig, core: ov.Core | None = None, batched: bool = False) -> None:
         """``batched``: dynamic batching is on, so every version is compiled with a dynamic batch."""
         self.config = config
-        self.core = core or ov.Core()
+        self.core = core or shared_core()
         self.batched = batched
         self._compiled: dict[int, CompiledVersion] = {}
         self._statuses: dict[int, VersionStatus] = {}

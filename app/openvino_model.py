@@ -13,6 +13,7 @@ inference fails, the version is compiled again before its next request runs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import tempfile
 from collections.abc import Callable, Sequence
@@ -31,6 +32,18 @@ from app.tensors import DATATYPES, Dim, TensorInfo, Tensors, decimal
 MODEL_SUFFIXES = (".xml", ".onnx", ".tflite")
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def shared_core() -> ov.Core:
+    """The process's OpenVINO Core, which its models compile with unless given another.
+
+    One Core makes one CPU plugin, kept for the life of the process. A plugin sets an alternate
+    signal stack on the thread that creates it and unmaps it when it is destroyed, on whatever
+    thread that happens, leaving the first thread's setting dangling: a crash on that thread could
+    then not even be reported (its handler cannot run), and the process would end without a word.
+    """
+    return ov.Core()
 
 
 class ModelFileError(Exception):

@@ -18,6 +18,7 @@ from app.config import ModelConfig, ModelNode, ServerConfig
 from app.errors import NotFound, ServingError
 from app.inference import InferRequest, RequestedOutput
 from app.model import ModelServable
+from app.openvino_model import shared_core
 from app.pipeline import catalog as codes
 from app.pipeline.catalog import CatalogError, Signature, node_key
 from app.pipeline.definition import NodeSpec
@@ -39,7 +40,7 @@ class LocalCatalog:
     @classmethod
     def from_config(cls, config: ServerConfig, config_dir: Path, core: ov.Core | None = None) -> LocalCatalog:
         """Load every model and node library of ``config``; failures are kept as answers, not raised."""
-        core = core or ov.Core()
+        core = core or shared_core()
         models = {}
         for model_config in config.models:
             models[model_config.name] = model = ModelServable(model_config, core)
