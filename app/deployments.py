@@ -65,8 +65,8 @@ async def rerun_if_tensor_lost(run: Callable[[], Awaitable[T]]) -> T:
     """A pipeline request, run once more if a tensor between its stages was lost with the node
     that held it (ObjectLostError and its kin): an answer over 8 MiB (app/serve_flags.py) waits in
     the object store of the node that made it until the pipeline reads it, and a stage reads its
-    large arguments from the pipeline's node. The graph has no side effects, and the second run's calls go to live
-    replicas."""
+    large arguments from the pipeline's node. The graph has no side effects, and the second run's
+    calls go to live replicas."""
     try:
         return await run()
     except Exception as exc:

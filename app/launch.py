@@ -15,12 +15,11 @@ import ray
 from ray.serve._private.constants import SERVE_NAMESPACE  # the namespace `serve run` connects in
 from ray.serve.scripts import cli
 
-from app.leftovers import remove_stale_haproxy_folders, stop_leftover_haproxies
+from app.leftovers import clear_leftovers
 
 
 def serve_run(args: list[str]) -> int:
-    stop_leftover_haproxies()
-    remove_stale_haproxy_folders()
+    clear_leftovers()
     # Joining a running cluster (RAY_ADDRESS, or one `ray start` left) ignores include_dashboard.
     ray.init(namespace=SERVE_NAMESPACE, include_dashboard=False)
     cli.main(["run", *args], prog_name="serve")

@@ -5,7 +5,7 @@ down. ``ray stop --force`` kills every Ray process at once, the manager included
 it started lives on: it keeps the HTTP port (and its stats and metrics ports), answers 500 to
 every request, and the next ``serve run`` fails when its own HAProxy cannot bind them. A Ray
 HAProxy whose parent is no longer a HAProxy manager serves no Ray, so ``python -m app run``
-stops it first.
+stops it first (``clear_leftovers``).
 
 Each HAProxy also has a folder of its own, named by its Ray node, under Serve's HAProxy base
 (its config, state and a log per reload: about 100 KB). Ray never removes it, so every local
@@ -80,6 +80,12 @@ def stop_leftover_haproxies(wait_s: float = 5.0) -> list[Process]:
             )
             stopped.append(process)
     return stopped
+
+
+def clear_leftovers() -> None:
+    """Before a local Ray starts: stop the HAProxies earlier ones left, then remove their folders."""
+    stop_leftover_haproxies()
+    remove_stale_haproxy_folders()
 
 
 def remove_stale_haproxy_folders(base: Path = HAPROXY_BASE, proc: Path = PROC, now: float | None = None) -> list[Path]:

@@ -11,8 +11,7 @@ def start_local_ray(object_store_bytes: int = 512 << 20) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
-    from app.leftovers import remove_stale_haproxy_folders, stop_leftover_haproxies
+    from app.leftovers import clear_leftovers
 
-    stop_leftover_haproxies()
-    remove_stale_haproxy_folders()
+    clear_leftovers()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=object_store_bytes)

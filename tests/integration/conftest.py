@@ -60,10 +60,9 @@ def ray_cluster():
     import ray
     from ray import serve
 
-    from app.leftovers import remove_stale_haproxy_folders, stop_leftover_haproxies
+    from app.leftovers import clear_leftovers
 
-    stop_leftover_haproxies()  # one that an earlier run left would hold HAProxy's stats port
-    remove_stale_haproxy_folders()
+    clear_leftovers()  # a HAProxy an earlier run left would hold HAProxy's stats port
     ray.init(
         num_cpus=2,
         include_dashboard=False,
