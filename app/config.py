@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from app.storage import check_model_path, scheme_of
 from app.tensors import Dim
 
 
@@ -59,12 +60,24 @@ def resolve_path(value: str, info: ValidationInfo) -> str:
     if ".." in Path(value).parts:
         raise ValueError(f"path '{value}' contains '..'; give a path without parent references")
     if _REMOTE.match(value):
-        raise ValueError(f"path '{value}' is remote; only local paths are supported, mount the storage instead")
+        raise ValueError(
+            f"path '{value}' is remote; only a model's base_path may be in object storage, "
+            "this one must be a local path"
+        )
     config_dir = (info.context or {}).get("config_dir")
     path = Path(value).expanduser()
     if not path.is_absolute() and config_dir is not None:
         path = Path(config_dir) / path
     return str(path)
+
+
+def resolve_model_path(value: str, info: ValidationInfo) -> str:
+    """A model's ``base_path``: a local folder, resolved as above, or an object store's URL."""
+    if scheme_of(value) is None:
+        return resolve_path(value, info)
+    if ".." in value.split("/"):
+        raise ValueError(f"path '{value}' contains '..'; give a path without parent references")
+    return check_model_path(value)
 
 
 # --- shapes and layouts ----------------------------------------------------------------------
@@ -149,7 +162,10 @@ class VersionPolicy(_Strict):
 
 class ModelConfig(_Strict):
     name: str = Field(min_length=1, description="The name clients use.")
-    base_path: str = Field(description="Folder of numeric version folders, each with an IR, ONNX or TFLite file.")
+    base_path: str = Field(
+        description="Folder (local, or s3://, gs://, az://) of numeric version folders, each with an IR, ONNX "
+        "or TFLite file."
+    )
     batch_size: int | str | None = Field(default=None, description='Batch size applied by reshape, or "auto".')
     shape: str | dict[str, str] | None = Field(default=None, description="Shape for the input, or per input name.")
     layout: str | dict[str, str] | None = Field(
@@ -174,7 +190,7 @@ class ModelConfig(_Strict):
     graph_path: str | None = None
     subconfig: str | None = None
 
-    _resolve_base = field_validator("base_path")(resolve_path)
+    _resolve_base = field_validator("base_path")(resolve_model_path)
 
     @field_validator("batch_size")
     @classmethod

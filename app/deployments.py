@@ -35,6 +35,7 @@ from app.plan import PipelineSpec
 from app.polling import ActorFollower, Poller
 from app.rest import RouteSettings, build_servable_app
 from app.status import VersionStatus
+from app.storage import use_node
 from app.tensors import TensorInfo, Tensors
 from loaders.actor import loader_actor_for
 from loaders.specs import LoaderActorConfig
@@ -170,6 +171,14 @@ class ServeBatcher:
         return outcome
 
 
+def settle_on_node() -> None:
+    """What every replica that compiles models does first: log its lifecycle, and cache the models
+    it downloads from object stores in this Ray node's folder (app/storage.py)."""
+    show_lifecycle_logs()
+    if ray.is_initialized():  # not in Serve's local testing mode, where asking would start a Ray
+        use_node(ray.get_runtime_context().get_node_id())
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=MODEL_MAX_ONGOING_REQUESTS)
 @serve.ingress()
 class ModelDeployment(OwnRoutes):
@@ -188,7 +197,7 @@ class ModelDeployment(OwnRoutes):
         batching: DynamicBatching | None = None,
         routes: RouteSettings | None = None,
     ) -> None:
-        show_lifecycle_logs()
+        settle_on_node()
         self.serve_routes(DataPlane({config.name: self}), routes or RouteSettings())
         self.model = ModelServable(config, batched=batching is not None)
         self.batcher = ServeBatcher(self.model, batching) if batching is not None else None

@@ -24,11 +24,10 @@ from ray import serve
 from app.config import MonitoringConfig
 from app.config_actor import ConfigActorRef
 from app.dataplane import DataPlane
-from app.deployments import replica_reporter
+from app.deployments import replica_reporter, settle_on_node
 from app.errors import ConfigReloadFailed
 from app.following import CatalogFollower
 from app.kserve_grpc import KServeGrpcMethods, add_inference_service
-from app.logs import show_lifecycle_logs
 from app.metrics import ServingMetrics, exposition
 from app.rest import build_rest_app
 
@@ -63,7 +62,7 @@ class Ingress(KServeGrpcMethods):
         monitoring: MonitoringConfig | None = None,
         grpc_port: int = 0,
     ) -> None:
-        show_lifecycle_logs()
+        settle_on_node()
         self.dataplane = DataPlane({})
         self.follower = CatalogFollower(self.dataplane, config_actor.get)
         await self.follower.start()

@@ -9,7 +9,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import openvino as ov
 
@@ -31,8 +30,9 @@ from app.openvino_model import (
     shared_core,
 )
 from app.status import ModelVersionState, VersionStatus, require_available
+from app.storage import Stamp, StorageError, open_store
 from app.tensors import TensorInfo
-from app.version_folders import Stamp, VersionFolders
+from app.version_folders import FolderChanges, VersionFolders
 from loaders.base import ModelBuffers
 from loaders.manager import ModelSnapshot
 
@@ -51,7 +51,9 @@ class ModelServable:
         self._statuses: dict[int, VersionStatus] = {}
         self._draining: set[int] = set()  # loader-backed: AVAILABLE in status, no longer served
         self._local_failures: dict[int, str] = {}  # loader-backed: buffers this replica could not compile
-        self._folders = VersionFolders(Path(config.base_path), config.model_version_policy)  # disk-backed
+        self.store = open_store(config.base_path)  # disk- or store-backed: a local folder or a bucket
+        self._folders = VersionFolders(self.store, config.model_version_policy)
+        self._store_error: StorageError | None = None  # the last scan's, until one succeeds
         self._refreshing = asyncio.Lock()
 
     @property
@@ -67,12 +69,24 @@ class ModelServable:
         return model
 
     def load(self) -> None:
-        """Compile every version the policy selects from disk; a broken one is reported, not raised."""
-        changes = self._folders.scan(self._statuses)
-        if not changes.load:
+        """Compile every version the policy selects from its store; a broken one is reported, not raised."""
+        changes = self._scan(self._statuses)
+        if changes is not None and not changes.load:
             log.warning("model %s: no version folders to serve under %s", self.name, self.config.base_path)
-        for version, stamp in changes.load.items():
-            self._record_load(version, stamp, self._try_compile(version))
+        for version, stamp in (changes.load if changes else {}).items():
+            self._record_load(version, stamp, self._try_compile(version, stamp))
+
+    def _scan(self, statuses: dict[int, VersionStatus]) -> FolderChanges | None:
+        """The changes the store asks for, or None (and the reason kept for ``statuses``) if it cannot be read."""
+        try:
+            changes = self._folders.scan(statuses)
+        except StorageError as exc:
+            if str(exc) != str(self._store_error):  # said once, not at every poll
+                log.error("model %s: %s (tried again at the next poll)", self.name, exc)
+            self._store_error = exc
+            return None
+        self._store_error = None
+        return changes
 
     async def refresh(self) -> bool:
         """Follow the version folders on disk (a disk-backed model); True if it loaded, retried or retired any.
@@ -84,21 +98,27 @@ class ModelServable:
         """
         async with self._refreshing:  # one scan at a time: a second would see half-applied changes
             # Listing a mounted (network) folder can stall: keep it off the event loop too.
-            changes = await asyncio.to_thread(self._folders.scan, dict(self._statuses))
+            changes = await asyncio.to_thread(self._scan, dict(self._statuses))
+            if changes is None:
+                return False
             for version, stamp in changes.load.items():
                 self._statuses[version] = VersionStatus(version, ModelVersionState.LOADING)
-                self._record_load(version, stamp, await asyncio.to_thread(self._try_compile, version))
+                self._record_load(version, stamp, await asyncio.to_thread(self._try_compile, version, stamp))
             await asyncio.gather(*(self._retire(version) for version in changes.retire))
             return bool(changes)
 
-    def _try_compile(self, version: int) -> CompiledVersion | ModelFileError:
+    def _try_compile(self, version: int, stamp: Stamp) -> CompiledVersion | ModelFileError | StorageError:
         try:
-            path = find_model_file(Path(self.config.base_path) / str(version))
+            path = find_model_file(self.store.fetch(version, stamp))
             return compile_version(self.core, read_model(self.core, path), version, self.config, self.batched)
-        except ModelFileError as exc:
+        except (ModelFileError, StorageError) as exc:
             return exc
 
-    def _record_load(self, version: int, stamp: Stamp, result: CompiledVersion | ModelFileError) -> None:
+    def _record_load(self, version: int, stamp: Stamp, result: CompiledVersion | ModelFileError | StorageError) -> None:
+        if isinstance(result, StorageError):  # the store, not the files: try again at the next poll
+            log.error("model %s version %d not loaded (tried again at the next poll): %s", self.name, version, result)
+            self._statuses[version] = VersionStatus.loading_failed(version, str(result))
+            return
         if isinstance(result, ModelFileError):
             log.error(
                 "model %s version %d not loaded (tried again once its files change): %s", self.name, version, result
@@ -159,7 +179,16 @@ class ModelServable:
             self._local_failures[version] = str(exc)
 
     def statuses(self) -> list[VersionStatus]:
+        """Each version's state; while the store cannot be read and nothing is served, the reason
+        stands on the versions known (else those the policy names, or version 1) as LOADING/UNKNOWN."""
+        if self._store_error is not None and not any(s.available for s in self._statuses.values()):
+            waiting = sorted(self._statuses) or self._awaited()
+            return [VersionStatus.loading_failed(v, str(self._store_error)) for v in waiting]
         return sorted(self._statuses.values(), key=lambda s: s.version)
+
+    def _awaited(self) -> list[int]:
+        policy = self.config.model_version_policy
+        return list(policy.specific.versions) if policy.specific is not None else [1]
 
     def known_versions(self) -> list[int]:
         """Every version it has a status for, whatever the state."""
@@ -170,6 +199,8 @@ class ModelServable:
 
     def resolve(self, version: int | None) -> CompiledVersion:
         """The compiled version a request asks for (None: the highest AVAILABLE), or the 404 that explains why not."""
+        if self._store_error is not None and not self.available_versions():
+            raise ModelVersionNotLoadedYet(f"model '{self.name}' has no available version: {self._store_error}")
         version = require_available(self.name, self._statuses.values(), version, self._draining)
         compiled = self._compiled.get(version)
         if compiled is None:  # loader-backed: not compiled in this replica (yet, or it failed)

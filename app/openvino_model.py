@@ -27,7 +27,7 @@ from openvino.preprocess import PrePostProcessor
 
 from app.config import ModelConfig
 from app.errors import InferenceFailed, InvalidShape
-from app.tensors import DATATYPES, Dim, TensorInfo, Tensors, decimal
+from app.tensors import DATATYPES, Dim, TensorInfo, Tensors
 
 MODEL_SUFFIXES = (".xml", ".onnx", ".tflite")
 
@@ -61,14 +61,6 @@ def find_model_file(folder: Path) -> Path:
                 raise ModelFileError(f"{found[0]} has no {found[0].with_suffix('.bin').name} beside it")
             return found[0]
     raise ModelFileError(f"{folder} holds no model; expected an IR (.xml + .bin), an .onnx or a .tflite file")
-
-
-def versions_on_disk(base_path: Path) -> list[int]:
-    """Numeric subfolders above 0, as OVMS reads them."""
-    if not base_path.is_dir():
-        return []
-    versions = (decimal(p.name) for p in base_path.iterdir() if p.is_dir())
-    return sorted(v for v in versions if v is not None and v > 0)
 
 
 def read_model(core: ov.Core, path: Path) -> ov.Model:

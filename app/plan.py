@@ -44,8 +44,8 @@ from app.config import (
     resolve_param_paths,
 )
 from app.metrics import DEFAULT_METRICS
-from app.openvino_model import versions_on_disk
 from app.rest import DEFAULT_MAX_REQUEST_BYTES, RouteSettings
+from app.storage import list_versions
 from loaders.specs import LoaderActorConfig, LoaderSpec, ModelSpec
 from nodes.loading import NodeFactory, load_node_class
 
@@ -269,7 +269,7 @@ def loader_specs(config: ServerConfig, config_dir: Path) -> tuple[list[LoaderSpe
         ModelSpec(
             m.name,
             m.base_path,
-            tuple(m.model_version_policy.select(versions_on_disk(Path(m.base_path)))),
+            tuple(m.model_version_policy.select(list_versions(m.base_path))),
             dict(m.custom_loader_options or {}),
         )
         for m in config.models
@@ -316,7 +316,7 @@ def _plan_model(plan: Plan, model: ModelConfig, config: ServerConfig, settings: 
     prefix = route_prefix(model.name)
     plan.deployments[name] = Planned(name, "model", print_, (model,), kwargs, options.serve_options(), prefix)
     plan.servables[model.name] = name
-    plan.versions[model.name] = tuple(model.model_version_policy.select(versions_on_disk(Path(model.base_path))))
+    plan.versions[model.name] = tuple(model.model_version_policy.select(list_versions(model.base_path)))
     if not model.uses_loader and options.dynamic_batching is None:
         plan.bridgeable[model.name] = model
 

@@ -24,12 +24,11 @@ from ray import serve
 
 from app.config_service import Catalog
 from app.dataplane import DataPlane, Servable
-from app.deployments import SIGNATURE_WAIT_SECONDS, OwnRoutes, PipelineHost
+from app.deployments import SIGNATURE_WAIT_SECONDS, OwnRoutes, PipelineHost, settle_on_node
 from app.errors import ModelVersionNotLoadedYet
 from app.following import CatalogFollower
 from app.inference import InferRequest, InferResponse
 from app.local_models import LocalModels
-from app.logs import show_lifecycle_logs
 from app.pipeline.status import PIPELINE_VERSION
 from app.plan import PipelineSpec, is_runner
 from app.polling import retrieve_outcome
@@ -89,7 +88,7 @@ class PipelineRunner(OwnRoutes):
     async def __init__(  # type: ignore[misc]  # Serve awaits an async __init__
         self, routes: RouteSettings | None = None, config_actor: tuple[str, str] | None = None
     ) -> None:
-        show_lifecycle_logs()
+        settle_on_node()
         self.hosts: dict[str, PipelineHost] = {}
         self.prints: dict[str, str] = {}  # pipeline -> the fingerprint its host was built from
         self.models = LocalModels()  # the models its pipelines run in this replica, shared

@@ -1,7 +1,8 @@
-"""Which version folders of a disk-backed model to load or retire on each scan, as OVMS's watcher decides.
+"""Which version folders of a model's ``base_path`` to load or retire on each scan, as OVMS's watcher decides.
 
-Plain Python over the file system: ``ModelServable.refresh`` carries the changes out (compile,
-drain, free). The policy selects out of the numeric folders on disk; a selected version is loaded
+Plain Python over a model store (app/storage.py: a local folder or an object store):
+``ModelServable.refresh`` carries the changes out (fetch, compile, drain, free). The policy
+selects out of the numeric folders present; a selected version is loaded
 when it has no status yet or has ended, and a version with a status that the policy no longer
 selects is retired.
 
@@ -16,29 +17,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from app.config import VersionPolicy
-from app.openvino_model import versions_on_disk
 from app.status import ErrorCode, ModelVersionState, VersionStatus
+from app.storage import ModelStore, Stamp
 
 log = logging.getLogger(__name__)
-
-# (relative path, size, mtime in ns) of every file under a version folder, sorted.
-Stamp = tuple[tuple[str, int, int], ...]
-
-
-def folder_stamp(folder: Path) -> Stamp:
-    """What a version folder holds now; any file added, removed or rewritten changes it."""
-    entries = []
-    for path in folder.rglob("*"):
-        try:
-            if path.is_file():
-                stat = path.stat()
-                entries.append((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns))
-        except FileNotFoundError:  # removed while we looked: the next scan sees the new contents
-            continue
-    return tuple(sorted(entries))
 
 
 @dataclass(frozen=True)
@@ -55,15 +39,17 @@ class FolderChanges:
 class VersionFolders:
     """The version folders under one model's ``base_path``, and the failed loads not to repeat."""
 
-    def __init__(self, base_path: Path, policy: VersionPolicy) -> None:
-        self.base_path = base_path
+    def __init__(self, store: ModelStore, policy: VersionPolicy) -> None:
+        self.store = store
         self.policy = policy
         self._failed: dict[int, Stamp] = {}  # version -> its folder's stamp when loading it failed
 
     def scan(self, statuses: Mapping[int, VersionStatus]) -> FolderChanges:
-        """The loads and retirements that bring ``statuses`` in line with the folders on disk."""
-        on_disk = versions_on_disk(self.base_path)
-        selected = self.policy.select(on_disk)
+        """The loads and retirements that bring ``statuses`` in line with the version folders;
+        raises StorageError if the store cannot be read (nothing changes then)."""
+        present = self.store.versions()
+        self.store.forget(keep=present)
+        selected = self.policy.select(present)
         load = {}
         for version in selected:
             stamp = self._stamp_if_due(version, statuses.get(version))
@@ -77,7 +63,7 @@ class VersionFolders:
     def _stamp_if_due(self, version: int, status: VersionStatus | None) -> Stamp | None:
         if status is not None and status.state is not ModelVersionState.END and not _failed(status):
             return None  # loaded, or being loaded or retired by the caller
-        stamp = folder_stamp(self.base_path / str(version))
+        stamp = self.store.stamp(version)
         if status is not None and _failed(status) and self._failed.get(version) == stamp:
             return None  # failed, and nothing changed since: loading again would fail the same way
         return stamp

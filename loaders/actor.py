@@ -47,6 +47,7 @@ import ray
 
 from app.logs import show_lifecycle_logs
 from app.polling import Revision
+from app.storage import local_base, use_node
 from loaders.base import Clock, ModelBuffers
 from loaders.errors import CustomLoaderConfigError
 from loaders.journal import CrashJournal, HookCall
@@ -79,13 +80,19 @@ class LoaderService:
         poll_wait_seconds: float = 1.0,
         clock: Clock = time.time,
         idle_shutdown_seconds: float = 0.0,
+        local_base: Callable[[str, int], str] | None = None,
     ) -> None:
         """``idle_shutdown_seconds`` > 0: once every replica that followed it has left (the app was
         deleted) and none has come back for that long, deinit every loader and end the actor."""
         self._incarnation = time.time_ns()
         journal, crashed = self._crash_journal()
         self._manager = LoaderManager(
-            clock, first_generation=self._incarnation, gate_unloads=True, journal=journal, crashed=crashed
+            clock,
+            first_generation=self._incarnation,
+            gate_unloads=True,
+            journal=journal,
+            crashed=crashed,
+            local_base=local_base,
         )
         self._replicas: dict[str, dict[str, _Replica]] = {}
         self._manager.apply(list(loaders), list(models))  # errors are logged; apply() returns them
@@ -258,6 +265,8 @@ class LoaderService:
 class _RayLoaderService(LoaderService):
     def __init__(self, *args, **kwargs) -> None:
         show_lifecycle_logs()
+        use_node(ray.get_runtime_context().get_node_id())  # models from object stores: this node's cache
+        kwargs.setdefault("local_base", local_base)
         super().__init__(*args, **kwargs)
 
     def _crash_journal(self) -> tuple[CrashJournal | None, HookCall | None]:

@@ -113,9 +113,14 @@ class LoaderManager:
         gate_unloads: bool = False,
         journal: CrashJournal | None = None,
         crashed: HookCall | None = None,
+        local_base: Callable[[str, int], str] | None = None,
     ) -> None:
         """``gate_unloads``: unload in two phases, waiting for replicas to drain (the actor's mode).
         Without it a leaving version goes UNLOADING -> unload_model -> END in one step.
+
+        ``local_base(base_path, version)``: a local folder holding ``<version>/`` of a model's
+        ``base_path``, handed to ``load_model`` (a base_path in object storage is downloaded first);
+        by default the base_path itself.
 
         ``journal`` records each hook call while it runs; ``crashed`` is the call a previous process
         of this manager died in (found in the journal): it is not made again for
@@ -127,6 +132,7 @@ class LoaderManager:
         if crashed is not None:
             log.error("the loader process died in %s; not calling it for %g s", crashed.describe(), CRASH_RETRY_SECONDS)
         self._gate_unloads = gate_unloads
+        self._local_base = local_base or (lambda base_path, version: base_path)
         self._loaders: dict[str, _LoaderEntry] = {}
         self._leaving: dict[str, _LoaderEntry] = {}  # during apply(): dropped, not yet deinit
         self._failed: dict[str, CustomLoaderConfigError] = {}
@@ -417,8 +423,13 @@ class LoaderManager:
     def _load(self, model: _Model, loader: Loader, version: int) -> None:
         name = model.spec.name
         try:
+            base_path = self._local_base(model.spec.base_path, version)
+        except Exception as exc:  # the store, not the loader: tried again at the next poll, as a failed load
+            self._load_failed(model, version, f"the model's files could not be fetched: {exc}")
+            return
+        try:
             with self._running(model.loader_name, "load_model", name, version):
-                result = loader.load_model(name, model.spec.base_path, version, model.options_json)
+                result = loader.load_model(name, base_path, version, model.options_json)
         except LoaderError as err:
             reason = f"{err.code}: {err.detail}"
         except Exception as exc:
@@ -429,8 +440,11 @@ class LoaderManager:
                 self._set(model, version, VersionStatus(version, S.AVAILABLE), checked)
                 return
             reason = checked
+        self._load_failed(model, version, reason)
+
+    def _load_failed(self, model: _Model, version: int, reason: str) -> None:
         if model.versions[version].status.error_message != reason:
-            log.warning("model '%s' version %d not loaded: %s", name, version, reason)
+            log.warning("model '%s' version %d not loaded: %s", model.spec.name, version, reason)
         self._set(model, version, VersionStatus.loading_failed(version, reason))
 
     def _unload(self, model: _Model, version: int, then: VersionStatus) -> None:

@@ -36,6 +36,7 @@ VALIDATE = ("sh", "$ python -m app validate configs/config.json")
 CPP_LOADER = ("cpp", "class MyLoader : public ovms::CustomLoaderInterface")
 CPP_LOADER_BUILD = ("sh", "g++ -std=c++17")
 CPP_LOADER_CONFIG = ("json", '"loader_name": "cpp"')
+STORED_MODEL_CONFIG = ("json", '"base_path": "s3://models/face-detection"')
 
 RUN_BY_TESTS = [
     REST_CLIENT,
@@ -58,6 +59,7 @@ RUN_BY_TESTS = [
     CPP_LOADER,
     CPP_LOADER_BUILD,
     CPP_LOADER_CONFIG,
+    STORED_MODEL_CONFIG,
 ]
 # Examples no test runs, and why: each is the whole suite's own setup, or needs machines it lacks.
 NOT_RUN = {

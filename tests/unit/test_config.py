@@ -50,9 +50,34 @@ def test_parent_references_are_rejected_as_ovms_does():
     assert "config.base_path" in error and "'..'" in error
 
 
-def test_remote_storage_is_refused_with_the_alternative():
-    (error,) = errors_of(model(base_path="s3://bucket/m"))
-    assert "only local paths" in error
+@pytest.mark.parametrize("url", ["s3://bucket/m", "gs://bucket/folder/m", "az://container/m"])
+def test_a_model_may_live_in_object_storage(url):
+    config = parse_config(model(base_path=url + "/"))
+    assert config.models[0].base_path == url  # kept as written, less a trailing slash: never resolved as a path
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("azfs://share/m", "Azure Files (azfs://) is not supported: copy the models into Azure Blob Storage"),
+        ("https://example.com/m", "HTTP URLs are not a model store"),
+        ("ftp://host/m", "has scheme 'ftp://'; expected a local folder or one of s3://"),
+        ("s3:///m", "names no bucket; expected s3://bucket/folder"),
+        ("s3://bucket/../m", "contains '..'"),
+    ],
+)
+def test_a_store_that_cannot_be_read_is_refused_with_the_alternative(url, expected):
+    (error,) = errors_of(model(base_path=url))
+    assert "config.base_path" in error and expected in error
+
+
+def test_only_a_model_base_path_may_be_remote():
+    data = {
+        "model_config_list": [],
+        "custom_loader_config_list": [{"config": {"loader_name": "l", "library_path": "s3://b/l.so"}}],
+    }
+    (error,) = errors_of(data)
+    assert "only a model's base_path may be in object storage" in error
 
 
 @pytest.mark.parametrize(

@@ -87,11 +87,11 @@ def test_no_versions_on_disk_means_not_loaded(tmp_path):
 
 
 def test_only_folders_named_by_ascii_digits_are_versions(tmp_path):
-    from app.openvino_model import versions_on_disk
+    from app.storage import LocalFolder
 
     for name in ("1", "7", "0", "\u00b3", "\u0663", "v2", "-3"):  # '³' passes str.isdigit, then int() fails
         (tmp_path / name).mkdir()
-    assert versions_on_disk(tmp_path) == [1, 7]
+    assert LocalFolder(tmp_path).versions() == [1, 7]
 
 
 def test_input_checks_name_the_tensor(three_versions):
