@@ -4,12 +4,13 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+AZURITE := tests/storage/node_modules/.installed
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
 .PHONY: setup models nodes run check format test unit integration cluster fuzz bench lock clean
 
-setup: $(STAMP) models nodes
+setup: $(STAMP) $(AZURITE) models nodes
 
 # The .pth file has every Python of the venv apply app/serve_flags.py's Ray Serve settings, so the
 # Ray that `serve run`, `make run` and the tests start has them.
@@ -18,6 +19,14 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
 	$(PY) -c "import pathlib, sysconfig; \
 	  pathlib.Path(sysconfig.get_paths()['purelib'], 'rayvino_serve_flags.pth').write_text('import app.serve_flags\n')"
+	touch $@
+
+# Azurite, the Azure Blob Storage emulator the az:// tests start (tests/storage_servers.py), from npm at the
+# version tests/storage/package-lock.json pins. No install scripts: Azurite needs none.
+$(AZURITE): tests/storage/package.json tests/storage/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "make setup: npm not found. The az:// tests need Azurite from npm:" \
+	  "install Node.js 20 or later with npm (Debian: apt-get install nodejs npm), then run make setup again." >&2; exit 1; }
+	npm ci --prefix tests/storage --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
 models: $(STAMP)
@@ -78,6 +87,7 @@ bench: setup
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/grpc_rest.py
 	$(PY) benchmarks/batching.py
+	$(PY) benchmarks/autoscale.py
 
 # Regenerate the lock after changing pyproject.toml's pins.
 lock:
@@ -87,4 +97,4 @@ lock:
 	 /tmp/rayvino-lock/bin/pip freeze --exclude-editable) > requirements.lock
 
 clean:
-	rm -rf $(VENV) models build *.egg-info
+	rm -rf $(VENV) models build *.egg-info tests/storage/node_modules

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests import factory
+from tests.integration._object_storage import add_stored_models, started
 from tests.integration._version_folders import add_versioned_model
 
 MAX_REQUEST_BYTES = 8 << 20
@@ -56,14 +58,27 @@ def grpc_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
+def object_stores(tmp_path_factory, demo_models):
+    """moto's S3, Azurite and the GCS emulator on loopback, started before the session's Ray so that
+    its processes inherit the variables that reach them (tests/integration/_object_storage.py)."""
+    with started(tmp_path_factory.mktemp("model-cache"), demo_models) as stores:
+        yield stores
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(object_stores):
     import ray
     from ray import serve
 
     from app.leftovers import clear_leftovers
 
     clear_leftovers()  # a HAProxy an earlier run left would hold HAProxy's stats port
+    # HAProxy's stats and metrics ports are fixed machine-wide (8404, 9101) unless set: free ones let
+    # the session run beside another Serve on this machine (a `make run`, another test tier).
+    for variable in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
+        os.environ[variable] = str(free_port())
     ray.init(
+        address="local",  # a cluster of its own, even where a `ray start` left its address behind
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
@@ -367,7 +382,7 @@ def served_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def model_server(ray_cluster, served_dir, demo_models, grpc_port) -> str:
+def model_server(ray_cluster, served_dir, demo_models, grpc_port, object_stores) -> str:
     """The app deployed as serve_config.yaml deploys it, from a test config.json: the real face
     detector, tiny versioned models, a broken one, and loader-backed models for every loader case."""
     import ray
@@ -412,6 +427,7 @@ def model_server(ray_cluster, served_dir, demo_models, grpc_port) -> str:
     config["pipeline_config_list"] = pipelines["pipelines"]
     config.setdefault("ray_serve", {}).setdefault("deployments", {}).update(pipelines["deployments"])
     add_versioned_model(config, base)
+    add_stored_models(config, object_stores, base)
     batching = prepare_batching()
     config["model_config_list"] += batching["models"]
     config.setdefault("ray_serve", {}).setdefault("deployments", {}).update(batching["deployments"])
