@@ -37,6 +37,7 @@ CPP_LOADER = ("cpp", "class MyLoader : public ovms::CustomLoaderInterface")
 CPP_LOADER_BUILD = ("sh", "g++ -std=c++17")
 CPP_LOADER_CONFIG = ("json", '"loader_name": "cpp"')
 STORED_MODEL_CONFIG = ("json", '"base_path": "s3://models/face-detection"')
+AUTOSCALING_BLOCK = ("json", '"upscale_delay_s": 5, "downscale_delay_s": 60')
 
 RUN_BY_TESTS = [
     REST_CLIENT,
@@ -60,6 +61,7 @@ RUN_BY_TESTS = [
     CPP_LOADER_BUILD,
     CPP_LOADER_CONFIG,
     STORED_MODEL_CONFIG,
+    AUTOSCALING_BLOCK,
 ]
 # Examples no test runs, and why: each is the whole suite's own setup, or needs machines it lacks.
 NOT_RUN = {

@@ -79,6 +79,11 @@ EXCLUDED = {
     "licensed": "test_loader_lifecycle expires and renews its licence",
     "versioned": "test_version_folders adds and removes its version folders",
     "recognizer-batched": "a lone request waits 10 s for a full batch (test_batching's setting)",
+    "face-s3": "face-detection's own files (fuzzed as face-detection) from S3: only their store differs",
+    "face-gs": "face-detection's own files (fuzzed as face-detection) from GCS: only their store differs",
+    "face-az": "face-detection's own files (fuzzed as face-detection) from Azure: only their store differs",
+    "stored-versions": "test_object_storage uploads and deletes its version 2",
+    "stored-missing": "its bucket does not exist: never AVAILABLE",
 }
 
 # Each dynamic dim of a valid request, per target: small, so that 10,000 cases stay quick.

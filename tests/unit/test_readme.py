@@ -143,6 +143,15 @@ def test_the_ray_serve_block_and_serve_config_args_fit_the_default_config():
     assert plan_config(parse_config(config, CONFIGS), CONFIGS, settings).errors == []
 
 
+def test_the_autoscaling_example_gives_face_detection_its_serve_options():
+    config = json.loads((CONFIGS / "config.json").read_text())
+    config["ray_serve"] = readme.config_fragment(readme.AUTOSCALING_BLOCK)["ray_serve"]
+    plan = plan_config(parse_config(config, CONFIGS), CONFIGS, PlanSettings({}, LoaderActorConfig((), ())))
+    assert plan.errors == []
+    options = plan.deployments["model.face-detection"].options
+    assert options["autoscaling_config"]["max_replicas"] == 4 and options["ray_actor_options"]["num_cpus"] == 1
+
+
 def test_the_inline_example_runs_the_ocr_nodes_inline_but_one():
     config = json.loads((CONFIGS / "config.json").read_text())
     config["ray_serve"] = readme.config_fragment(readme.INLINE_BLOCK)["ray_serve"]
