@@ -155,3 +155,18 @@ def _processes(proc: Path) -> list[Process]:
             continue  # gone meanwhile, or a kernel thread
         found.append(Process(int(entry.name), parent, command))
     return found
+
+
+def haproxies_under(root: int, proc: Path = PROC) -> list[Process]:
+    """The Ray HAProxies among ``root``'s descendants: those of the local Ray that ``root`` started."""
+    processes = _processes(proc)
+    children: dict[int, list[Process]] = {}
+    for process in processes:
+        children.setdefault(process.parent, []).append(process)
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            stack.append(child.pid)
+            if is_ray_haproxy(child):
+                found.append(child)
+    return found
