@@ -115,8 +115,11 @@ image-base: image-tools $(IMAGE_CONF)
 	  CONTAINERS_CONF=$(abspath $(IMAGE_CONF)) podman import build/bookworm-base.tar $(IMAGE_BASE); \
 	  rm -f build/bookworm-base.tar; }
 
+# HAProxy (Serve's front door, started by the smoke stage) needs over 10,000 file descriptors: the
+# build's steps get this shell's hard limit, as a pod's `ulimit -n 65536` would give them.
 image: image-base
 	CONTAINERS_CONF=$(abspath $(IMAGE_CONF)) podman build --isolation chroot --layers \
+	  --ulimit nofile=$$(ulimit -Hn):$$(ulimit -Hn) \
 	  --build-arg BASE=$(IMAGE_BASE) $(IMAGE_CA_ARGS) -t $(IMAGE) -f Containerfile .
 	@CONTAINERS_CONF=$(abspath $(IMAGE_CONF)) podman image inspect $(IMAGE) --format 'image $(IMAGE): {{.Size}} bytes'
 

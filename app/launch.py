@@ -26,7 +26,6 @@ import os
 import signal
 import tempfile
 import threading
-from pathlib import Path
 from types import FrameType
 
 import ray
@@ -58,7 +57,7 @@ def serve_container(config_path: str, host: str, port: int, grpc_port: int | Non
     settings: the image's entry point."""
     from app.deploy_config import deploy_config, dump
 
-    path = str(Path(config_path).resolve()) if "://" not in config_path else config_path
+    path = os.path.abspath(config_path) if "://" not in config_path else config_path
     config = deploy_config(path, host=host, port=port, grpc_port=grpc_port, proxy_location="HeadOnly")
     with tempfile.NamedTemporaryFile("w", prefix="rayvino-serve-", suffix=".yaml", delete=False) as file:
         file.write(dump(config))

@@ -53,12 +53,8 @@ def check_answers(port: int) -> None:
 
 def main(entrypoint: list[str]) -> int:
     port, grpc_port = sigterm.free_port(), sigterm.free_port()
-    # The build shares the machine's network: HAProxy's stats and metrics ports must be free too.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env |= {
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(sigterm.free_port()),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(sigterm.free_port()),
-    }
+    # The build shares the machine's network: Serve's other fixed ports must be free ones too.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | sigterm.serve_ports_env()
     command = [*entrypoint, "--port", str(port), "--grpc-port", str(grpc_port)]
     print(f"smoke: {' '.join(command)}", flush=True)
     started = time.monotonic()

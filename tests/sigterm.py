@@ -54,7 +54,12 @@ def astronaut_request() -> tuple[bytes, dict[str, str]]:
 
 def face_box(body: bytes, header_length: int) -> list[float] | None:
     """The one confident face of a binary face-detection answer, in pixels (None if not exactly one)."""
-    detections = np.frombuffer(body[header_length:], dtype=np.float32).reshape(200, 7)
+    return face_box_of(np.frombuffer(body[header_length:], dtype=np.float32))
+
+
+def face_box_of(detection_out: np.ndarray) -> list[float] | None:
+    """The one confident face in face-detection's ``detection_out`` [1,1,200,7], in pixels."""
+    detections = detection_out.reshape(200, 7)
     found = detections[: np.argmax(detections[:, 0] == -1)]
     found = found[found[:, 2] > 0.5]
     return None if len(found) != 1 else [float(v) * 512 for v in found[0, 3:]]
@@ -140,6 +145,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def serve_ports_env() -> dict[str, str]:
+    """Free ports for what Serve otherwise binds at fixed ports on this machine (HAProxy's stats and
+    metrics, the fallback proxy's HTTP and gRPC): a server beside other Serve instances needs them."""
+    names = (
+        "RAY_SERVE_HAPROXY_STATS_PORT",
+        "RAY_SERVE_HAPROXY_METRICS_PORT",
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
+    )
+    return {name: str(free_port()) for name in names}
 
 
 def wait_ready(process: subprocess.Popen, port: int, deadline_s: float = 300.0) -> None:

@@ -82,8 +82,7 @@ def test_sigterm_under_load_answers_every_accepted_request_stops_ray_and_exits_0
         **os.environ,
         "RAY_ADDRESS": "local",  # a new local Ray, never one that another `ray start` left running
         "RAY_TMPDIR": ray_temp,
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(sigterm.free_port()),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(sigterm.free_port()),
+        **sigterm.serve_ports_env(),
     }
     log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -107,3 +107,13 @@ def test_make_image_builds_from_a_local_base_with_chroot_isolation():
     assert "podman build --isolation chroot" in makefile
     assert "default_ulimits = []" in makefile
     assert "make image" in (REPO / ".ci" / "run").read_text()
+
+
+def test_a_library_built_by_root_can_be_loaded_by_the_images_user(tmp_path):
+    """The image builds the C nodes as root and serves as another user, who must read them."""
+    from nodes.build import compile_library
+
+    source = tmp_path / "one.c"
+    source.write_text("int one(void) { return 1; }\n")
+    compile_library(source, tmp_path / "libone.so")
+    assert (tmp_path / "libone.so").stat().st_mode & 0o005 == 0o005  # others may read and map it
