@@ -157,3 +157,12 @@ def test_the_s3_variant_names_ovms_storage_variables():
     text = MANIFEST.read_text()
     for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "S3_ENDPOINT", "s3://"):
         assert variable in text
+
+
+def test_the_readmes_serve_config_command_prints_the_manifests_serve_config_v2():
+    from tests import readme
+
+    [line] = [line for line in readme.example(readme.SERVE_CONFIG_COMMAND).text.splitlines() if "serve-config" in line]
+    argv = line.split("#")[0].split()
+    assert argv[:3] == ["python", "-m", "app"]
+    assert serve_config_command(*argv[4:]) == yaml.safe_load(rayservice()["spec"]["serveConfigV2"])
