@@ -20,7 +20,7 @@ import os
 import signal
 import time
 
-from app.leftovers import _alive, haproxies_under
+from app.leftovers import haproxies_under, is_alive
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def drain_front_door(timeout_s: float = FRONT_DOOR_DRAIN_S, root: int | None = N
     root = os.getpid() if root is None else root
     signalled: set[int] = set()
     deadline = time.monotonic() + timeout_s
-    while running := [h.pid for h in haproxies_under(root) if _alive(h.pid)]:
+    while running := [h.pid for h in haproxies_under(root) if is_alive(h.pid)]:
         for pid in set(running) - signalled:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGUSR1)

@@ -62,7 +62,10 @@ def serve_container(config_path: str, host: str, port: int, grpc_port: int | Non
     with tempfile.NamedTemporaryFile("w", prefix="rayvino-serve-", suffix=".yaml", delete=False) as file:
         file.write(dump(config))
     log.info("serving %s on %s:%d", path, host, port)
-    return serve_run([file.name])
+    try:
+        return serve_run([file.name])
+    finally:  # serve run exits (SystemExit) once it has stopped
+        os.unlink(file.name)
 
 
 def stop_on_sigterm() -> None:

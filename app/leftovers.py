@@ -121,7 +121,7 @@ def _stop(pid: int, wait_s: float) -> bool:
         log.warning("HAProxy %d is left over from an earlier Ray but belongs to another user: stop it", pid)
         return False
     deadline = time.monotonic() + wait_s
-    while _alive(pid):
+    while is_alive(pid):
         if time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):  # it may exit just now
                 os.kill(pid, signal.SIGKILL)
@@ -130,7 +130,7 @@ def _stop(pid: int, wait_s: float) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
     try:
         state = _stat(PROC / str(pid))[0]
     except (OSError, IndexError):
