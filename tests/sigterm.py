@@ -159,7 +159,7 @@ def serve_ports_env() -> dict[str, str]:
     return {name: str(free_port()) for name in names}
 
 
-def wait_ready(process: subprocess.Popen, port: int, deadline_s: float = 300.0) -> None:
+def wait_ready(process: subprocess.Popen, port: int, deadline_s: float = 600.0) -> None:
     """Until ``/v2/health/ready`` answers 200 (every deployment of the config is up)."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:

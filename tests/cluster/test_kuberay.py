@@ -110,7 +110,7 @@ class Dashboard:
         assert answer.status_code == 200, answer.text
         return answer.json()["applications"]
 
-    def wait_healthy(self, names: set[str], deadline_s: float = 240.0) -> dict:
+    def wait_healthy(self, names: set[str], deadline_s: float = 400.0) -> dict:
         """Until the named applications (and no others) are RUNNING with every deployment HEALTHY."""
         deadline, seen = time.monotonic() + deadline_s, {}
         while time.monotonic() < deadline:
@@ -205,7 +205,7 @@ def head():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-@pytest.mark.timeout(900)  # three deploys on a busy two-core machine; each wait has its own deadline
+@pytest.mark.timeout(1500)  # three deploys on a busy two-core machine; each wait has its own deadline
 def test_serve_config_v2_deploys_reapplies_without_restarts_and_adds_a_model(head):
     dashboard, volume, _ = head
     documents = manifest()

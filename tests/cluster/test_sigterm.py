@@ -72,6 +72,7 @@ def commands(config: Path, serve_yaml: Path, port: int) -> dict[str, list[str]]:
     }
 
 
+@pytest.mark.timeout(900)  # deadlines only: on a machine loaded by others a start took minutes
 @pytest.mark.parametrize("command", ["run", "serve"])
 def test_sigterm_under_load_answers_every_accepted_request_stops_ray_and_exits_0(
     command, tmp_path, ray_temp, demo_models
