@@ -8,7 +8,7 @@ AZURITE := tests/storage/node_modules/.installed
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup models nodes run check format test unit integration cluster fuzz bench lock clean
+.PHONY: setup models nodes run check format test unit integration cluster fuzz bench lock clean image image-tools image-base
 
 setup: $(STAMP) $(AZURITE) models nodes
 
@@ -95,6 +95,43 @@ lock:
 	/tmp/rayvino-lock/bin/pip install --quiet -e '.[test]'
 	(echo "# Every package rayvino installs, pinned exactly (regenerate: make lock)."; \
 	 /tmp/rayvino-lock/bin/pip freeze --exclude-editable) > requirements.lock
+
+# The container image (Containerfile), built with Debian's podman from a local Debian bookworm
+# base that mmdebstrap makes (no image registry is needed: apt and PyPI are). The build runs the
+# image's smoke test as a stage (podman run needs cgroups this machine's sandbox lacks), and
+# podman's layer cache makes a rebuild with unchanged files take seconds.
+IMAGE       ?= localhost/rayvino:latest
+IMAGE_BASE  ?= localhost/rayvino-bookworm-base:latest
+# podman's default ulimits make crun's setrlimit fail here; an empty list leaves the host's.
+IMAGE_CONF  := build/containers.conf
+# The machine's CA bundle, mounted for pip during the build (HTTPS through a proxy of its own).
+IMAGE_CA    ?= /etc/ssl/certs/ca-certificates.crt
+IMAGE_CA_ARGS = $(if $(wildcard $(IMAGE_CA)),--volume $(IMAGE_CA):/run/build-ca.crt:ro --build-arg PIP_CERT=/run/build-ca.crt)
+
+image-tools:
+	@command -v podman >/dev/null && command -v mmdebstrap >/dev/null || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends podman mmdebstrap; }
+
+$(IMAGE_CONF):
+	mkdir -p $(dir $@)
+	printf '[containers]\ndefault_ulimits = []\n' > $@
+
+# The same distribution as debian:bookworm-slim, made from the machine's apt sources (minbase:
+# essential packages and apt, plus Python 3.11), imported once.
+image-base: image-tools $(IMAGE_CONF)
+	@CONTAINERS_CONF=$(abspath $(IMAGE_CONF)) podman image exists $(IMAGE_BASE) || { \
+	  set -e; rm -f build/bookworm-base.tar; \
+	  mmdebstrap --variant=minbase --include=python3,python3-venv bookworm build/bookworm-base.tar; \
+	  CONTAINERS_CONF=$(abspath $(IMAGE_CONF)) podman import build/bookworm-base.tar $(IMAGE_BASE); \
+	  rm -f build/bookworm-base.tar; }
+
+# HAProxy (Serve's front door, started by the smoke stage) needs over 10,000 file descriptors: the
+# build's steps get this shell's hard limit, as a pod's `ulimit -n 65536` would give them.
+image: image-base
+	CONTAINERS_CONF=$(abspath $(IMAGE_CONF)) podman build --isolation chroot --layers \
+	  --ulimit nofile=$$(ulimit -Hn):$$(ulimit -Hn) \
+	  --build-arg BASE=$(IMAGE_BASE) $(IMAGE_CA_ARGS) -t $(IMAGE) -f Containerfile .
+	@CONTAINERS_CONF=$(abspath $(IMAGE_CONF)) podman image inspect $(IMAGE) --format 'image $(IMAGE): {{.Size}} bytes'
 
 clean:
 	rm -rf $(VENV) models build *.egg-info tests/storage/node_modules

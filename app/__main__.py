@@ -1,6 +1,7 @@
 """Command line: ``python -m app validate CONFIG``, ``python -m app schema``,
-``python -m app graph CONFIG PIPELINE``, ``python -m app serve-flags`` and
-``python -m app run SERVE_RUN_ARGS...``."""
+``python -m app graph CONFIG PIPELINE``, ``python -m app serve-flags``,
+``python -m app serve-config [CONFIG]``, ``python -m app run SERVE_RUN_ARGS...`` and
+``python -m app serve [CONFIG]``."""
 
 from __future__ import annotations
 
@@ -24,13 +25,36 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "serve-flags", help="print the Ray Serve settings as shell exports, for every node of a cluster"
     )
+    serve_config = commands.add_parser(
+        "serve-config",
+        help="print the Serve config (KubeRay's serveConfigV2, serve deploy's file) that serves CONFIG "
+        "on a cluster: serve_config.yaml on every interface, a proxy on every node",
+    )
+    _address_arguments(serve_config, config_default=None)
+    serve_config.add_argument("--proxy-location", default="EveryNode", choices=["EveryNode", "HeadOnly", "Disabled"])
     run = commands.add_parser("run", help="serve run, on a local Ray without the dashboard (make run)")
     run.add_argument("serve_run_args", nargs=argparse.REMAINDER, help="what serve run takes")
+    serve = commands.add_parser(
+        "serve", help="serve CONFIG on every interface on a local Ray (the container image's entry point)"
+    )
+    _address_arguments(serve, config_default="configs/config.json")
     args = parser.parse_args(argv)
     if args.command == "run":
-        from app.launch import serve_run  # Ray only for the command that needs it
+        from app.launch import serve_run  # Ray only for the commands that need it
 
         return serve_run(args.serve_run_args)
+    if args.command == "serve":
+        from app.launch import serve_container
+
+        return serve_container(args.config, args.host, args.port, args.grpc_port)
+    if args.command == "serve-config":
+        from app.deploy_config import deploy_config, dump
+
+        config = deploy_config(
+            args.config, host=args.host, port=args.port, grpc_port=args.grpc_port, proxy_location=args.proxy_location
+        )
+        print(dump(config), end="")
+        return 0
     if args.command == "serve-flags":
         print(serve_flags.exports())
         return 0
@@ -47,6 +71,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("OK")
     return 0
+
+
+def _address_arguments(parser: argparse.ArgumentParser, config_default: str | None) -> None:
+    parser.add_argument(
+        "config",
+        nargs="?",
+        default=config_default,
+        help="the OVMS config.json to serve (default: " + (config_default or "serve_config.yaml's config_path") + ")",
+    )
+    parser.add_argument("--host", default="0.0.0.0", help="REST address (default: every interface)")
+    parser.add_argument("--port", type=int, default=8000, help="REST port (default: 8000)")
+    parser.add_argument(
+        "--grpc-port", type=int, default=None, help="KServe v2 gRPC port, 0 for none (default: serve_config.yaml's)"
+    )
 
 
 def _graph(config_path: str, name: str) -> int:

@@ -9,7 +9,7 @@ changes, and each model and pipeline answers its own ``/v2/models/<name>`` route
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import os
 from typing import Any
 
 import ray
@@ -77,7 +77,9 @@ def build_app(args: dict) -> Application:
     config actor, which deploys its models, pipelines and nodes, and return the ingress."""
     settings = AppArgs.model_validate(args)
     config = load_config(settings.config_path)  # raises ConfigError: nothing is deployed
-    config_path = str(Path(settings.config_path).resolve())
+    # Absolute, symlinks kept: a Kubernetes ConfigMap's file is a link that the kubelet re-points
+    # at each change, and the watcher must follow the link, not the version it pointed at.
+    config_path = os.path.abspath(settings.config_path)
     # The config actor ends the loader actor with the app, so the loader actor's own idle
     # shutdown is off: under load it could take slow replicas for gone and end the loaders early.
     loader_actor = LoaderActorConfig((), (), settings.file_system_poll_wait_seconds, 0.0, settings.loader_actor_name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -644,6 +645,13 @@ class ServerConfig(_Strict):
 # --- loading and error reporting -------------------------------------------------------------
 
 
+def config_folder(path: str | Path) -> Path:
+    """The folder relative paths in a config resolve against: the config file's, as named, without
+    following symlinks (a Kubernetes ConfigMap's ``config.json`` links into a folder the kubelet
+    replaces on every change)."""
+    return Path(os.path.abspath(path)).parent
+
+
 def load_config(path: str | Path) -> ServerConfig:
     """Read and validate ``path``; raise ConfigError listing every problem."""
     path = Path(path)
@@ -653,7 +661,7 @@ def load_config(path: str | Path) -> ServerConfig:
         raise ConfigError([f"{path}: no such file; expected an OVMS config.json"]) from None
     except json.JSONDecodeError as exc:
         raise ConfigError([f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
-    return parse_config(data, path.resolve().parent)
+    return parse_config(data, config_folder(path))
 
 
 def parse_config(data: Any, config_dir: Path | None = None) -> ServerConfig:

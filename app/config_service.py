@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from app.config import ConfigError, ModelConfig, ServerConfig, load_config
+from app.config import ConfigError, ModelConfig, ServerConfig, config_folder, load_config
 from app.plan import Plan, Planned, PlanSettings, is_runner, loader_specs, plan_config
 from app.polling import Revision, retrieve_outcome
 
@@ -215,7 +215,7 @@ class ConfigService:
             recovering = self.state.plan is None
             before = self.state.plan or await self._recovered()
             names = before.node_names() if before is not None else {}
-            plan = plan_config(config, path.resolve().parent, self.settings.plan, names)
+            plan = plan_config(config, config_folder(path), self.settings.plan, names)
             changed = await self._apply(plan, before, recovering)
             return ReloadOutcome(changed=changed)
 
@@ -342,7 +342,7 @@ class ConfigService:
         plan = self.state.plan
         if self.state.config is None or plan is None:
             return False
-        loaders, models = loader_specs(self.state.config, Path(self.settings.config_path).resolve().parent)
+        loaders, models = loader_specs(self.state.config, config_folder(self.settings.config_path))
         if (loaders, models) == (plan.loaders, plan.loader_models):
             return False
         plan.loaders, plan.loader_models = loaders, models

@@ -121,7 +121,7 @@ def _stop(pid: int, wait_s: float) -> bool:
         log.warning("HAProxy %d is left over from an earlier Ray but belongs to another user: stop it", pid)
         return False
     deadline = time.monotonic() + wait_s
-    while _alive(pid):
+    while is_alive(pid):
         if time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):  # it may exit just now
                 os.kill(pid, signal.SIGKILL)
@@ -130,7 +130,7 @@ def _stop(pid: int, wait_s: float) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
     try:
         state = _stat(PROC / str(pid))[0]
     except (OSError, IndexError):
@@ -154,4 +154,19 @@ def _processes(proc: Path) -> list[Process]:
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile, or a kernel thread
         found.append(Process(int(entry.name), parent, command))
+    return found
+
+
+def haproxies_under(root: int, proc: Path = PROC) -> list[Process]:
+    """The Ray HAProxies among ``root``'s descendants: those of the local Ray that ``root`` started."""
+    processes = _processes(proc)
+    children: dict[int, list[Process]] = {}
+    for process in processes:
+        children.setdefault(process.parent, []).append(process)
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            stack.append(child.pid)
+            if is_ray_haproxy(child):
+                found.append(child)
     return found

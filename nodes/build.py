@@ -44,6 +44,7 @@ def compile_library(
         result = subprocess.run([*compiler, f"-I{include}", "-o", tmp, str(source)], capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"{compiler[0]} failed on {source}:\n{result.stderr}")
+        os.chmod(tmp, 0o755)  # mkstemp's file is its creator's alone; a library is for every user (the image's too)
         os.replace(tmp, output)
     finally:
         if os.path.exists(tmp):

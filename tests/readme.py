@@ -38,6 +38,7 @@ CPP_LOADER_BUILD = ("sh", "g++ -std=c++17")
 CPP_LOADER_CONFIG = ("json", '"loader_name": "cpp"')
 STORED_MODEL_CONFIG = ("json", '"base_path": "s3://models/face-detection"')
 AUTOSCALING_BLOCK = ("json", '"upscale_delay_s": 5, "downscale_delay_s": 60')
+SERVE_CONFIG_COMMAND = ("sh", "python -m app serve-config /etc/rayvino/config.json")
 
 RUN_BY_TESTS = [
     REST_CLIENT,
@@ -62,6 +63,7 @@ RUN_BY_TESTS = [
     CPP_LOADER_CONFIG,
     STORED_MODEL_CONFIG,
     AUTOSCALING_BLOCK,
+    SERVE_CONFIG_COMMAND,
 ]
 # Examples no test runs, and why: each is the whole suite's own setup, or needs machines it lacks.
 NOT_RUN = {
@@ -69,6 +71,9 @@ NOT_RUN = {
     ("sh", "ray start --head"): "a multi-machine cluster; tests/cluster covers one on this machine",
     ("sh", "make bench"): "benchmarks run on demand, never in the suite",
     ("sh", "make check     #"): "CI runs it before the suite, as .ci/run does",
+    ("sh", "make image     #"): "CI runs it after the suite, as .ci/run does; its last stage is the smoke test",
+    ("sh", "podman run -p 8000:8000"): "podman run fails in this sandbox; the image's smoke stage runs its entry point",
+    ("sh", "kubectl get rayservice"): "needs a Kubernetes cluster; tests/cluster/test_kuberay.py emulates it",
 }
 # Languages whose examples must be claimed; the log excerpt (no language) is output, not code.
 CHECKED_LANGUAGES = {"python", "json", "yaml", "c", "cpp", "mermaid", "sh"}

@@ -113,3 +113,33 @@ def test_only_haproxy_folders_no_running_haproxy_uses_and_long_unchanged_are_rem
 
 def test_no_haproxy_base_folder_removes_nothing(tmp_path: Path) -> None:
     assert remove_stale_haproxy_folders(tmp_path / "missing", tmp_path) == []
+
+
+def _fake_proc(root: Path, processes: list[Process]) -> Path:
+    for process in processes:
+        entry = root / str(process.pid)
+        entry.mkdir(parents=True)
+        (entry / "cmdline").write_bytes(process.command.replace(" ", "\0").encode() + b"\0")
+        (entry / "stat").write_text(f"{process.pid} (x y) S {process.parent} 0 0\n")
+    return root
+
+
+def test_the_haproxies_under_a_process_are_its_descendants_only(tmp_path: Path) -> None:
+    """On SIGTERM, `python -m app serve` soft-stops the HAProxies of the Ray it started, none other."""
+    from app.leftovers import haproxies_under
+
+    proc = _fake_proc(
+        tmp_path,
+        [
+            Process(100, 1, "python -m app serve"),
+            Process(101, 100, "raylet"),
+            Process(102, 101, "ray::HAProxyManager"),
+            Process(103, 102, RAY_HAPROXY),  # ours, two levels down
+            Process(200, 1, "ray start --head"),
+            Process(201, 200, "ray::HAProxyManager"),
+            Process(202, 201, RAY_HAPROXY),  # another Ray's
+        ],
+    )
+    assert [p.pid for p in haproxies_under(100, proc)] == [103]
+    assert [p.pid for p in haproxies_under(200, proc)] == [202]
+    assert haproxies_under(101, proc) and not haproxies_under(103, proc)
